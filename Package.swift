@@ -1,0 +1,120 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "orgd",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "orgd", targets: ["orgd"]),
+        .executable(name: "orgctl", targets: ["orgctl"]),
+        .library(name: "OrgdClient", targets: ["OrgdClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+    ],
+    targets: [
+        // Generated swift-protobuf code for proto/ (scripts/generate-protos).
+        .target(
+            name: "OrgdProto",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        // Status codes and the error value every layer throws; no NIO, no SQLite.
+        .target(
+            name: "OrgdCore",
+            dependencies: ["OrgdProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        // ttrpc framing: header, decoder, encoder (NIOCore only).
+        .target(
+            name: "OrgdWire",
+            dependencies: [
+                "OrgdCore", "OrgdProto",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        // The SQLite store: migrations, records, queries. Never sees a protobuf.
+        .target(
+            name: "OrgdStore",
+            dependencies: [
+                "OrgdCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The services' rules and authorisation; never sees a socket.
+        .target(
+            name: "OrgdServices",
+            dependencies: [
+                "OrgdCore", "OrgdProto", "OrgdStore",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Listeners, connections, dispatch, deadlines.
+        .target(
+            name: "OrgdServer",
+            dependencies: [
+                "OrgdCore", "OrgdWire", "OrgdServices", "OrgdStore", "OrgdProto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "orgd",
+            dependencies: [
+                "OrgdServer", "OrgdStore", "OrgdServices",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The Swift client: one multiplexed connection, typed async methods.
+        .target(
+            name: "OrgdClient",
+            dependencies: [
+                "OrgdCore", "OrgdWire", "OrgdProto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .executableTarget(
+            name: "orgctl",
+            dependencies: [
+                "OrgdClient", "OrgdCore", "OrgdProto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .testTarget(
+            name: "OrgdWireTests",
+            dependencies: [
+                "OrgdWire", "OrgdProto", "OrgdCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .testTarget(
+            name: "OrgdServicesTests",
+            dependencies: ["OrgdServices", "OrgdStore", "OrgdCore", "OrgdProto"]
+        ),
+        .testTarget(
+            name: "OrgdEndToEndTests",
+            dependencies: [
+                "OrgdServer", "OrgdClient", "OrgdStore", "OrgdServices", "OrgdProto", "OrgdCore", "OrgdWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+    ]
+)
