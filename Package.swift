@@ -22,7 +22,8 @@ let package = Package(
         // Generated swift-protobuf code for proto/ (scripts/generate-protos).
         .target(
             name: "OrgdProto",
-            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["PROTO_DIGEST"]
         ),
         // Status codes and the error value every layer throws; no NIO, no SQLite.
         .target(
@@ -54,6 +55,7 @@ let package = Package(
                 "OrgdCore", "OrgdProto", "OrgdStore",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         // Listeners, connections, dispatch, deadlines.

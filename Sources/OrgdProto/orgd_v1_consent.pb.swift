@@ -340,7 +340,7 @@ public nonisolated struct Orgd_V1_UpdateConsentRequestRequest: Sendable {
   /// Clears the value of `endTime`. Subsequent reads from it will return its default value.
   public mutating func clearEndTime() {self._endTime = nil}
 
-  public var clearEndTime_p: Bool = false
+  public var removeEndTime: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1315,7 +1315,7 @@ nonisolated extension Orgd_V1_GetConsentRequestRequest: SwiftProtobuf.Message, S
 
 nonisolated extension Orgd_V1_UpdateConsentRequestRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateConsentRequestRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}version\0\u{1}name\0\u{3}add_scopes\0\u{3}start_time\0\u{3}end_time\0\u{3}clear_end_time\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}version\0\u{1}name\0\u{3}add_scopes\0\u{3}start_time\0\u{3}end_time\0\u{3}remove_end_time\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1329,7 +1329,7 @@ nonisolated extension Orgd_V1_UpdateConsentRequestRequest: SwiftProtobuf.Message
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.addScopes) }()
       case 5: try { try decoder.decodeSingularMessageField(value: &self._startTime) }()
       case 6: try { try decoder.decodeSingularMessageField(value: &self._endTime) }()
-      case 7: try { try decoder.decodeSingularBoolField(value: &self.clearEndTime_p) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.removeEndTime) }()
       default: break
       }
     }
@@ -1358,8 +1358,8 @@ nonisolated extension Orgd_V1_UpdateConsentRequestRequest: SwiftProtobuf.Message
     try { if let v = self._endTime {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
     } }()
-    if self.clearEndTime_p != false {
-      try visitor.visitSingularBoolField(value: self.clearEndTime_p, fieldNumber: 7)
+    if self.removeEndTime != false {
+      try visitor.visitSingularBoolField(value: self.removeEndTime, fieldNumber: 7)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1371,7 +1371,7 @@ nonisolated extension Orgd_V1_UpdateConsentRequestRequest: SwiftProtobuf.Message
     if lhs.addScopes != rhs.addScopes {return false}
     if lhs._startTime != rhs._startTime {return false}
     if lhs._endTime != rhs._endTime {return false}
-    if lhs.clearEndTime_p != rhs.clearEndTime_p {return false}
+    if lhs.removeEndTime != rhs.removeEndTime {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -454,7 +454,7 @@ public nonisolated struct Orgd_V1_UpdatePatientRequest: Sendable {
   /// Clears the value of `familyName`. Subsequent reads from it will return its default value.
   public mutating func clearFamilyName() {self._familyName = nil}
 
-  /// Links the patient record to this user; "" with clear_user_id unlinks.
+  /// Links the patient record to this user; remove_user_id unlinks.
   public var userID: String {
     get {_userID ?? String()}
     set {_userID = newValue}
@@ -464,7 +464,7 @@ public nonisolated struct Orgd_V1_UpdatePatientRequest: Sendable {
   /// Clears the value of `userID`. Subsequent reads from it will return its default value.
   public mutating func clearUserID() {self._userID = nil}
 
-  public var clearUserID_p: Bool = false
+  public var removeUserID: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1483,7 +1483,7 @@ nonisolated extension Orgd_V1_GetPatientRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Orgd_V1_UpdatePatientRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdatePatientRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}version\0\u{1}title\0\u{3}given_name\0\u{3}family_name\0\u{3}user_id\0\u{3}clear_user_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}version\0\u{1}title\0\u{3}given_name\0\u{3}family_name\0\u{3}user_id\0\u{3}remove_user_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1497,7 +1497,7 @@ nonisolated extension Orgd_V1_UpdatePatientRequest: SwiftProtobuf.Message, Swift
       case 4: try { try decoder.decodeSingularStringField(value: &self._givenName) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self._familyName) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self._userID) }()
-      case 7: try { try decoder.decodeSingularBoolField(value: &self.clearUserID_p) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.removeUserID) }()
       default: break
       }
     }
@@ -1526,8 +1526,8 @@ nonisolated extension Orgd_V1_UpdatePatientRequest: SwiftProtobuf.Message, Swift
     try { if let v = self._userID {
       try visitor.visitSingularStringField(value: v, fieldNumber: 6)
     } }()
-    if self.clearUserID_p != false {
-      try visitor.visitSingularBoolField(value: self.clearUserID_p, fieldNumber: 7)
+    if self.removeUserID != false {
+      try visitor.visitSingularBoolField(value: self.removeUserID, fieldNumber: 7)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1539,7 +1539,7 @@ nonisolated extension Orgd_V1_UpdatePatientRequest: SwiftProtobuf.Message, Swift
     if lhs._givenName != rhs._givenName {return false}
     if lhs._familyName != rhs._familyName {return false}
     if lhs._userID != rhs._userID {return false}
-    if lhs.clearUserID_p != rhs.clearUserID_p {return false}
+    if lhs.removeUserID != rhs.removeUserID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -216,7 +216,7 @@ public nonisolated struct Orgd_V1_UpdateOrganizationRequest: Sendable {
   public mutating func clearIdentifier() {self._identifier = nil}
 
   /// Removes the identifier.
-  public var clearIdentifier_p: Bool = false
+  public var removeIdentifier: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -615,7 +615,7 @@ nonisolated extension Orgd_V1_GetOrganizationResponse: SwiftProtobuf.Message, Sw
 
 nonisolated extension Orgd_V1_UpdateOrganizationRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateOrganizationRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}version\0\u{1}name\0\u{1}type\0\u{1}identifier\0\u{3}clear_identifier\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}version\0\u{1}name\0\u{1}type\0\u{1}identifier\0\u{3}remove_identifier\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -628,7 +628,7 @@ nonisolated extension Orgd_V1_UpdateOrganizationRequest: SwiftProtobuf.Message, 
       case 3: try { try decoder.decodeSingularStringField(value: &self._name) }()
       case 4: try { try decoder.decodeSingularEnumField(value: &self._type) }()
       case 5: try { try decoder.decodeSingularMessageField(value: &self._identifier) }()
-      case 6: try { try decoder.decodeSingularBoolField(value: &self.clearIdentifier_p) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.removeIdentifier) }()
       default: break
       }
     }
@@ -654,8 +654,8 @@ nonisolated extension Orgd_V1_UpdateOrganizationRequest: SwiftProtobuf.Message, 
     try { if let v = self._identifier {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
     } }()
-    if self.clearIdentifier_p != false {
-      try visitor.visitSingularBoolField(value: self.clearIdentifier_p, fieldNumber: 6)
+    if self.removeIdentifier != false {
+      try visitor.visitSingularBoolField(value: self.removeIdentifier, fieldNumber: 6)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -666,7 +666,7 @@ nonisolated extension Orgd_V1_UpdateOrganizationRequest: SwiftProtobuf.Message, 
     if lhs._name != rhs._name {return false}
     if lhs._type != rhs._type {return false}
     if lhs._identifier != rhs._identifier {return false}
-    if lhs.clearIdentifier_p != rhs.clearIdentifier_p {return false}
+    if lhs.removeIdentifier != rhs.removeIdentifier {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,59 @@
+import Foundation
+import OrgdCore
+import OrgdStore
+
+/// Turns a connection and its metadata into a `Principal`.
+///
+/// On the Unix socket a call without a token is the local operator
+/// (superadmin), like docker.sock. On TCP every call needs a valid bearer
+/// token. A token is checked against the store on every call, so revoking it,
+/// or disabling its user, takes effect on the very next call.
+public struct Authenticator: Sendable {
+    let store: Store
+
+    public init(store: Store) {
+        self.store = store
+    }
+
+    public func authenticate(_ metadata: Metadata, transport: Transport) async throws -> Principal {
+        let actAs = metadata["orgd-act-as"]
+        guard let header = metadata["authorization"] else {
+            guard transport == .unix else {
+                throw RPCError(.unauthenticated, "a bearer token is required: send metadata authorization: Bearer <token>")
+            }
+            return try await principal(.localOperator, actingFor: actAs)
+        }
+        guard let secret = Self.bearerSecret(header) else {
+            throw RPCError(.unauthenticated, "authorization metadata must be \"Bearer <token>\"")
+        }
+        let found = try await store.read { tx in try tx.principal(forSecret: secret) }
+        switch found {
+        case nil:
+            throw RPCError(.unauthenticated, "the token is unknown, revoked, expired, or its user is disabled")
+        case .user(let user):
+            if actAs != nil { throw RPCError.permissionDenied("only service accounts may act for a user (orgd-act-as)") }
+            return Principal(identity: .user(user))
+        case .serviceAccount(let account):
+            if actAs != nil && !account.mayActAs {
+                throw RPCError.permissionDenied("service account \(account.name) may not act for users (orgd-act-as)")
+            }
+            return try await principal(.serviceAccount(account), actingFor: actAs)
+        }
+    }
+
+    private func principal(_ identity: Principal.Identity, actingFor userID: String?) async throws -> Principal {
+        guard let userID else { return Principal(identity: identity) }
+        let user = try await store.read { tx in try? tx.user(id: userID) }
+        guard let user, user.status != .disabled else {
+            throw RPCError.permissionDenied("orgd-act-as: no active user \(userID)")
+        }
+        return Principal(identity: identity, actingFor: user)
+    }
+
+    static func bearerSecret(_ header: String) -> String? {
+        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        let secret = parts[1].trimmingCharacters(in: .whitespaces)
+        return secret.isEmpty ? nil : String(secret)
+    }
+}

@@ -1,0 +1,56 @@
+import Foundation
+import Logging
+import OrgdCore
+import OrgdProto
+
+/// How a call reached the server.
+public enum Transport: String, Sendable {
+    case unix
+    case tcp
+}
+
+/// What the server knows about a connection, without the socket itself.
+public struct ConnectionInfo: Sendable {
+    public var transport: Transport
+    /// The peer, e.g. `127.0.0.1:52344` or `pid=42 uid=1000`.
+    public var peer: String
+    public var connectionID: UInt64
+
+    public init(transport: Transport, peer: String, connectionID: UInt64) {
+        self.transport = transport
+        self.peer = peer
+        self.connectionID = connectionID
+    }
+}
+
+/// A call's metadata: lower-cased keys, values in arrival order.
+public struct Metadata: Sendable {
+    private var entries: [(key: String, value: String)]
+
+    public init(_ keyValues: [Ttrpc_KeyValue]) {
+        entries = keyValues.map { (key: $0.key.lowercased(), value: $0.value) }
+    }
+
+    /// The first value for `key`.
+    public subscript(key: String) -> String? {
+        entries.first { $0.key == key }?.value
+    }
+}
+
+/// Everything a handler knows about the call besides its request message.
+public struct CallContext: Sendable {
+    public var principal: Principal
+    public var connection: ConnectionInfo
+    public var metadata: Metadata
+    /// `service/method`, e.g. `orgd.v1.OrganizationService/CreateOrganization`.
+    public var method: String
+    public var logger: Logger
+
+    public init(principal: Principal, connection: ConnectionInfo, metadata: Metadata, method: String, logger: Logger) {
+        self.principal = principal
+        self.connection = connection
+        self.metadata = metadata
+        self.method = method
+        self.logger = logger
+    }
+}

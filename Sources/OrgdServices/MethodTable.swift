@@ -1,0 +1,56 @@
+import OrgdCore
+import SwiftProtobuf
+
+/// One callable method: its access rule and the code that runs it on
+/// serialized bytes.
+public struct MethodHandler: Sendable {
+    public let rule: AccessRule
+    let call: @Sendable (CallContext, [UInt8]) async throws -> [UInt8]
+}
+
+/// The server's methods by service and name, built once at start-up.
+public struct MethodTable: Sendable {
+    private(set) var services: [String: [String: MethodHandler]] = [:]
+
+    public init() {}
+
+    /// Adds a unary method. The payload is decoded as `Request`; bytes that
+    /// do not decode are INVALID_ARGUMENT, before the handler runs.
+    public mutating func add<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        _ service: String, _ method: String, rule: AccessRule,
+        _ body: @escaping @Sendable (Request, CallContext) async throws -> Response
+    ) {
+        services[service, default: [:]][method] = MethodHandler(rule: rule) { context, payload in
+            let request: Request
+            do {
+                request = try Request(serializedBytes: payload)
+            } catch {
+                throw RPCError(
+                    .invalidArgument,
+                    "payload does not decode as \(Request.protoMessageName): \(error)"
+                )
+            }
+            return try await body(request, context).serializedBytes()
+        }
+    }
+
+    /// Declares methods of the schema that this build does not serve yet:
+    /// they answer UNIMPLEMENTED with a message saying so.
+    public mutating func addUnimplemented(_ service: String, _ methods: [String]) {
+        for method in methods where services[service]?[method] == nil {
+            services[service, default: [:]][method] = MethodHandler(rule: .authenticated) { _, _ in
+                throw RPCError(.unimplemented, "\(service)/\(method) is declared but not implemented yet")
+            }
+        }
+    }
+
+    /// Looks a method up; UNIMPLEMENTED, worded as ttrpc words it, when absent.
+    public func resolve(service: String, method: String) throws -> MethodHandler {
+        guard let methods = services[service] else { throw RPCError(.unimplemented, "service \(service)") }
+        guard let handler = methods[method] else { throw RPCError(.unimplemented, "method \(method)") }
+        return handler
+    }
+
+    /// Whether `service` is served at all (for health checks).
+    public func hasService(_ service: String) -> Bool { services[service] != nil }
+}

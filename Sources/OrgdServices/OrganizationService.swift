@@ -1,0 +1,102 @@
+import OrgdCore
+import OrgdProto
+import OrgdStore
+import SwiftProtobuf
+
+/// `orgd.v1.OrganizationService`: care organisations (seed 001).
+/// Every method is admin or superadmin only.
+struct OrganizationService {
+    static let name = "orgd.v1.OrganizationService"
+    let store: Store
+
+    func register(in table: inout MethodTable) {
+        table.add(Self.name, "CreateOrganization", rule: .admin, create)
+        table.add(Self.name, "GetOrganization", rule: .admin, get)
+        table.add(Self.name, "UpdateOrganization", rule: .admin, update)
+        table.add(Self.name, "ListOrganizations", rule: .admin, list)
+        table.add(Self.name, "DeactivateOrganization", rule: .admin) { (request: Orgd_V1_DeactivateOrganizationRequest, _) in
+            try await setActive(false, id: request.id, version: request.version)
+        }
+        table.add(Self.name, "ReactivateOrganization", rule: .admin) { (request: Orgd_V1_ReactivateOrganizationRequest, _) in
+            try await setActive(true, id: request.id, version: request.version)
+        }
+    }
+
+    func create(_ request: Orgd_V1_CreateOrganizationRequest, _ context: CallContext) async throws -> Orgd_V1_Organization {
+        let new = NewOrganization(
+            name: try Validation.text(request.name, field: "name"),
+            kind: try OrganizationKind(validating: request.type),
+            identifier: request.hasIdentifier ? try Self.identifier(request.identifier) : nil
+        )
+        let bytes = try await store.write(idempotency: try context.idempotencyKey(for: request)) { tx in
+            try tx.createOrganization(new).proto.serializedBytes()
+        }
+        return try Orgd_V1_Organization(serializedBytes: bytes)
+    }
+
+    func get(_ request: Orgd_V1_GetOrganizationRequest, _ context: CallContext) async throws -> Orgd_V1_GetOrganizationResponse {
+        let id = try Validation.id(request.id)
+        _ = try PageToken.pageSize(request.staffPageSize, field: "staff_page_size")
+        _ = try PageToken.pageSize(request.patientPageSize, field: "patient_page_size")
+        let organization = try await store.read { tx in try tx.organization(id: id) }
+        var response = Orgd_V1_GetOrganizationResponse()
+        response.organization = organization.proto
+        // Staff and patient lists are filled by MembershipService's tables.
+        return response
+    }
+
+    func update(_ request: Orgd_V1_UpdateOrganizationRequest, _ context: CallContext) async throws -> Orgd_V1_Organization {
+        let id = try Validation.id(request.id)
+        let version = try Validation.version(request.version)
+        var changes = OrganizationChanges()
+        if request.hasName { changes.name = try Validation.text(request.name, field: "name") }
+        if request.hasType { changes.kind = try OrganizationKind(validating: request.type) }
+        if request.hasIdentifier && request.removeIdentifier {
+            throw RPCError.invalidArgument(field: "remove_identifier", "cannot both set and clear the identifier")
+        }
+        if request.hasIdentifier { changes.identifier = .some(try Self.identifier(request.identifier)) }
+        if request.removeIdentifier { changes.identifier = .some(nil) }
+        if changes.name == nil && changes.kind == nil && changes.identifier == nil {
+            throw RPCError(.invalidArgument, "the update names no field: set name, type, identifier or remove_identifier")
+        }
+        let finalChanges = changes
+        let updated = try await store.write { tx in try tx.updateOrganization(id: id, expectedVersion: version, finalChanges) }
+        return updated.proto
+    }
+
+    func list(_ request: Orgd_V1_ListOrganizationsRequest, _ context: CallContext) async throws -> Orgd_V1_ListOrganizationsResponse {
+        let limit = try PageToken.pageSize(request.pageSize)
+        let filter = OrganizationFilter(
+            kind: request.hasType ? try OrganizationKind(validating: request.type) : nil,
+            active: request.hasActive ? request.active : nil,
+            namePrefix: try Validation.text(request.namePrefix, field: "name_prefix", required: false)
+        )
+        let scope = "organizations|\(filter.kind?.rawValue ?? "")|\(filter.active.map(String.init) ?? "")|\(filter.namePrefix)"
+        let after = try PageToken.decode(request.pageToken, scope: scope)
+        let page = try await store.read { tx in try tx.listOrganizations(filter, after: after, limit: limit) }
+        var response = Orgd_V1_ListOrganizationsResponse()
+        response.organizations = page.items.map(\.proto)
+        response.nextPageToken = PageToken.encode(after: page.nextAfter, scope: scope)
+        return response
+    }
+
+    /// Deactivating an inactive organisation (or reactivating an active one)
+    /// changes nothing and answers its current state.
+    func setActive(_ active: Bool, id rawID: String, version: Int64) async throws -> Orgd_V1_Organization {
+        let id = try Validation.id(rawID)
+        if version < 0 { throw RPCError.invalidArgument(field: "version", "must not be negative") }
+        let record = try await store.write { tx in
+            let current = try tx.organization(id: id)
+            if current.active == active && (version == 0 || version == current.version) { return current }
+            return try tx.updateOrganization(id: id, expectedVersion: version, OrganizationChanges(active: active))
+        }
+        return record.proto
+    }
+
+    static func identifier(_ identifier: Orgd_V1_Identifier) throws -> ExternalIdentifier {
+        ExternalIdentifier(
+            system: try Validation.text(identifier.system, field: "identifier.system"),
+            value: try Validation.text(identifier.value, field: "identifier.value")
+        )
+    }
+}

@@ -1,0 +1,49 @@
+import OrgdStore
+
+/// Who is calling, after authentication.
+public struct Principal: Sendable, Equatable {
+    /// The authenticated identity.
+    public enum Identity: Sendable, Equatable {
+        /// A caller on the Unix socket without a token: the local operator.
+        case localOperator
+        case user(UserRecord)
+        case serviceAccount(ServiceAccountRecord)
+    }
+
+    public var identity: Identity
+    /// The user a service account acts for (`orgd-act-as`), if any.
+    public var actingFor: UserRecord?
+
+    public init(identity: Identity, actingFor: UserRecord? = nil) {
+        self.identity = identity
+        self.actingFor = actingFor
+    }
+
+    /// The system role that authorisation uses: the acted-for user's when a
+    /// service acts for someone, so a service never lends its own rights.
+    public var systemRole: SystemRole {
+        if let actingFor { return actingFor.systemRole }
+        switch identity {
+        case .localOperator: return .superadmin
+        case .user(let user): return user.systemRole
+        case .serviceAccount(let account): return account.systemRole
+        }
+    }
+
+    /// The user whose rights apply (the caller, or the one acted for).
+    public var effectiveUser: UserRecord? {
+        if let actingFor { return actingFor }
+        if case .user(let user) = identity { return user }
+        return nil
+    }
+
+    /// A stable name for logs, audit and idempotency keys.
+    public var key: String {
+        let base = switch identity {
+        case .localOperator: "local"
+        case .user(let user): "user:\(user.id)"
+        case .serviceAccount(let account): "service:\(account.id)"
+        }
+        return actingFor.map { "\(base)>user:\($0.id)" } ?? base
+    }
+}

@@ -1,0 +1,108 @@
+import Foundation
+import OrgdCore
+import OrgdProto
+import OrgdStore
+import SwiftProtobuf
+
+// Conversions between the store's records and the schema's messages. The
+// store never sees a protobuf; this is where the two meet.
+
+extension OrganizationKind {
+    init(validating type: Orgd_V1_OrganizationType, field: String = "type") throws {
+        switch type {
+        case .hospitalTeam: self = .hospitalTeam
+        case .gpPractice: self = .gpPractice
+        case .privateClinic: self = .privateClinic
+        case .department: self = .department
+        case .teachingEstablishment: self = .teachingEstablishment
+        case .unspecified, .UNRECOGNIZED:
+            throw RPCError.invalidArgument(
+                field: field,
+                "required: one of hospital_team, gp_practice, private_clinic, department, teaching_establishment"
+            )
+        }
+    }
+
+    var proto: Orgd_V1_OrganizationType {
+        switch self {
+        case .hospitalTeam: .hospitalTeam
+        case .gpPractice: .gpPractice
+        case .privateClinic: .privateClinic
+        case .department: .department
+        case .teachingEstablishment: .teachingEstablishment
+        }
+    }
+}
+
+extension SystemRole {
+    init(validating role: Orgd_V1_SystemRole, field: String) throws {
+        switch role {
+        case .none: self = .none
+        case .admin: self = .admin
+        case .superadmin: self = .superadmin
+        case .unspecified, .UNRECOGNIZED:
+            throw RPCError.invalidArgument(field: field, "required: one of none, admin, superadmin")
+        }
+    }
+
+    var proto: Orgd_V1_SystemRole {
+        switch self {
+        case .none: .none
+        case .admin: .admin
+        case .superadmin: .superadmin
+        }
+    }
+}
+
+extension Google_Protobuf_Timestamp {
+    init(_ date: Date) {
+        self.init(date: date)
+    }
+}
+
+extension OrganizationRecord {
+    var proto: Orgd_V1_Organization {
+        var message = Orgd_V1_Organization()
+        message.id = id
+        message.name = name
+        message.type = kind.proto
+        if let identifier {
+            message.identifier.system = identifier.system
+            message.identifier.value = identifier.value
+        }
+        message.active = active
+        message.createTime = Google_Protobuf_Timestamp(createTime)
+        message.updateTime = Google_Protobuf_Timestamp(updateTime)
+        message.version = version
+        return message
+    }
+}
+
+extension ServiceAccountRecord {
+    var proto: Orgd_V1_ServiceAccount {
+        var message = Orgd_V1_ServiceAccount()
+        message.id = id
+        message.name = name
+        message.systemRole = systemRole.proto
+        message.mayActAs = mayActAs
+        message.createTime = Google_Protobuf_Timestamp(createTime)
+        return message
+    }
+}
+
+extension TokenRecord {
+    var proto: Orgd_V1_ApiToken {
+        var message = Orgd_V1_ApiToken()
+        message.id = id
+        message.prefix = prefix
+        switch owner {
+        case .user(let id): message.userID = id
+        case .serviceAccount(let id): message.serviceAccountID = id
+        }
+        message.description_p = description
+        message.createTime = Google_Protobuf_Timestamp(createTime)
+        if let expireTime { message.expireTime = Google_Protobuf_Timestamp(expireTime) }
+        if let revokeTime { message.revokeTime = Google_Protobuf_Timestamp(revokeTime) }
+        return message
+    }
+}

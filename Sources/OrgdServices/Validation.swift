@@ -1,0 +1,37 @@
+import Foundation
+import OrgdCore
+
+/// Input checks shared by the services. Each failure names the field.
+enum Validation {
+    /// A trimmed, non-empty, printable text of at most `maximum` characters
+    /// (Unicode scalars, as SQLite's `length()` counts them).
+    static func text(_ value: String, field: String, maximum: Int = 200, required: Bool = true) throws -> String {
+        let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.isEmpty {
+            if required { throw RPCError.invalidArgument(field: field, "required") }
+            return ""
+        }
+        if trimmed.unicodeScalars.count > maximum {
+            throw RPCError.invalidArgument(field: field, "at most \(maximum) characters, got \(trimmed.unicodeScalars.count)")
+        }
+        if trimmed.unicodeScalars.contains(where: { CharacterSet.controlCharacters.contains($0) }) {
+            throw RPCError.invalidArgument(field: field, "must not contain control characters")
+        }
+        return trimmed
+    }
+
+    /// A public id: a UUID in canonical lower-case form.
+    static func id(_ value: String, field: String = "id") throws -> String {
+        if value.isEmpty { throw RPCError.invalidArgument(field: field, "required") }
+        guard let uuid = UUID(uuidString: value) else {
+            throw RPCError.invalidArgument(field: field, "not a valid id (a UUID): \(value.prefix(64))")
+        }
+        return uuid.uuidString.lowercased()
+    }
+
+    /// A version the caller read: required and positive.
+    static func version(_ value: Int64, field: String = "version") throws -> Int64 {
+        guard value > 0 else { throw RPCError.invalidArgument(field: field, "required: send the version you read") }
+        return value
+    }
+}

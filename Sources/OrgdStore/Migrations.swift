@@ -1,0 +1,84 @@
+import GRDB
+
+/// The schema's history. Each migration runs once, in order, at start-up;
+/// a shipped migration is never edited, only followed by a new one.
+enum Migrations {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: organisations, principals, tokens, idempotency") { db in
+            try db.execute(sql: v1)
+        }
+        return migrator
+    }
+
+    // Constraints live here, not only in Swift: SQLite refuses what the
+    // services would refuse, whoever writes. Times are microseconds since the
+    // Unix epoch; public ids are UUID strings; `seq` gives a stable order for
+    // paging that concurrent inserts never disturb.
+    private static let v1 = """
+        CREATE TABLE organization (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          id TEXT NOT NULL UNIQUE CHECK (length(id) = 36),
+          name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 200 AND name = trim(name)),
+          type TEXT NOT NULL CHECK (type IN ('hospital_team', 'gp_practice', 'private_clinic', 'department', 'teaching_establishment')),
+          identifier_system TEXT CHECK (length(identifier_system) BETWEEN 1 AND 200),
+          identifier_value TEXT CHECK (length(identifier_value) BETWEEN 1 AND 200),
+          active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+          create_time INTEGER NOT NULL,
+          update_time INTEGER NOT NULL,
+          version INTEGER NOT NULL DEFAULT 1 CHECK (version >= 1),
+          CHECK ((identifier_system IS NULL) = (identifier_value IS NULL))
+        ) STRICT;
+        CREATE UNIQUE INDEX organization_identifier ON organization(identifier_system, identifier_value)
+          WHERE identifier_system IS NOT NULL;
+        CREATE INDEX organization_type ON organization(type, seq);
+
+        CREATE TABLE user (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          id TEXT NOT NULL UNIQUE CHECK (length(id) = 36),
+          email TEXT NOT NULL CHECK (length(email) BETWEEN 3 AND 254),
+          email_normalized TEXT NOT NULL UNIQUE CHECK (email_normalized = lower(email_normalized)),
+          title TEXT NOT NULL DEFAULT '' CHECK (length(title) <= 50),
+          given_name TEXT NOT NULL CHECK (length(given_name) BETWEEN 1 AND 200),
+          family_name TEXT NOT NULL CHECK (length(family_name) BETWEEN 1 AND 200),
+          system_role TEXT NOT NULL CHECK (system_role IN ('none', 'admin', 'superadmin')),
+          status TEXT NOT NULL CHECK (status IN ('invited', 'active', 'disabled')),
+          create_time INTEGER NOT NULL,
+          update_time INTEGER NOT NULL,
+          version INTEGER NOT NULL DEFAULT 1 CHECK (version >= 1)
+        ) STRICT;
+
+        CREATE TABLE service_account (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          id TEXT NOT NULL UNIQUE CHECK (length(id) = 36),
+          name TEXT NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 200 AND name = trim(name)),
+          system_role TEXT NOT NULL CHECK (system_role IN ('none', 'admin', 'superadmin')),
+          may_act_as INTEGER NOT NULL CHECK (may_act_as IN (0, 1)),
+          create_time INTEGER NOT NULL
+        ) STRICT;
+
+        CREATE TABLE api_token (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          id TEXT NOT NULL UNIQUE CHECK (length(id) = 36),
+          prefix TEXT NOT NULL,
+          secret_hash BLOB NOT NULL UNIQUE CHECK (length(secret_hash) = 32),
+          user_id TEXT REFERENCES user(id),
+          service_account_id TEXT REFERENCES service_account(id),
+          description TEXT NOT NULL DEFAULT '' CHECK (length(description) <= 500),
+          create_time INTEGER NOT NULL,
+          expire_time INTEGER,
+          revoke_time INTEGER,
+          CHECK ((user_id IS NULL) <> (service_account_id IS NULL))
+        ) STRICT;
+
+        CREATE TABLE idempotency_key (
+          principal TEXT NOT NULL,
+          method TEXT NOT NULL,
+          key TEXT NOT NULL CHECK (length(key) BETWEEN 1 AND 200),
+          request_digest BLOB NOT NULL,
+          response BLOB NOT NULL,
+          create_time INTEGER NOT NULL,
+          PRIMARY KEY (principal, method, key)
+        ) STRICT, WITHOUT ROWID;
+        """
+}

@@ -1,0 +1,99 @@
+import Foundation
+
+/// The five kinds of care organisation (seed 001), spelled as stored.
+public enum OrganizationKind: String, Sendable, CaseIterable {
+    case hospitalTeam = "hospital_team"
+    case gpPractice = "gp_practice"
+    case privateClinic = "private_clinic"
+    case department
+    case teachingEstablishment = "teaching_establishment"
+}
+
+/// A system-wide permission level.
+public enum SystemRole: String, Sendable, CaseIterable, Comparable {
+    case none, admin, superadmin
+
+    private var rank: Int {
+        switch self {
+        case .none: 0
+        case .admin: 1
+        case .superadmin: 2
+        }
+    }
+
+    public static func < (lhs: SystemRole, rhs: SystemRole) -> Bool { lhs.rank < rhs.rank }
+}
+
+/// Where a user's account stands.
+public enum UserStatus: String, Sendable, CaseIterable {
+    case invited, active, disabled
+}
+
+/// An external identifier such as an ODS code; unique per system.
+public struct ExternalIdentifier: Sendable, Hashable {
+    public var system: String
+    public var value: String
+    public init(system: String, value: String) {
+        self.system = system
+        self.value = value
+    }
+}
+
+/// A care organisation as stored.
+public struct OrganizationRecord: Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var kind: OrganizationKind
+    public var identifier: ExternalIdentifier?
+    public var active: Bool
+    public var createTime: Date
+    public var updateTime: Date
+    public var version: Int64
+}
+
+/// A login identity.
+public struct UserRecord: Sendable, Equatable {
+    public var id: String
+    public var email: String
+    public var title: String
+    public var givenName: String
+    public var familyName: String
+    public var systemRole: SystemRole
+    public var status: UserStatus
+    public var createTime: Date
+    public var updateTime: Date
+    public var version: Int64
+}
+
+/// A non-human caller.
+public struct ServiceAccountRecord: Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var systemRole: SystemRole
+    public var mayActAs: Bool
+    public var createTime: Date
+}
+
+/// Who a token speaks for.
+public enum TokenOwner: Sendable, Equatable {
+    case user(id: String)
+    case serviceAccount(id: String)
+}
+
+/// A bearer token's public description (never its secret).
+public struct TokenRecord: Sendable, Equatable {
+    public var id: String
+    public var prefix: String
+    public var owner: TokenOwner
+    public var description: String
+    public var createTime: Date
+    public var expireTime: Date?
+    public var revokeTime: Date?
+}
+
+/// One page of a list and where the next begins.
+public struct Page<Item: Sendable>: Sendable {
+    public var items: [Item]
+    /// The `seq` to continue after, or nil on the last page.
+    public var nextAfter: Int64?
+}

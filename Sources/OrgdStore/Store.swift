@@ -1,0 +1,153 @@
+import Crypto
+import Foundation
+import GRDB
+import Logging
+import OrgdCore
+
+/// How hard SQLite works to make a commit survive power loss.
+public enum Durability: String, Sendable, CaseIterable {
+    /// `synchronous=FULL`: a commit is on disk before it is acknowledged.
+    case full
+    /// `synchronous=NORMAL`: a commit survives a crash of orgd, but may be lost
+    /// with the machine's power.
+    case normal
+}
+
+/// The database: one `Sendable` value that owns the connection pool and the
+/// migrator, and exposes transactions whose methods keep the data consistent.
+///
+/// Reads run concurrently on GRDB's reader pool; writes are serialised on its
+/// single writer. Both run on GRDB's own threads, never on a NIO event loop.
+public struct Store: Sendable {
+    private let pool: DatabasePool
+    /// Where timestamps come from; tests inject a fixed clock.
+    public let clock: @Sendable () -> Date
+    public let path: String
+
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    public init(
+        path: String,
+        durability: Durability = .full,
+        clock: @escaping @Sendable () -> Date = { Date() },
+        logger: Logger = Logger(label: "orgd.store")
+    ) throws {
+        var configuration = Configuration()
+        configuration.foreignKeysEnabled = true
+        configuration.busyMode = .timeout(10)
+        configuration.maximumReaderCount = 8
+        let synchronous = durability == .full ? "FULL" : "NORMAL"
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+        }
+        let pool = try DatabasePool(path: path, configuration: configuration)
+        try Migrations.migrator.migrate(pool)
+        self.pool = pool
+        self.clock = clock
+        self.path = path
+        logger.info("store opened", metadata: ["store.path": "\(path)", "store.durability": "\(durability.rawValue)"])
+    }
+
+    /// Runs `body` in a read-only transaction with a consistent snapshot.
+    public func read<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) throws -> T) async throws -> T {
+        let clock = self.clock
+        return try await mapErrors {
+            try await pool.read { db in try body(StoreTransaction(db: db, now: clock())) }
+        }
+    }
+
+    /// Runs `body` in a write transaction: all of it commits, durably, or none.
+    public func write<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) throws -> T) async throws -> T {
+        let clock = self.clock
+        return try await mapErrors {
+            try await pool.write { db in try body(StoreTransaction(db: db, now: clock())) }
+        }
+    }
+
+    /// A write that a client may safely retry: the first result for
+    /// (`key.principal`, `key.method`, `key.key`) is stored with the change, in
+    /// the same transaction, and a repeat returns it instead of writing again.
+    ///
+    /// `encode` turns the result into the bytes that are kept; a repeat gets
+    /// those bytes back. Reusing a key with a different request is refused.
+    public func write(
+        idempotency key: IdempotencyKey?,
+        _ body: @escaping @Sendable (StoreTransaction) throws -> [UInt8]
+    ) async throws -> [UInt8] {
+        guard let key else { return try await write(body) }
+        return try await write { tx in
+            if let stored = try tx.idempotentResponse(for: key) { return stored }
+            let response = try body(tx)
+            try tx.recordIdempotentResponse(response, for: key)
+            return response
+        }
+    }
+
+    /// Closes every connection; later calls fail.
+    public func close() throws {
+        try pool.close()
+    }
+
+    /// Runs `PRAGMA integrity_check`; "ok" when the file is sound.
+    public func integrityCheck() async throws -> String {
+        try await pool.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? "" }
+    }
+
+    private func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as DatabaseError {
+            throw StoreErrors.rpcError(from: error)
+        }
+    }
+}
+
+/// Names one retryable create: who asked, which method, and the client's key.
+public struct IdempotencyKey: Sendable, Hashable {
+    public var principal: String
+    public var method: String
+    public var key: String
+    /// SHA-256 of the serialized request, so a key reused for another request is caught.
+    public var requestDigest: [UInt8]
+
+    public init(principal: String, method: String, key: String, request: [UInt8]) {
+        self.principal = principal
+        self.method = method
+        self.key = key
+        self.requestDigest = Array(SHA256.hash(data: request))
+    }
+}
+
+/// Maps SQLite's refusals to status codes. Specific cases (a taken unique
+/// identifier, say) are caught where they happen and named precisely; this is
+/// the fallback for what slips through.
+enum StoreErrors {
+    static func rpcError(from error: DatabaseError) -> RPCError {
+        switch error.resultCode {
+        case .SQLITE_CONSTRAINT:
+            if error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE
+                || error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY
+            {
+                return RPCError(.alreadyExists, "already exists (\(error.message ?? "unique constraint"))")
+            }
+            if error.extendedResultCode == .SQLITE_CONSTRAINT_FOREIGNKEY {
+                return RPCError(.failedPrecondition, "a referenced record does not exist or is still referenced")
+            }
+            return RPCError(.invalidArgument, "refused by the schema: \(error.message ?? "constraint failed")")
+        case .SQLITE_BUSY, .SQLITE_LOCKED:
+            return RPCError(.unavailable, "the database is busy; retry")
+        case .SQLITE_FULL:
+            return RPCError(.resourceExhausted, "the disk is full")
+        default:
+            return RPCError(.internal, "database error \(error.resultCode.rawValue)")
+        }
+    }
+}
+
+extension Date {
+    /// Microseconds since the Unix epoch, as stored.
+    var storedMicros: Int64 { Int64((timeIntervalSince1970 * 1_000_000).rounded()) }
+
+    init(storedMicros: Int64) {
+        self.init(timeIntervalSince1970: Double(storedMicros) / 1_000_000)
+    }
+}

@@ -1,0 +1,46 @@
+import Foundation
+import NIOCore
+import OrgdCore
+import OrgdProto
+import SwiftProtobuf
+
+/// Serialising the ttrpc envelope (`Request`, `Response`) to and from frames.
+public enum Envelope {
+    /// Decodes a request envelope from a frame's data.
+    public static func decodeRequest(_ buffer: ByteBuffer) throws -> Ttrpc_Request {
+        try Ttrpc_Request(serializedBytes: Array(buffer.readableBytesView))
+    }
+
+    /// Decodes a response envelope from a frame's data.
+    public static func decodeResponse(_ buffer: ByteBuffer) throws -> Ttrpc_Response {
+        try Ttrpc_Response(serializedBytes: Array(buffer.readableBytesView))
+    }
+
+    /// Serialises any message into a new buffer.
+    public static func encode(_ message: some SwiftProtobuf.Message, allocator: ByteBufferAllocator) throws -> ByteBuffer {
+        let bytes: [UInt8] = try message.serializedBytes()
+        var buffer = allocator.buffer(capacity: bytes.count)
+        buffer.writeBytes(bytes)
+        return buffer
+    }
+
+    /// A whole response frame for `streamID`: header and envelope.
+    public static func responseFrame(
+        streamID: UInt32, status: Google_Rpc_Status, payload: [UInt8] = [], allocator: ByteBufferAllocator
+    ) -> ByteBuffer {
+        var response = Ttrpc_Response()
+        response.status = status
+        response.payload = Data(payload)
+        // Serialising a message built in memory cannot fail.
+        let bytes: [UInt8] = (try? response.serializedBytes()) ?? []
+        var buffer = allocator.buffer(capacity: FrameHeader.size + bytes.count)
+        buffer.writeFrameHeader(FrameHeader(length: UInt32(bytes.count), streamID: streamID, type: .response))
+        buffer.writeBytes(bytes)
+        return buffer
+    }
+
+    /// A response frame carrying an error status.
+    public static func errorFrame(streamID: UInt32, error: RPCError, allocator: ByteBufferAllocator) -> ByteBuffer {
+        responseFrame(streamID: streamID, status: error.status, allocator: allocator)
+    }
+}
