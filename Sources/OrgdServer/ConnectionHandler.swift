@@ -1,0 +1,170 @@
+import Logging
+import NIOCore
+import OrgdCore
+import OrgdProto
+import OrgdServices
+import OrgdWire
+
+/// Sent down a connection's pipeline when the server shuts down: stop taking
+/// calls, finish those in flight, then close.
+struct DrainEvent: Sendable {}
+
+/// Serves one connection: validates each frame as containerd's ttrpc server
+/// does, runs calls concurrently, and answers each on its own stream as soon
+/// as it finishes (so answers may come back out of order).
+///
+/// All state is touched on the channel's event loop only. Calls run in tasks
+/// off the loop (the store's SQLite work runs on the store's own threads).
+final class ConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = InboundFrame
+    typealias OutboundOut = ByteBuffer
+
+    private struct InFlightCall {
+        var task: Task<Void, Never>
+        var deadline: Scheduled<Void>?
+    }
+
+    private let dispatcher: Dispatcher
+    private let maximumFrameLength: Int
+    private var info: ConnectionInfo
+    private var logger: Logger
+    private var context: ChannelHandlerContext?
+    private var lastStreamID: UInt32 = 0
+    private var inFlight: [UInt32: InFlightCall] = [:]
+    private var draining = false
+
+    init(dispatcher: Dispatcher, info: ConnectionInfo, maximumFrameLength: Int, logger: Logger) {
+        self.dispatcher = dispatcher
+        self.info = info
+        self.maximumFrameLength = maximumFrameLength
+        var logger = logger
+        logger[metadataKey: "connection.id"] = "\(info.connectionID)"
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if info.transport == .unix, let credentials = PeerCredentials.read(from: context.channel) {
+            info.peer = credentials.description
+        }
+        logger.debug("connection opened", metadata: ["connection.peer": "\(info.peer)", "connection.transport": "\(info.transport)"])
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        for call in inFlight.values {
+            call.task.cancel()
+            call.deadline?.cancel()
+        }
+        inFlight.removeAll()
+        logger.debug("connection closed")
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .oversized(let header):
+            // ttrpc answers on the offending stream and carries on.
+            respond(streamID: header.streamID, error: RPCError(
+                .resourceExhausted,
+                "message length \(header.length) exceed maximum message size of \(maximumFrameLength)"
+            ))
+        case .frame(let header, let payload):
+            // Types other than request are skipped, for forward compatibility.
+            guard header.type == .request else { return }
+            let request: Ttrpc_Request
+            do {
+                request = try Envelope.decodeRequest(payload)
+            } catch {
+                respond(streamID: header.streamID, error: RPCError(.invalidArgument, "unmarshal request error: \(error)"))
+                return
+            }
+            guard header.streamID % 2 == 1 else {
+                respond(streamID: header.streamID, error: RPCError(
+                    .invalidArgument, "StreamID must be odd for client initiated streams"))
+                return
+            }
+            guard header.streamID > lastStreamID else {
+                respond(streamID: header.streamID, error: RPCError(
+                    .invalidArgument, "StreamID cannot be re-used and must increment"))
+                return
+            }
+            lastStreamID = header.streamID
+            guard !draining else {
+                respond(streamID: header.streamID, error: RPCError(.unavailable, "the server is shutting down"))
+                return
+            }
+            start(request, streamID: header.streamID, context: context)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is DrainEvent {
+            draining = true
+            if inFlight.isEmpty { context.close(promise: nil) }
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        logger.debug("connection error, closing", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    private func start(_ request: Ttrpc_Request, streamID: UInt32, context: ChannelHandlerContext) {
+        let loop = context.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        let dispatcher = self.dispatcher
+        let info = self.info
+        let task = Task {
+            let outcome = await dispatcher.dispatch(request, connection: info)
+            loop.execute { bound.value.finish(streamID: streamID, outcome: outcome) }
+        }
+        var deadline: Scheduled<Void>?
+        if request.timeoutNano != 0 {
+            // A negative timeout has already passed, as in Go's context.WithTimeout.
+            deadline = loop.assumeIsolated().scheduleTask(in: .nanoseconds(max(0, request.timeoutNano))) {
+                self.expire(streamID: streamID)
+            }
+        }
+        inFlight[streamID] = InFlightCall(task: task, deadline: deadline)
+    }
+
+    private func expire(streamID: UInt32) {
+        guard let call = inFlight.removeValue(forKey: streamID) else { return }
+        call.task.cancel()
+        respond(streamID: streamID, error: RPCError(.deadlineExceeded, "the call's deadline (timeout_nano) passed"))
+        closeIfDrained()
+    }
+
+    private func finish(streamID: UInt32, outcome: CallOutcome) {
+        // Absent when the deadline already answered this stream.
+        guard let call = inFlight.removeValue(forKey: streamID) else { return }
+        call.deadline?.cancel()
+        guard let context else { return }
+        let frame = Envelope.responseFrame(
+            streamID: streamID, status: outcome.status, payload: outcome.payload, allocator: context.channel.allocator
+        )
+        context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+        closeIfDrained()
+    }
+
+    private func respond(streamID: UInt32, error: RPCError) {
+        guard let context else { return }
+        logger.debug("frame refused", metadata: ["rpc.stream_id": "\(streamID)", "rpc.code": "\(error.code)"])
+        let frame = Envelope.errorFrame(streamID: streamID, error: error, allocator: context.channel.allocator)
+        context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+    }
+
+    private func closeIfDrained() {
+        if draining && inFlight.isEmpty { context?.close(promise: nil) }
+    }
+}

@@ -1,0 +1,149 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import OrgdServices
+import OrgdWire
+import ServiceLifecycle
+
+/// The orgd server: listens on a Unix socket and/or TCP and serves ttrpc
+/// calls through a `Dispatcher`. As a `Service` it runs until graceful
+/// shutdown, then stops accepting, lets in-flight calls finish, and closes.
+public final class OrgdServer: Service, Sendable {
+    private struct State {
+        var listeners: [Channel] = []
+        var connections: [ObjectIdentifier: Channel] = [:]
+        var nextConnectionID: UInt64 = 1
+        var bound: BoundAddresses?
+    }
+
+    private let configuration: ServerConfiguration
+    private let dispatcher: Dispatcher
+    private let logger: Logger
+    private let group: any EventLoopGroup
+    private let state = NIOLockedValueBox(State())
+    private let onListening: @Sendable (BoundAddresses) -> Void
+
+    public init(
+        configuration: ServerConfiguration,
+        dispatcher: Dispatcher,
+        logger: Logger,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        onListening: @escaping @Sendable (BoundAddresses) -> Void = { _ in }
+    ) {
+        self.configuration = configuration
+        self.dispatcher = dispatcher
+        self.logger = logger
+        self.group = group
+        self.onListening = onListening
+    }
+
+    /// Runs until graceful shutdown (SIGTERM, SIGINT) or cancellation.
+    public func run() async throws {
+        let bound = try await start()
+        onListening(bound)
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+
+    /// Binds the configured listeners and starts accepting.
+    public func start() async throws -> BoundAddresses {
+        var bound = BoundAddresses()
+        do {
+            if let path = configuration.unixSocketPath {
+                try await UnixSocketFile.prepare(path: path, group: group)
+                let channel = try await withRestrictiveUmask(configuration.unixSocketMode) {
+                    try await bootstrap(transport: .unix).bind(unixDomainSocketPath: path).get()
+                }
+                _ = chmod(path, mode_t(configuration.unixSocketMode))
+                state.withLockedValue { $0.listeners.append(channel) }
+                bound.unixSocketPath = path
+                logger.info("listening", metadata: ["listen.unix": "\(path)"])
+            }
+            if let host = configuration.tcpHost {
+                let channel = try await bootstrap(transport: .tcp).bind(host: host, port: configuration.tcpPort).get()
+                state.withLockedValue { $0.listeners.append(channel) }
+                bound.tcpHost = host
+                bound.tcpPort = channel.localAddress?.port
+                logger.info("listening", metadata: ["listen.tcp": "\(host):\(bound.tcpPort ?? 0)"])
+            }
+        } catch {
+            await shutdown()
+            throw error
+        }
+        state.withLockedValue { $0.bound = bound }
+        return bound
+    }
+
+    /// Stops accepting, asks every connection to drain (finish in-flight
+    /// calls, refuse new ones), waits up to the drain timeout, then closes
+    /// whatever is left. Safe to call twice.
+    public func shutdown() async {
+        dispatcher.markNotServing()
+        let (listeners, connections) = state.withLockedValue { state in
+            defer { state.listeners.removeAll() }
+            return (state.listeners, Array(state.connections.values))
+        }
+        for listener in listeners { try? await listener.close() }
+        if let path = state.withLockedValue({ $0.bound?.unixSocketPath }), !listeners.isEmpty {
+            _ = unlink(path)
+        }
+        for connection in connections {
+            connection.pipeline.fireUserInboundEventTriggered(DrainEvent())
+        }
+        let closed = EventLoopFuture.andAllComplete(connections.map(\.closeFuture), on: group.any())
+        let timeout = group.any().scheduleTask(in: configuration.drainTimeout) {
+            for connection in connections { connection.close(promise: nil) }
+        }
+        try? await closed.get()
+        timeout.cancel()
+        logger.info("server stopped", metadata: ["connections.drained": "\(connections.count)"])
+    }
+
+    private func bootstrap(transport: Transport) -> ServerBootstrap {
+        let maximumFrameLength = configuration.maximumFrameLength
+        return ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { [self] channel in
+                let id = register(channel)
+                let peer = channel.remoteAddress.map { "\($0)" } ?? "unknown"
+                let handler = ConnectionHandler(
+                    dispatcher: dispatcher,
+                    info: ConnectionInfo(transport: transport, peer: peer, connectionID: id),
+                    maximumFrameLength: maximumFrameLength,
+                    logger: logger
+                )
+                return channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(ByteToMessageHandler(FrameDecoder(maximumFrameLength: maximumFrameLength)))
+                    try sync.addHandler(handler)
+                }
+            }
+    }
+
+    private func register(_ channel: Channel) -> UInt64 {
+        let key = ObjectIdentifier(channel)
+        let id = state.withLockedValue { state in
+            state.connections[key] = channel
+            defer { state.nextConnectionID += 1 }
+            return state.nextConnectionID
+        }
+        channel.closeFuture.whenComplete { [state] _ in
+            _ = state.withLockedValue { $0.connections.removeValue(forKey: key) }
+        }
+        return id
+    }
+
+    /// Creates the socket file with no more than `mode`'s permissions from the
+    /// start, so there is no moment when others could connect.
+    private func withRestrictiveUmask<T>(_ mode: UInt16, _ body: () async throws -> T) async throws -> T {
+        let previous = umask(mode_t(~mode & 0o777))
+        defer { umask(previous) }
+        return try await body()
+    }
+}

@@ -1,0 +1,136 @@
+import ArgumentParser
+import Foundation
+import Logging
+import OrgdServer
+import OrgdServices
+import OrgdStore
+import ServiceLifecycle
+
+@main
+struct Orgd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "orgd",
+        abstract: "The system of record for care organisations, memberships, invitations and consents.",
+        discussion: """
+            Every option can also be set by the environment variable in brackets; a flag wins.
+            With no options, orgd keeps its data in ./orgd.sqlite and listens on the Unix socket
+            $XDG_RUNTIME_DIR/orgd.sock (./orgd.sock when XDG_RUNTIME_DIR is unset), mode 0600.
+            TCP is off until --listen is given; every TCP call needs a bearer token.
+            """
+    )
+
+    @Option(help: "SQLite database file [ORGD_DATABASE] (default: ./orgd.sqlite).")
+    var database: String?
+
+    @Option(help: "Unix socket path [ORGD_SOCKET]; \"none\" disables it.")
+    var socket: String?
+
+    @Option(help: "Permissions of the Unix socket, octal [ORGD_SOCKET_MODE] (default: 600).")
+    var socketMode: String?
+
+    @Option(help: "TCP address HOST:PORT to listen on [ORGD_LISTEN]; port 0 picks a free port and prints it.")
+    var listen: String?
+
+    @Option(help: "SQLite durability, full or normal [ORGD_SYNCHRONOUS] (default: full).")
+    var synchronous: String?
+
+    @Option(help: "Largest frame accepted, in bytes [ORGD_MAX_FRAME_BYTES] (default: 4194304).")
+    var maxFrameBytes: Int?
+
+    @Option(help: "Seconds to let in-flight calls finish at shutdown [ORGD_DRAIN_TIMEOUT] (default: 30).")
+    var drainTimeout: Int?
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical [ORGD_LOG_LEVEL] (default: info).")
+    var logLevel: String?
+
+    func run() async throws {
+        let settings = try Settings(self, environment: ProcessInfo.processInfo.environment)
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = settings.logLevel
+            return handler
+        }
+        let logger = Logger(label: "orgd")
+        let store = try Store(path: settings.database, durability: settings.durability, logger: logger)
+        let server = OrgdServer(
+            configuration: settings.server,
+            dispatcher: Dispatcher(store: store, logger: logger),
+            logger: logger,
+            onListening: { bound in
+                // One line per listener on stdout, for scripts and tests.
+                if let path = bound.unixSocketPath { print("orgd listening on unix:\(path)") }
+                if let port = bound.tcpPort, let host = bound.tcpHost { print("orgd listening on tcp:\(host):\(port)") }
+                fflush(nil)
+            }
+        )
+        let group = ServiceGroup(
+            configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        )
+        try await group.run()
+        try store.close()
+        logger.info("orgd stopped; database closed")
+    }
+}
+
+/// Flags, environment and defaults resolved into one configuration.
+struct Settings {
+    var database: String
+    var durability: Durability
+    var logLevel: Logger.Level
+    var server: ServerConfiguration
+
+    init(_ flags: Orgd, environment: [String: String]) throws {
+        func value(_ flag: String?, _ variable: String) -> String? {
+            flag ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 }
+        }
+        database = value(flags.database, "ORGD_DATABASE") ?? "orgd.sqlite"
+
+        let synchronous = value(flags.synchronous, "ORGD_SYNCHRONOUS") ?? "full"
+        guard let durability = Durability(rawValue: synchronous.lowercased()) else {
+            throw ValidationError("--synchronous must be full or normal, not \(synchronous)")
+        }
+        self.durability = durability
+
+        let level = value(flags.logLevel, "ORGD_LOG_LEVEL") ?? "info"
+        guard let logLevel = Logger.Level(rawValue: level.lowercased()) else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        self.logLevel = logLevel
+
+        var server = ServerConfiguration()
+        let socket = value(flags.socket, "ORGD_SOCKET") ?? Self.defaultSocketPath(environment)
+        server.unixSocketPath = socket == "none" ? nil : socket
+        if let mode = value(flags.socketMode, "ORGD_SOCKET_MODE") {
+            guard let parsed = UInt16(mode, radix: 8), parsed <= 0o777 else {
+                throw ValidationError("--socket-mode must be octal permissions such as 600 or 660, not \(mode)")
+            }
+            server.unixSocketMode = parsed
+        }
+        if let listen = value(flags.listen, "ORGD_LISTEN") {
+            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+                  (0...65535).contains(port)
+            else {
+                throw ValidationError("--listen must be HOST:PORT, e.g. 127.0.0.1:7420, not \(listen)")
+            }
+            server.tcpHost = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            server.tcpPort = port
+        }
+        if let bytes = flags.maxFrameBytes ?? environment["ORGD_MAX_FRAME_BYTES"].flatMap(Int.init) {
+            guard bytes >= 1024 else { throw ValidationError("--max-frame-bytes must be at least 1024") }
+            server.maximumFrameLength = bytes
+        }
+        if let seconds = flags.drainTimeout ?? environment["ORGD_DRAIN_TIMEOUT"].flatMap(Int.init) {
+            guard seconds >= 0 else { throw ValidationError("--drain-timeout must not be negative") }
+            server.drainTimeout = .seconds(Int64(seconds))
+        }
+        guard server.unixSocketPath != nil || server.tcpHost != nil else {
+            throw ValidationError("nothing to listen on: give --socket or --listen")
+        }
+        self.server = server
+    }
+
+    static func defaultSocketPath(_ environment: [String: String]) -> String {
+        if let runtime = environment["XDG_RUNTIME_DIR"], !runtime.isEmpty { return runtime + "/orgd.sock" }
+        return "orgd.sock"
+    }
+}
