@@ -1,0 +1,69 @@
+import ArgumentParser
+import Foundation
+import OrgdClient
+import OrgdCore
+
+/// Where to connect and how to print; shared by every subcommand.
+struct ConnectionOptions: ParsableArguments {
+    @Option(help: "Unix socket of orgd [ORGD_SOCKET].")
+    var socket: String?
+
+    @Option(help: "TCP address HOST:PORT of orgd [ORGD_ADDRESS]; needs a token.")
+    var address: String?
+
+    @Option(help: "Bearer token [ORGD_TOKEN].")
+    var token: String?
+
+    @Option(help: "Act for this user id (service-account tokens only) [ORGD_ACT_AS].")
+    var actAs: String?
+
+    @Option(help: "Give up after this many seconds.")
+    var timeout: Double = 30
+
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    func validate() throws {
+        if let address, Self.parse(address: address) == nil {
+            throw ValidationError("--address must be HOST:PORT, not \(address)")
+        }
+        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+    }
+
+    var endpoint: OrgdEndpoint {
+        let environment = ProcessInfo.processInfo.environment
+        if let address = address ?? environment["ORGD_ADDRESS"], !address.isEmpty, let (host, port) = Self.parse(address: address) {
+            return .tcp(host: host, port: port)
+        }
+        if let socket = socket ?? environment["ORGD_SOCKET"], !socket.isEmpty { return .unix(path: socket) }
+        if let runtime = environment["XDG_RUNTIME_DIR"], !runtime.isEmpty { return .unix(path: runtime + "/orgd.sock") }
+        return .unix(path: "orgd.sock")
+    }
+
+    var callOptions: CallOptions { CallOptions(timeout: .milliseconds(Int64(timeout * 1000))) }
+
+    /// Connects, runs `body`, and turns failures into one line and exit 1.
+    func run(_ body: (OrgdClient) async throws -> Void) async throws {
+        let environment = ProcessInfo.processInfo.environment
+        do {
+            let client = try await OrgdClient.connect(
+                to: endpoint,
+                token: token ?? environment["ORGD_TOKEN"].flatMap { $0.isEmpty ? nil : $0 },
+                actAs: actAs ?? environment["ORGD_ACT_AS"].flatMap { $0.isEmpty ? nil : $0 }
+            )
+            defer { Task { await client.close() } }
+            try await body(client)
+        } catch let error as RPCError {
+            FileHandle.standardError.write(Data("orgctl: \(error.code): \(error.message)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+
+    static func parse(address: String) -> (String, Int)? {
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),
+              (1...65535).contains(port)
+        else { return nil }
+        let host = address[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        return host.isEmpty ? nil : (host, port)
+    }
+}

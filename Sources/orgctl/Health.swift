@@ -1,0 +1,18 @@
+import ArgumentParser
+import OrgdClient
+import OrgdProto
+
+struct Health: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Ask whether orgd is serving (grpc.health.v1); exits 0 only when it is.")
+    @OptionGroup var connection: ConnectionOptions
+    @Option(help: "A service name to ask about; empty for the whole server.") var service: String = ""
+
+    func run() async throws {
+        try await connection.run { client in
+            let response = try await client.health.check(service: service, options: connection.callOptions)
+            if connection.json { try Output.json(response) } else { print("\(response.status)".uppercased()) }
+            if response.status != .serving { throw ExitCode(1) }
+        }
+    }
+}
