@@ -97,6 +97,11 @@ final class ConnectionHandler: ChannelInboundHandler {
                 return
             }
             lastStreamID = header.streamID
+            guard request.timeoutNano >= 0 else {
+                // A negative timeout has already passed (as in Go's context.WithTimeout): don't run it.
+                respond(streamID: header.streamID, error: RPCError(.deadlineExceeded, "the call's deadline (timeout_nano) passed"))
+                return
+            }
             guard !draining else {
                 respond(streamID: header.streamID, error: RPCError(.unavailable, "the server is shutting down"))
                 return
@@ -130,8 +135,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
         var deadline: Scheduled<Void>?
         if request.timeoutNano != 0 {
-            // A negative timeout has already passed, as in Go's context.WithTimeout.
-            deadline = loop.assumeIsolated().scheduleTask(in: .nanoseconds(max(0, request.timeoutNano))) {
+            deadline = loop.assumeIsolated().scheduleTask(in: .nanoseconds(request.timeoutNano)) {
                 self.expire(streamID: streamID)
             }
         }
