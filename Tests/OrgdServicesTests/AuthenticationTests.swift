@@ -1,0 +1,137 @@
+import Foundation
+import OrgdCore
+import OrgdProto
+import Testing
+
+@Suite("authentication and access rules")
+struct AuthenticationTests {
+    static let organizationMethods = [
+        "CreateOrganization", "GetOrganization", "UpdateOrganization", "ListOrganizations",
+        "DeactivateOrganization", "ReactivateOrganization",
+    ]
+
+    @Test("TCP without a token, with a malformed header, or with an unknown token is UNAUTHENTICATED")
+    func unauthenticated() async throws {
+        let harness = try Harness()
+        let request = Orgd_V1_ListOrganizationsRequest()
+        let anonymous = try await harness.raw(Harness.organizations, "ListOrganizations", payload: request.serializedBytes(), as: .anonymous)
+        #expect(anonymous.code == .unauthenticated)
+        let basic = try await harness.raw(
+            Harness.organizations, "ListOrganizations", payload: request.serializedBytes(), as: .anonymous,
+            metadata: ["authorization": "Basic dXNlcjpwYXNz"]
+        )
+        #expect(basic.code == .unauthenticated)
+        let unknown = try await harness.raw(Harness.organizations, "ListOrganizations", payload: request.serializedBytes(), as: .token("orgd_nope"))
+        #expect(unknown.code == .unauthenticated)
+    }
+
+    @Test("a revoked token stops working on the next call")
+    func revoked() async throws {
+        let harness = try Harness()
+        let admin = try await harness.serviceToken(role: .admin)
+        _ = try await harness.listOrganizations()
+        let ok = try await harness.raw(Harness.organizations, "ListOrganizations", payload: [], as: .token(admin.secret))
+        #expect(ok.code == .ok)
+        let tokens: Orgd_V1_ListTokensResponse = try await harness.call("orgd.v1.TokenService", "ListTokens", Orgd_V1_ListTokensRequest())
+        var revoke = Orgd_V1_RevokeTokenRequest()
+        revoke.id = try #require(tokens.tokens.first).id
+        let revokedToken: Orgd_V1_ApiToken = try await harness.call("orgd.v1.TokenService", "RevokeToken", revoke)
+        #expect(revokedToken.hasRevokeTime)
+        let after = try await harness.raw(Harness.organizations, "ListOrganizations", payload: [], as: .token(admin.secret))
+        #expect(after.code == .unauthenticated)
+    }
+
+    @Test("a token stops working when it expires (clock injected, no sleeping)")
+    func expired() async throws {
+        let harness = try Harness()
+        let account = try await harness.serviceToken(role: .admin).account
+        var create = Orgd_V1_CreateTokenRequest()
+        create.serviceAccountID = account.id
+        create.expiresInSeconds = 60
+        let issued: Orgd_V1_CreateTokenResponse = try await harness.call("orgd.v1.TokenService", "CreateToken", create)
+        #expect(issued.token.expireTime.date == harness.clock.addingTimeInterval(60))
+        #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: [], as: .token(issued.secret)).code == .ok)
+        harness.advance(by: 60)
+        #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: [], as: .token(issued.secret)).code == .unauthenticated)
+    }
+
+    @Test("a disabled user's token is refused")
+    func disabledUser() async throws {
+        let harness = try Harness()
+        let disabled = try await harness.userToken(role: .admin, status: .disabled)
+        #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: [], as: .token(disabled.secret)).code == .unauthenticated)
+    }
+
+    @Test("organisation methods: admin and superadmin allowed, role none denied", arguments: organizationMethods)
+    func organizationRoles(method: String) async throws {
+        let harness = try Harness()
+        let none = try await harness.userToken(role: .none)
+        let admin = try await harness.userToken(role: .admin)
+        let superadmin = try await harness.serviceToken(role: .superadmin)
+        #expect(try await harness.raw(Harness.organizations, method, payload: [], as: .token(none.secret)).code == .permissionDenied)
+        // Allowed callers get past authorisation; the empty request then fails validation.
+        for secret in [admin.secret, superadmin.secret] {
+            let code = try await harness.raw(Harness.organizations, method, payload: [], as: .token(secret)).code
+            #expect(code != .permissionDenied && code != .unauthenticated, "\(method)")
+        }
+    }
+
+    @Test("token management is superadmin only")
+    func tokenServiceRoles() async throws {
+        let harness = try Harness()
+        let admin = try await harness.serviceToken(role: .admin)
+        let superadmin = try await harness.userToken(role: .superadmin)
+        let request = Orgd_V1_ListTokensRequest()
+        #expect(try await harness.raw("orgd.v1.TokenService", "ListTokens", payload: request.serializedBytes(), as: .token(admin.secret)).code == .permissionDenied)
+        #expect(try await harness.raw("orgd.v1.TokenService", "ListTokens", payload: request.serializedBytes(), as: .token(superadmin.secret)).code == .ok)
+    }
+
+    @Test("act-as: only allowed service accounts, and the acted-for user's role applies")
+    func actAs() async throws {
+        let harness = try Harness()
+        let plainService = try await harness.serviceToken(role: .admin)
+        let bff = try await harness.serviceToken(role: .superadmin, mayActAs: true)
+        let admin = try await harness.userToken(role: .admin)
+        let nobody = try await harness.userToken(role: .none)
+        let list: [UInt8] = try Orgd_V1_ListOrganizationsRequest().serializedBytes()
+        #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: list, as: .token(plainService.secret, actAs: admin.user.id)).code == .permissionDenied)
+        #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: list, as: .token(bff.secret, actAs: admin.user.id)).code == .ok)
+        // The service is superadmin, but acting for a role-none user it has that user's rights only.
+        #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: list, as: .token(bff.secret, actAs: nobody.user.id)).code == .permissionDenied)
+        #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: list, as: .token(bff.secret, actAs: UUID().uuidString)).code == .permissionDenied)
+        // A user's own token cannot act for someone else.
+        #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: list, as: .token(admin.secret, actAs: nobody.user.id)).code == .permissionDenied)
+    }
+
+    @Test("unknown services and methods are UNIMPLEMENTED in ttrpc's words; declared ones say not implemented yet")
+    func unimplemented() async throws {
+        let harness = try Harness()
+        let service = try await harness.raw("orgd.v1.Nope", "X", payload: [])
+        #expect(service.code == .unimplemented && service.status.message == "service orgd.v1.Nope")
+        let method = try await harness.raw(Harness.organizations, "Nope", payload: [])
+        #expect(method.code == .unimplemented && method.status.message == "method Nope")
+        let later = try await harness.raw("orgd.v1.ConsentService", "CheckAccess", payload: [])
+        #expect(later.code == .unimplemented && later.status.message.contains("not implemented yet"))
+    }
+
+    @Test("a payload that does not decode as the method's request is INVALID_ARGUMENT")
+    func undecodablePayload() async throws {
+        let harness = try Harness()
+        let outcome = try await harness.raw(Harness.organizations, "CreateOrganization", payload: [0x0a, 0xff, 0xff])
+        #expect(outcome.code == .invalidArgument)
+        #expect(outcome.status.message.contains("orgd.v1.CreateOrganizationRequest"))
+    }
+
+    @Test("health needs no token, and knows which services exist")
+    func health() async throws {
+        let harness = try Harness()
+        let any: Grpc_Health_V1_HealthCheckResponse = try await harness.call("grpc.health.v1.Health", "Check", Grpc_Health_V1_HealthCheckRequest(), as: .anonymous)
+        #expect(any.status == .serving)
+        var known = Grpc_Health_V1_HealthCheckRequest()
+        known.service = Harness.organizations
+        let served: Grpc_Health_V1_HealthCheckResponse = try await harness.call("grpc.health.v1.Health", "Check", known, as: .anonymous)
+        #expect(served.status == .serving)
+        known.service = "nope.Service"
+        #expect(await rpcError { let _: Grpc_Health_V1_HealthCheckResponse = try await harness.call("grpc.health.v1.Health", "Check", known) }?.code == .notFound)
+    }
+}
