@@ -1,0 +1,103 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import NIOCore
+import OrgdProto
+import OrgdWire
+
+/// A plain blocking socket for sending arbitrary bytes to the server and
+/// reading whole frames back: what a misbehaving client looks like.
+/// Every blocking call runs on a thread of its own, never on Swift's small
+/// cooperative pool, which the server under test needs for its calls.
+final class RawSocket: @unchecked Sendable {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    private let fd: Int32
+
+    /// Runs a blocking operation on a fresh thread.
+    static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread { continuation.resume(with: Result { try body() }) }
+            thread.start()
+        }
+    }
+
+    init(unixPath path: String) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "socket() failed") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in path.utf8.enumerated() { raw[index] = byte }
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard result == 0 else {
+            close(fd)
+            throw Failure(description: "connect(\(path)) failed: errno \(errno)")
+        }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    func send(_ bytes: [UInt8]) async throws {
+        try await Self.offPool { try self.sendBlocking(bytes) }
+    }
+
+    private func sendBlocking(_ bytes: [UInt8]) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard written > 0 else { throw Failure(description: "send failed: errno \(errno)") }
+            offset += written
+        }
+    }
+
+    /// Sends a request frame with this envelope.
+    func sendRequest(streamID: UInt32, service: String, method: String, payload: [UInt8] = [], type: MessageType = .request) async throws {
+        var request = Ttrpc_Request()
+        request.service = service
+        request.method = method
+        request.payload = Data(payload)
+        try await sendFrame(streamID: streamID, type: type, body: try request.serializedBytes())
+    }
+
+    func sendFrame(streamID: UInt32, type: MessageType = .request, body: [UInt8]) async throws {
+        var buffer = ByteBuffer()
+        buffer.writeFrame(streamID: streamID, type: type, payload: ByteBuffer(bytes: body))
+        try await send(Array(buffer.readableBytesView))
+    }
+
+    private func receiveBlocking(exactly count: Int) throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var offset = 0
+        while offset < count {
+            let received = bytes[offset...].withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard received > 0 else { throw Failure(description: "connection closed or timed out after \(offset) of \(count) bytes") }
+            offset += received
+        }
+        return bytes
+    }
+
+    /// Reads one whole frame and returns its header and raw data.
+    func receiveFrame() async throws -> (header: FrameHeader, data: [UInt8]) {
+        try await Self.offPool {
+            var header = ByteBuffer(bytes: try self.receiveBlocking(exactly: FrameHeader.size))
+            let parsed = header.readFrameHeader()!
+            return (parsed, try self.receiveBlocking(exactly: Int(parsed.length)))
+        }
+    }
+
+    /// Reads one response frame and decodes its envelope.
+    func receiveResponse() async throws -> (streamID: UInt32, response: Ttrpc_Response) {
+        let (header, data) = try await receiveFrame()
+        guard header.type == .response else { throw Failure(description: "expected a response frame, got \(header.type)") }
+        return (header.streamID, try Ttrpc_Response(serializedBytes: data))
+    }
+}

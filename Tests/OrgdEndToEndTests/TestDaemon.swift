@@ -1,0 +1,83 @@
+import Foundation
+import Logging
+import OrgdClient
+import OrgdServer
+import OrgdServices
+import OrgdStore
+
+/// A real orgd server, in this process, on a temporary Unix socket and TCP
+/// port 0, over a real SQLite file. Stop it with `stop()`.
+final class TestDaemon: Sendable {
+    let directory: String
+    let store: Store
+    let server: OrgdServer
+    let bound: BoundAddresses
+
+    private init(directory: String, store: Store, server: OrgdServer, bound: BoundAddresses) {
+        self.directory = directory
+        self.store = store
+        self.server = server
+        self.bound = bound
+    }
+
+    static func start(maximumFrameLength: Int? = nil) async throws -> TestDaemon {
+        let directory = try makeTemporaryDirectory()
+        let store = try Store(path: directory + "/orgd.sqlite")
+        // Short socket paths: sun_path holds 108 bytes.
+        var configuration = ServerConfiguration(unixSocketPath: directory + "/s", tcpHost: "127.0.0.1", tcpPort: 0)
+        if let maximumFrameLength { configuration.maximumFrameLength = maximumFrameLength }
+        configuration.drainTimeout = .seconds(5)
+        var logger = Logger(label: "orgd.test")
+        logger.logLevel = .warning
+        let server = OrgdServer(configuration: configuration, dispatcher: Dispatcher(store: store, logger: logger), logger: logger)
+        let bound = try await server.start()
+        return TestDaemon(directory: directory, store: store, server: server, bound: bound)
+    }
+
+    var unix: OrgdEndpoint { .unix(path: bound.unixSocketPath!) }
+    var tcp: OrgdEndpoint { .tcp(host: "127.0.0.1", port: bound.tcpPort!) }
+
+    func client(_ endpoint: OrgdEndpoint? = nil, token: String? = nil) async throws -> OrgdClient {
+        try await OrgdClient.connect(to: endpoint ?? unix, token: token)
+    }
+
+    /// A token for a new service account with `role`, made through the API.
+    func serviceToken(role: Orgd_V1_SystemRole, name: String = UUID().uuidString) async throws -> (id: String, secret: String) {
+        let local = try await client()
+        defer { Task { await local.close() } }
+        var account = Orgd_V1_CreateServiceAccountRequest()
+        account.name = name
+        account.systemRole = role
+        let created = try await local.tokens.createServiceAccount(account)
+        var token = Orgd_V1_CreateTokenRequest()
+        token.serviceAccountID = created.id
+        let issued = try await local.tokens.createToken(token)
+        return (issued.token.id, issued.secret)
+    }
+
+    func stop() async {
+        await server.shutdown()
+        try? store.close()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    static func makeTemporaryDirectory() throws -> String {
+        var template = Array("/tmp/orgd-e2e-XXXXXX".utf8CString)
+        guard let path = mkdtemp(&template) else { throw POSIXError(.EIO) }
+        return String(cString: path)
+    }
+}
+
+import OrgdProto
+
+/// Runs `body` against a fresh daemon and always stops it.
+func withDaemon(maximumFrameLength: Int? = nil, _ body: (TestDaemon) async throws -> Void) async throws {
+    let daemon = try await TestDaemon.start(maximumFrameLength: maximumFrameLength)
+    do {
+        try await body(daemon)
+    } catch {
+        await daemon.stop()
+        throw error
+    }
+    await daemon.stop()
+}
