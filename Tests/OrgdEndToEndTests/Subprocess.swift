@@ -1,0 +1,98 @@
+import Foundation
+
+/// Runs the built `orgd` and `orgctl` executables as a user would.
+enum Subprocess {
+    /// The directory holding the built executables: $ORGD_BIN_DIR, else the
+    /// package's default debug build folder.
+    static var binDirectory: URL {
+        if let dir = ProcessInfo.processInfo.environment["ORGD_BIN_DIR"], !dir.isEmpty {
+            return URL(fileURLWithPath: dir)
+        }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return root.appendingPathComponent(".build/debug")
+    }
+
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Runs an executable to completion, off Swift's cooperative pool.
+    static func run(_ name: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> Result {
+        let process = Process()
+        process.executableURL = binDirectory.appendingPathComponent(name)
+        process.arguments = arguments
+        var merged = ProcessInfo.processInfo.environment
+        for key in ["ORGD_SOCKET", "ORGD_ADDRESS", "ORGD_TOKEN", "ORGD_ACT_AS"] { merged[key] = nil }
+        merged.merge(environment) { $1 }
+        process.environment = merged
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        return try await RawSocket.offPool {
+            let stdout = out.fileHandleForReading.readDataToEndOfFile()
+            let stderr = err.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return Result(
+                status: process.terminationStatus,
+                stdout: String(decoding: stdout, as: UTF8.self),
+                stderr: String(decoding: stderr, as: UTF8.self)
+            )
+        }
+    }
+}
+
+/// A real `orgd` process in a temporary directory.
+final class DaemonProcess: @unchecked Sendable {
+    let process = Process()
+    let directory: String
+    let stdout = Pipe()
+    let stderr = Pipe()
+    private(set) var tcpPort: Int?
+
+    init(directory: String, arguments: [String]) throws {
+        self.directory = directory
+        process.executableURL = Subprocess.binDirectory.appendingPathComponent("orgd")
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        var environment = ProcessInfo.processInfo.environment
+        environment["XDG_RUNTIME_DIR"] = nil
+        process.environment = environment
+        process.standardOutput = stdout
+        process.standardError = stderr
+        try process.run()
+    }
+
+    /// Reads stdout until the daemon has announced `count` listeners.
+    func waitUntilListening(count: Int) async throws -> [String] {
+        try await RawSocket.offPool {
+            var text = ""
+            while text.components(separatedBy: "\n").filter({ $0.hasPrefix("orgd listening on ") }).count < count {
+                let data = self.stdout.fileHandleForReading.availableData
+                if data.isEmpty { break }
+                text += String(decoding: data, as: UTF8.self)
+            }
+            let lines = text.components(separatedBy: "\n").filter { $0.hasPrefix("orgd listening on ") }
+            if let tcp = lines.first(where: { $0.contains("tcp:") }), let port = tcp.split(separator: ":").last.flatMap({ Int($0) }) {
+                self.tcpPort = port
+            }
+            return lines
+        }
+    }
+
+    /// Sends `signal` and waits for the exit status.
+    func stop(signal: Int32 = SIGTERM) async throws -> Int32 {
+        kill(process.processIdentifier, signal)
+        return try await RawSocket.offPool {
+            self.process.waitUntilExit()
+            return self.process.terminationStatus
+        }
+    }
+
+    func errorOutput() -> String {
+        String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    }
+}
