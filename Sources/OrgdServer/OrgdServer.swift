@@ -55,10 +55,9 @@ public final class OrgdServer: Service, Sendable {
         do {
             if let path = configuration.unixSocketPath {
                 try await UnixSocketFile.prepare(path: path, group: group)
-                let channel = try await withRestrictiveUmask(configuration.unixSocketMode) {
-                    try await bootstrap(transport: .unix).bind(unixDomainSocketPath: path).get()
+                let channel = try await UnixSocketFile.bindPrivately(path: path, mode: configuration.unixSocketMode) {
+                    try await self.bootstrap(transport: .unix).bind(unixDomainSocketPath: $0).get()
                 }
-                _ = chmod(path, mode_t(configuration.unixSocketMode))
                 state.withLockedValue { $0.listeners.append(channel) }
                 bound.unixSocketPath = path
                 logger.info("listening", metadata: ["listen.unix": "\(path)"])
@@ -137,13 +136,5 @@ public final class OrgdServer: Service, Sendable {
             _ = state.withLockedValue { $0.connections.removeValue(forKey: key) }
         }
         return id
-    }
-
-    /// Creates the socket file with no more than `mode`'s permissions from the
-    /// start, so there is no moment when others could connect.
-    private func withRestrictiveUmask<T>(_ mode: UInt16, _ body: () async throws -> T) async throws -> T {
-        let previous = umask(mode_t(~mode & 0o777))
-        defer { umask(previous) }
-        return try await body()
     }
 }
