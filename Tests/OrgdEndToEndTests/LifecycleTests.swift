@@ -1,0 +1,77 @@
+import Foundation
+import OrgdClient
+import OrgdCore
+import OrgdProto
+import OrgdStore
+import Testing
+
+/// Calls that are really in flight: the test holds SQLite's single writer, so
+/// a create waits for it, exactly as it would behind a slow commit.
+@Suite("deadlines and graceful shutdown")
+struct LifecycleTests {
+    /// Holds the store's writer for `seconds`, returning once it is held.
+    static func holdWriter(_ store: Store, seconds: Double) async -> Task<Void, Never> {
+        let (held, signal) = AsyncStream<Void>.makeStream()
+        let task = Task {
+            _ = try? await store.write { _ in
+                signal.yield()
+                Thread.sleep(forTimeInterval: seconds)
+            }
+        }
+        for await _ in held { break }
+        return task
+    }
+
+    static func createRequest(_ name: String) -> Orgd_V1_CreateOrganizationRequest {
+        var request = Orgd_V1_CreateOrganizationRequest()
+        request.name = name
+        request.type = .department
+        return request
+    }
+
+    @Test("a call still running when its deadline passes is answered DEADLINE_EXCEEDED, and the connection goes on")
+    func deadlineWhileRunning() async throws {
+        try await withDaemon { daemon in
+            let client = try await daemon.client()
+            let holder = await Self.holdWriter(daemon.store, seconds: 1.0)
+            let started = ContinuousClock.now
+            let error = await rpcError {
+                _ = try await client.organizations.createOrganization(Self.createRequest("Too slow"), options: CallOptions(timeout: .milliseconds(100)))
+            }
+            #expect(error?.code == .deadlineExceeded)
+            #expect(error?.message.contains("timeout_nano") == true, "answered by the server, not the client's own timer")
+            #expect(ContinuousClock.now - started < .milliseconds(900))
+            #expect(try await client.health.check().status == .serving)
+            await holder.value
+            await client.close()
+        }
+    }
+
+    @Test("shutdown lets in-flight calls finish, answers them, and refuses new connections")
+    func drainFinishesInFlightCalls() async throws {
+        let daemon = try await TestDaemon.start()
+        let client = try await daemon.client()
+        let holder = await Self.holdWriter(daemon.store, seconds: 0.5)
+        let inFlight = Task {
+            try await withThrowingTaskGroup(of: Orgd_V1_Organization.self) { group in
+                for index in 0..<10 {
+                    group.addTask { try await client.organizations.createOrganization(Self.createRequest("In flight \(index)")) }
+                }
+                return try await group.reduce(into: [Orgd_V1_Organization]()) { $0.append($1) }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        let shutdown = Task { await daemon.server.shutdown() }
+        try await Task.sleep(for: .milliseconds(100))
+        // Listeners are closed first: a new connection is refused.
+        await #expect(throws: RPCError.self) { _ = try await OrgdClient.connect(to: daemon.unix) }
+        await holder.value
+        let finished = try await inFlight.value
+        #expect(finished.count == 10)
+        await shutdown.value
+        let stored = try await daemon.store.read { tx in try tx.listOrganizations(.init(), after: nil, limit: 100) }
+        #expect(stored.items.count == 10)
+        await client.close()
+        await daemon.stop()
+    }
+}
