@@ -28,6 +28,7 @@ public struct OrgdClient: Sendable {
     }
 
     public var organizations: OrganizationClient { OrganizationClient(connection: connection) }
+    public var memberships: MembershipClient { MembershipClient(connection: connection) }
     public var tokens: TokenClient { TokenClient(connection: connection) }
     public var health: HealthClient { HealthClient(connection: connection) }
 
@@ -74,6 +75,12 @@ public struct OrganizationClient: Sendable {
         _ request: Orgd_V1_ReactivateOrganizationRequest, options: CallOptions = CallOptions()
     ) async throws -> Orgd_V1_Organization {
         try await connection.call(service: Self.service, method: "ReactivateOrganization", request: request, options: options)
+    }
+
+    public func exportOrganizationFhir(
+        _ request: Orgd_V1_ExportOrganizationFhirRequest, options: CallOptions = CallOptions()
+    ) async throws -> Orgd_V1_ExportOrganizationFhirResponse {
+        try await connection.call(service: Self.service, method: "ExportOrganizationFhir", request: request, options: options)
     }
 }
 

@@ -1,8 +1,9 @@
 import OrgdCore
 import OrgdStore
 
-/// Who may call a method. Every method names exactly one rule in
-/// `ServiceCatalog`; this is the one place those rules are decided.
+/// Who may call a method. Every method names exactly one rule when it is
+/// registered (see each service's `register(in:)`); this file is the one
+/// place the rules are decided.
 public enum AccessRule: Sendable, Equatable {
     /// Anyone who reached the server, even unauthenticated over TCP
     /// (health checks, for load balancers and probes).
@@ -14,14 +15,28 @@ public enum AccessRule: Sendable, Equatable {
     case admin
     /// System role superadmin (tokens and service accounts).
     case superadmin
+    /// An admin, or a membership manager of the organisation the request
+    /// names (seed 001: a manager may list their own organisation's members).
+    case adminOrOrganizationManager
+    /// An admin, or the user the request is about (a user reads their own
+    /// record and their own patient record).
+    case adminOrSelf
 
-    /// Throws PERMISSION_DENIED unless `principal` satisfies the rule.
+    /// Whether the rule needs to see the request before it can decide.
+    var needsSubject: Bool {
+        self == .adminOrOrganizationManager || self == .adminOrSelf
+    }
+
+    /// The part of the decision that needs only the principal. Rules that
+    /// need the request pass admins here and leave the rest to
+    /// `check(_:subject:store:method:)`.
     public func check(_ principal: Principal, method: String) throws {
         switch self {
         case .anyone, .authenticated:
             return
-        case .admin:
-            guard principal.systemRole >= .admin else {
+        case .admin, .adminOrOrganizationManager, .adminOrSelf:
+            if principal.systemRole >= .admin { return }
+            if self == .admin || principal.effectiveUser == nil {
                 throw RPCError.permissionDenied("\(method) requires the admin or superadmin system role")
             }
         case .superadmin:
@@ -30,4 +45,37 @@ public enum AccessRule: Sendable, Equatable {
             }
         }
     }
+
+    /// The part of the decision that depends on what the request is about.
+    func check(_ principal: Principal, subject: AccessSubject, store: Store, method: String) async throws {
+        guard needsSubject, principal.systemRole < .admin else { return }
+        guard let user = principal.effectiveUser else {
+            throw RPCError.permissionDenied("\(method) requires the admin or superadmin system role")
+        }
+        let allowed: Bool
+        switch (self, subject) {
+        case (.adminOrOrganizationManager, .organization(let organizationID)):
+            allowed = try await store.read { tx in try tx.isMembershipManager(userID: user.id, organizationID: organizationID) }
+        case (.adminOrSelf, .user(let userID)):
+            allowed = userID == user.id
+        case (.adminOrSelf, .patient(let patientID)):
+            allowed = try await store.read { tx in try tx.patient(forUser: user.id)?.id == patientID }
+        default:
+            allowed = false
+        }
+        guard allowed else {
+            throw RPCError.permissionDenied(
+                self == .adminOrSelf
+                    ? "\(method): only admins may see other people's records"
+                    : "\(method) requires the admin role or being a membership manager of this organization"
+            )
+        }
+    }
+}
+
+/// What a request is about, for rules that depend on it.
+public enum AccessSubject: Sendable, Equatable {
+    case organization(String)
+    case user(String)
+    case patient(String)
 }

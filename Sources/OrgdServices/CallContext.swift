@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import OrgdCore
 import OrgdProto
+import OrgdStore
 
 /// How a call reached the server.
 public enum Transport: String, Sendable {
@@ -45,12 +46,15 @@ public struct CallContext: Sendable {
     /// `service/method`, e.g. `orgd.v1.OrganizationService/CreateOrganization`.
     public var method: String
     public var logger: Logger
+    /// The store, for access rules that depend on the data.
+    let store: Store
 
-    public init(principal: Principal, connection: ConnectionInfo, metadata: Metadata, method: String, logger: Logger) {
+    init(principal: Principal, connection: ConnectionInfo, metadata: Metadata, method: String, logger: Logger, store: Store) {
         self.principal = principal
         self.connection = connection
         self.metadata = metadata
         self.method = method
         self.logger = logger
+        self.store = store
     }
 }

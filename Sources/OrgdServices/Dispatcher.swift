@@ -19,12 +19,14 @@ public struct Dispatcher: Sendable {
     private let authenticator: Authenticator
     private let logger: Logger
     private let serving: NIOLockedValueBox<Bool>
+    private let store: Store
 
     public init(store: Store, logger: Logger) {
         let serving = NIOLockedValueBox(true)
         var table = MethodTable()
         OrganizationService(store: store).register(in: &table)
         TokenService(store: store).register(in: &table)
+        MembershipService(store: store).register(in: &table)
         for (service, methods) in ServiceCatalog.declared { table.addUnimplemented(service, methods) }
         let services = Set(ServiceCatalog.declared.keys)
         HealthService.register(
@@ -35,6 +37,7 @@ public struct Dispatcher: Sendable {
         self.authenticator = Authenticator(store: store)
         self.logger = logger
         self.serving = serving
+        self.store = store
     }
 
     /// Health checks answer NOT_SERVING from now on (set while draining).
@@ -60,7 +63,7 @@ public struct Dispatcher: Sendable {
             }
             logger[metadataKey: "rpc.principal"] = "\(principal.key)"
             try handler.rule.check(principal, method: method)
-            let context = CallContext(principal: principal, connection: connection, metadata: metadata, method: method, logger: logger)
+            let context = CallContext(principal: principal, connection: connection, metadata: metadata, method: method, logger: logger, store: store)
             let payload = try await handler.call(context, [UInt8](request.payload))
             logger.debug("call ok")
             var status = Google_Rpc_Status()

@@ -16,10 +16,16 @@ public struct MethodTable: Sendable {
 
     /// Adds a unary method. The payload is decoded as `Request`; bytes that
     /// do not decode are INVALID_ARGUMENT, before the handler runs.
+    ///
+    /// Rules that depend on the request (`AccessRule.needsSubject`) take
+    /// `subject`, which says what the request is about; they are checked after
+    /// decoding and before the handler runs.
     public mutating func add<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
         _ service: String, _ method: String, rule: AccessRule,
+        subject: (@Sendable (Request) -> AccessSubject)? = nil,
         _ body: @escaping @Sendable (Request, CallContext) async throws -> Response
     ) {
+        precondition(rule.needsSubject == (subject != nil), "\(service)/\(method): rule \(rule) and subject disagree")
         services[service, default: [:]][method] = MethodHandler(rule: rule) { context, payload in
             let request: Request
             do {
@@ -29,6 +35,9 @@ public struct MethodTable: Sendable {
                     .invalidArgument,
                     "payload does not decode as \(Request.protoMessageName): \(error)"
                 )
+            }
+            if let subject {
+                try await rule.check(context.principal, subject: subject(request), store: context.store, method: context.method)
             }
             return try await body(request, context).serializedBytes()
         }

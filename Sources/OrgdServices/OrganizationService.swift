@@ -20,6 +20,12 @@ struct OrganizationService {
         table.add(Self.name, "ReactivateOrganization", rule: .admin) { (request: Orgd_V1_ReactivateOrganizationRequest, _) in
             try await setActive(true, id: request.id, version: request.version)
         }
+        table.add(Self.name, "ExportOrganizationFhir", rule: .admin) { (request: Orgd_V1_ExportOrganizationFhirRequest, _) in
+            let id = try Validation.id(request.id)
+            var response = Orgd_V1_ExportOrganizationFhirResponse()
+            response.bundleJson = try await store.read { tx in try FhirExport.bundle(organizationID: id, tx) }
+            return response
+        }
     }
 
     func create(_ request: Orgd_V1_CreateOrganizationRequest, _ context: CallContext) async throws -> Orgd_V1_Organization {
@@ -36,12 +42,26 @@ struct OrganizationService {
 
     func get(_ request: Orgd_V1_GetOrganizationRequest, _ context: CallContext) async throws -> Orgd_V1_GetOrganizationResponse {
         let id = try Validation.id(request.id)
-        _ = try PageToken.pageSize(request.staffPageSize, field: "staff_page_size")
-        _ = try PageToken.pageSize(request.patientPageSize, field: "patient_page_size")
-        let organization = try await store.read { tx in try tx.organization(id: id) }
+        let staffLimit = try PageToken.pageSize(request.staffPageSize, field: "staff_page_size")
+        let patientLimit = try PageToken.pageSize(request.patientPageSize, field: "patient_page_size")
+        let staffAfter = try PageToken.decode(request.staffPageToken, scope: "staff|\(id)", field: "staff_page_token")
+        let patientAfter = try PageToken.decode(request.patientPageToken, scope: "patients|\(id)", field: "patient_page_token")
+        // One read transaction: the lists and the counts agree with each other.
+        let (organization, staff, staffCount, patients, patientCount) = try await store.read { tx in
+            (try tx.organization(id: id),
+             try tx.listStaffMembers(organizationID: id, after: staffAfter, limit: staffLimit),
+             try tx.staffCount(organizationID: id),
+             try tx.listPatientMembers(organizationID: id, after: patientAfter, limit: patientLimit),
+             try tx.patientCount(organizationID: id))
+        }
         var response = Orgd_V1_GetOrganizationResponse()
         response.organization = organization.proto
-        // Staff and patient lists are filled by MembershipService's tables.
+        response.staff = staff.items.map(\.proto)
+        response.staffCount = staffCount
+        response.nextStaffPageToken = PageToken.encode(after: staff.nextAfter, scope: "staff|\(id)")
+        response.patients = patients.items.map(\.proto)
+        response.patientCount = patientCount
+        response.nextPatientPageToken = PageToken.encode(after: patients.nextAfter, scope: "patients|\(id)")
         return response
     }
 

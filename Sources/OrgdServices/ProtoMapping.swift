@@ -106,3 +106,103 @@ extension TokenRecord {
         return message
     }
 }
+
+extension UserStatus {
+    init(validating status: Orgd_V1_UserStatus, field: String) throws {
+        switch status {
+        case .invited: self = .invited
+        case .active: self = .active
+        case .disabled: self = .disabled
+        case .unspecified, .UNRECOGNIZED:
+            throw RPCError.invalidArgument(field: field, "required: one of invited, active, disabled")
+        }
+    }
+
+    var proto: Orgd_V1_UserStatus {
+        switch self {
+        case .invited: .invited
+        case .active: .active
+        case .disabled: .disabled
+        }
+    }
+}
+
+extension StaffRoles {
+    /// A non-empty set of known roles; duplicates are harmless.
+    init(validating roles: [Orgd_V1_StaffRole], field: String = "roles") throws {
+        var result = StaffRoles(membershipManager: false, agent: false)
+        for role in roles {
+            switch role {
+            case .membershipManager: result.membershipManager = true
+            case .agent: result.agent = true
+            case .unspecified, .UNRECOGNIZED:
+                throw RPCError.invalidArgument(field: field, "each role must be membership_manager or agent")
+            }
+        }
+        if result.isEmpty { throw RPCError.invalidArgument(field: field, "at least one of membership_manager, agent") }
+        self = result
+    }
+
+    var proto: [Orgd_V1_StaffRole] {
+        (membershipManager ? [.membershipManager] : []) + (agent ? [.agent] : [])
+    }
+}
+
+extension UserRecord {
+    var proto: Orgd_V1_User {
+        var message = Orgd_V1_User()
+        message.id = id
+        message.email = email
+        message.title = title
+        message.givenName = givenName
+        message.familyName = familyName
+        message.systemRole = systemRole.proto
+        message.status = status.proto
+        message.createTime = Google_Protobuf_Timestamp(createTime)
+        message.updateTime = Google_Protobuf_Timestamp(updateTime)
+        message.version = version
+        return message
+    }
+}
+
+extension PatientRecord {
+    var proto: Orgd_V1_Patient {
+        var message = Orgd_V1_Patient()
+        message.id = id
+        message.title = title
+        message.givenName = givenName
+        message.familyName = familyName
+        message.userID = userID ?? ""
+        message.createTime = Google_Protobuf_Timestamp(createTime)
+        message.updateTime = Google_Protobuf_Timestamp(updateTime)
+        message.version = version
+        return message
+    }
+}
+
+extension StaffMember {
+    var proto: Orgd_V1_StaffMembership {
+        var message = Orgd_V1_StaffMembership()
+        message.organizationID = membership.organizationID
+        message.userID = membership.userID
+        message.roles = membership.roles.proto
+        message.isPrimary = membership.isPrimary
+        message.createTime = Google_Protobuf_Timestamp(membership.createTime)
+        message.updateTime = Google_Protobuf_Timestamp(membership.updateTime)
+        message.user = user.proto
+        return message
+    }
+}
+
+extension PatientMember {
+    var proto: Orgd_V1_PatientMembership {
+        var message = Orgd_V1_PatientMembership()
+        message.organizationID = membership.organizationID
+        message.patientID = membership.patientID
+        message.isPrimary = membership.isPrimary
+        message.createTime = Google_Protobuf_Timestamp(membership.createTime)
+        message.updateTime = Google_Protobuf_Timestamp(membership.updateTime)
+        message.patient = patient.proto
+        return message
+    }
+}

@@ -35,3 +35,22 @@ enum Validation {
         return value
     }
 }
+
+extension Validation {
+    /// A plausible e-mail address: one `@`, a local part of 1–64 characters, a
+    /// domain of dot-separated labels, no spaces; at most 254 characters.
+    static func email(_ value: String, field: String = "email") throws -> String {
+        let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.isEmpty { throw RPCError.invalidArgument(field: field, "required") }
+        let parts = trimmed.split(separator: "@", omittingEmptySubsequences: false)
+        let labels = parts.count == 2 ? parts[1].split(separator: ".", omittingEmptySubsequences: false) : []
+        let valid = trimmed.utf8.count <= 254
+            && parts.count == 2
+            && (1...64).contains(parts[0].utf8.count)
+            && labels.count >= 2
+            && labels.allSatisfy { !$0.isEmpty && $0.utf8.count <= 63 && !$0.hasPrefix("-") && !$0.hasSuffix("-") }
+            && !trimmed.unicodeScalars.contains { CharacterSet.whitespacesAndNewlines.contains($0) || CharacterSet.controlCharacters.contains($0) }
+        guard valid else { throw RPCError.invalidArgument(field: field, "not a valid e-mail address: \(trimmed.prefix(254))") }
+        return trimmed
+    }
+}

@@ -8,6 +8,9 @@ enum Migrations {
         migrator.registerMigration("v1: organisations, principals, tokens, idempotency") { db in
             try db.execute(sql: v1)
         }
+        migrator.registerMigration("v2: patients, staff and patient memberships") { db in
+            try db.execute(sql: v2)
+        }
         return migrator
     }
 
@@ -80,5 +83,51 @@ enum Migrations {
           create_time INTEGER NOT NULL,
           PRIMARY KEY (principal, method, key)
         ) STRICT, WITHOUT ROWID;
+        """
+
+    // Staff and patients live in separate tables (seed 001's GDPR segregation):
+    // no query that lists one reads the other. Roles are two flags so that the
+    // access check can find agents with an index. At most one primary
+    // membership per user and per patient is the schema's rule, not the code's.
+    private static let v2 = """
+        CREATE TABLE patient (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          id TEXT NOT NULL UNIQUE CHECK (length(id) = 36),
+          title TEXT NOT NULL DEFAULT '' CHECK (length(title) <= 50),
+          given_name TEXT NOT NULL CHECK (length(given_name) BETWEEN 1 AND 200),
+          family_name TEXT NOT NULL CHECK (length(family_name) BETWEEN 1 AND 200),
+          user_id TEXT UNIQUE REFERENCES user(id),
+          create_time INTEGER NOT NULL,
+          update_time INTEGER NOT NULL,
+          version INTEGER NOT NULL DEFAULT 1 CHECK (version >= 1)
+        ) STRICT;
+        CREATE INDEX patient_family_name ON patient(family_name COLLATE NOCASE, seq);
+
+        CREATE TABLE organization_staff_member (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          organization_id TEXT NOT NULL REFERENCES organization(id),
+          user_id TEXT NOT NULL REFERENCES user(id),
+          is_membership_manager INTEGER NOT NULL CHECK (is_membership_manager IN (0, 1)),
+          is_agent INTEGER NOT NULL CHECK (is_agent IN (0, 1)),
+          is_primary INTEGER NOT NULL DEFAULT 0 CHECK (is_primary IN (0, 1)),
+          create_time INTEGER NOT NULL,
+          update_time INTEGER NOT NULL,
+          UNIQUE (organization_id, user_id),
+          CHECK (is_membership_manager = 1 OR is_agent = 1)
+        ) STRICT;
+        CREATE UNIQUE INDEX staff_one_primary_per_user ON organization_staff_member(user_id) WHERE is_primary = 1;
+        CREATE INDEX staff_by_user ON organization_staff_member(user_id, organization_id);
+
+        CREATE TABLE organization_patient_member (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          organization_id TEXT NOT NULL REFERENCES organization(id),
+          patient_id TEXT NOT NULL REFERENCES patient(id),
+          is_primary INTEGER NOT NULL DEFAULT 0 CHECK (is_primary IN (0, 1)),
+          create_time INTEGER NOT NULL,
+          update_time INTEGER NOT NULL,
+          UNIQUE (organization_id, patient_id)
+        ) STRICT;
+        CREATE UNIQUE INDEX patient_one_primary_per_patient ON organization_patient_member(patient_id) WHERE is_primary = 1;
+        CREATE INDEX patient_member_by_patient ON organization_patient_member(patient_id, organization_id);
         """
 }

@@ -97,3 +97,46 @@ public struct Page<Item: Sendable>: Sendable {
     /// The `seq` to continue after, or nil on the last page.
     public var nextAfter: Int64?
 }
+
+/// A patient record, optionally linked to the user who logs in as the patient.
+public struct PatientRecord: Sendable, Equatable {
+    public var id: String
+    public var title: String
+    public var givenName: String
+    public var familyName: String
+    public var userID: String?
+    public var createTime: Date
+    public var updateTime: Date
+    public var version: Int64
+}
+
+/// A staff member's roles in one organisation (seed 000: a membership manager
+/// is not an agent; the two are independent).
+public struct StaffRoles: Sendable, Hashable {
+    public var membershipManager: Bool
+    public var agent: Bool
+    public init(membershipManager: Bool, agent: Bool) {
+        self.membershipManager = membershipManager
+        self.agent = agent
+    }
+    public var isEmpty: Bool { !membershipManager && !agent }
+}
+
+/// A user's membership of an organisation as staff.
+public struct StaffMembershipRecord: Sendable, Equatable {
+    public var organizationID: String
+    public var userID: String
+    public var roles: StaffRoles
+    public var isPrimary: Bool
+    public var createTime: Date
+    public var updateTime: Date
+}
+
+/// A patient's membership of an organisation.
+public struct PatientMembershipRecord: Sendable, Equatable {
+    public var organizationID: String
+    public var patientID: String
+    public var isPrimary: Bool
+    public var createTime: Date
+    public var updateTime: Date
+}

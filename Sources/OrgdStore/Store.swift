@@ -29,15 +29,23 @@ public struct Store: Sendable {
         path: String,
         durability: Durability = .full,
         clock: @escaping @Sendable () -> Date = { Date() },
-        logger: Logger = Logger(label: "orgd.store")
+        logger: Logger = Logger(label: "orgd.store"),
+        sqlTrace: (@Sendable (String) -> Void)? = nil
     ) throws {
         var configuration = Configuration()
         configuration.foreignKeysEnabled = true
         configuration.busyMode = .timeout(10)
         configuration.maximumReaderCount = 8
         let synchronous = durability == .full ? "FULL" : "NORMAL"
+        // Every statement goes to `sqlTrace` when given, else to the log at trace level.
+        var trace = sqlTrace
+        if trace == nil && logger.logLevel <= .trace {
+            trace = { @Sendable statement in logger.trace("sql", metadata: ["sql": "\(statement)"]) }
+        }
+        let statementTrace = trace
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+            if let statementTrace { db.trace { statementTrace($0.description) } }
         }
         let pool = try DatabasePool(path: path, configuration: configuration)
         try Migrations.migrator.migrate(pool)

@@ -40,12 +40,7 @@ extension StoreTransaction {
     /// Creates a user; ALREADY_EXISTS when the e-mail (in any case) is taken.
     public func createUser(_ new: NewUser) throws -> UserRecord {
         let normalized = new.email.lowercased()
-        if let holder = try String.fetchOne(db.cachedStatement(sql: "SELECT id FROM user WHERE email_normalized = ?"), arguments: [normalized]) {
-            throw RPCError(
-                .alreadyExists, "email: \(new.email) is already used by user \(holder)",
-                fieldViolations: [.init(field: "email", description: "already used by user \(holder)")]
-            )
-        }
+        try checkEmailFree(new.email, except: nil)
         let id = UUID().uuidString.lowercased()
         try execute(
             """

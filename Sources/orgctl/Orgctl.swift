@@ -4,13 +4,16 @@ import ArgumentParser
 struct Orgctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "orgctl",
-        abstract: "Talk to orgd: organisations, tokens, service accounts, health.",
+        abstract: "Talk to orgd: organisations, people, memberships, tokens, health.",
         discussion: """
             Connects to the Unix socket by default ($ORGD_SOCKET, else $XDG_RUNTIME_DIR/orgd.sock, else ./orgd.sock),
             or to TCP with --address HOST:PORT ($ORGD_ADDRESS), which needs --token ($ORGD_TOKEN).
             Prints tables for people; --json prints one JSON document for scripts.
             On failure prints one line to standard error and exits non-zero.
             """,
-        subcommands: [Org.self, Token.self, ServiceAccount.self, Health.self]
+        subcommands: [
+            Org.self, User.self, Patient.self, Staff.self, PatientMember.self, Whoami.self, My.self, Fhir.self,
+            Token.self, ServiceAccount.self, Health.self,
+        ]
     )
 }

@@ -24,12 +24,18 @@ final class Harness: Sendable {
     let dispatcher: Dispatcher
     private let now: NIOLockedValueBox<Date>
 
-    init() throws {
+    /// Every SQL statement the store ran, when `recordSQL` was set.
+    let statements = NIOLockedValueBox<[String]>([])
+
+    init(recordSQL: Bool = false) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("orgd-services-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let now = NIOLockedValueBox(Date(timeIntervalSince1970: 1_800_000_000))
         self.now = now
-        store = try Store(path: directory.appendingPathComponent("orgd.sqlite").path, clock: { now.withLockedValue { $0 } })
+        let statements = self.statements
+        let record: @Sendable (String) -> Void = { sql in statements.withLockedValue { $0.append(sql) } }
+        let clock: @Sendable () -> Date = { now.withLockedValue { $0 } }
+        store = try Store(path: directory.appendingPathComponent("orgd.sqlite").path, clock: clock, sqlTrace: recordSQL ? record : nil)
         dispatcher = Dispatcher(store: store, logger: Logger(label: "test"))
     }
 
@@ -158,5 +164,64 @@ func rpcError(_ body: () async throws -> Void) async -> RPCError? {
         return error
     } catch {
         return RPCError(.unknown, "\(error)")
+    }
+}
+
+/// Shorthands for MembershipService calls.
+extension Harness {
+    static let memberships = "orgd.v1.MembershipService"
+
+    func createUser(
+        _ email: String = "\(UUID().uuidString.prefix(8))@example.org", role: Orgd_V1_SystemRole = .none,
+        status: Orgd_V1_UserStatus = .active, as caller: Caller = .local
+    ) async throws -> Orgd_V1_User {
+        var request = Orgd_V1_CreateUserRequest()
+        request.email = email
+        request.givenName = "Given"
+        request.familyName = "Family"
+        request.systemRole = role
+        request.status = status
+        return try await call(Self.memberships, "CreateUser", request, as: caller)
+    }
+
+    func createPatient(userID: String = "", familyName: String = "Patient") async throws -> Orgd_V1_Patient {
+        var request = Orgd_V1_CreatePatientRequest()
+        request.givenName = "Pat"
+        request.familyName = familyName
+        request.userID = userID
+        return try await call(Self.memberships, "CreatePatient", request)
+    }
+
+    func addStaff(
+        _ organizationID: String, _ userID: String, roles: [Orgd_V1_StaffRole] = [.agent], primary: Bool = false,
+        as caller: Caller = .local, metadata: [String: String] = [:]
+    ) async throws -> Orgd_V1_StaffMembership {
+        var request = Orgd_V1_AddStaffMemberRequest()
+        request.organizationID = organizationID
+        request.userID = userID
+        request.roles = roles
+        request.isPrimary = primary
+        return try await call(Self.memberships, "AddStaffMember", request, as: caller, metadata: metadata)
+    }
+
+    func addPatient(_ organizationID: String, _ patientID: String, primary: Bool = false) async throws -> Orgd_V1_PatientMembership {
+        var request = Orgd_V1_AddPatientMemberRequest()
+        request.organizationID = organizationID
+        request.patientID = patientID
+        request.isPrimary = primary
+        return try await call(Self.memberships, "AddPatientMember", request)
+    }
+
+    func listStaff(_ organizationID: String, pageSize: Int32 = 0, token: String = "", as caller: Caller = .local) async throws -> Orgd_V1_ListStaffMembersResponse {
+        var request = Orgd_V1_ListStaffMembersRequest()
+        request.organizationID = organizationID
+        request.pageSize = pageSize
+        request.pageToken = token
+        return try await call(Self.memberships, "ListStaffMembers", request, as: caller)
+    }
+
+    /// A token for an existing user.
+    func token(for userID: String) async throws -> String {
+        try await store.write { tx in try tx.createToken(owner: .user(id: userID), description: "test", expireTime: nil).secret }
     }
 }

@@ -1,0 +1,55 @@
+import ArgumentParser
+import OrgdClient
+import OrgdProto
+
+struct Whoami: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show your profile: your user and your patient record, if any.")
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        try await connection.run { client in
+            let profile = try await client.memberships.getProfile(options: connection.callOptions)
+            if connection.json { return try Output.json(profile) }
+            try User.show(profile.user, json: false)
+            if profile.hasPatient { Output.fields([("patient", profile.patient.id)]) }
+        }
+    }
+}
+
+struct My: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "What you belong to.", subcommands: [Orgs.self])
+
+    struct Orgs: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The organisations you belong to, as staff and as a patient.")
+        @OptionGroup var connection: ConnectionOptions
+
+        func run() async throws {
+            try await connection.run { client in
+                let response = try await client.memberships.listMyOrganizations(options: connection.callOptions)
+                if connection.json { return try Output.json(response) }
+                let rows = response.asStaff.map { [$0.organizationID, $0.name, "staff", Names.roles($0.roles), "\($0.isPrimary)"] }
+                    + response.asPatient.map { [$0.organizationID, $0.name, "patient", "-", "\($0.isPrimary)"] }
+                Output.table(["ORGANIZATION", "NAME", "AS", "ROLES", "PRIMARY"], rows)
+                print("landing organisation: \(response.primaryOrganizationID.isEmpty ? "none" : response.primaryOrganizationID)")
+            }
+        }
+    }
+}
+
+struct Fhir: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "FHIR R4 views of orgd's data.", subcommands: [Export.self])
+
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print an organisation as a FHIR R4 JSON Bundle (admin).")
+        @OptionGroup var connection: ConnectionOptions
+        @Argument(help: "Organisation id.") var id: String
+
+        func run() async throws {
+            var request = Orgd_V1_ExportOrganizationFhirRequest()
+            request.id = id
+            try await connection.run { client in
+                print(try await client.organizations.exportOrganizationFhir(request, options: connection.callOptions).bundleJson)
+            }
+        }
+    }
+}
