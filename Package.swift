@@ -115,6 +115,7 @@ let package = Package(
             dependencies: [
                 "OrgdServer", "OrgdClient", "OrgdStore", "OrgdServices", "OrgdProto", "OrgdCore", "OrgdWire",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -4,12 +4,13 @@ import Foundation
 enum Subprocess {
     /// The directory holding the built executables: $ORGD_BIN_DIR, else the
     /// package's default debug build folder.
+    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
     static var binDirectory: URL {
         if let dir = ProcessInfo.processInfo.environment["ORGD_BIN_DIR"], !dir.isEmpty {
             return URL(fileURLWithPath: dir)
         }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        return root.appendingPathComponent(".build/debug")
+        return repositoryRoot.appendingPathComponent(".build/debug")
     }
 
     struct Result {
