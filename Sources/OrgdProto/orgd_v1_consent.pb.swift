@@ -632,6 +632,7 @@ public nonisolated struct Orgd_V1_CheckAccessResponse: Sendable {
     case unknownScope // = 4
     case notAnAgent // = 5
     case noConsent // = 6
+    case agentDisabled // = 7
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -647,6 +648,7 @@ public nonisolated struct Orgd_V1_CheckAccessResponse: Sendable {
       case 4: self = .unknownScope
       case 5: self = .notAnAgent
       case 6: self = .noConsent
+      case 7: self = .agentDisabled
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -660,6 +662,7 @@ public nonisolated struct Orgd_V1_CheckAccessResponse: Sendable {
       case .unknownScope: return 4
       case .notAnAgent: return 5
       case .noConsent: return 6
+      case .agentDisabled: return 7
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -673,6 +676,7 @@ public nonisolated struct Orgd_V1_CheckAccessResponse: Sendable {
       .unknownScope,
       .notAnAgent,
       .noConsent,
+      .agentDisabled,
     ]
 
   }
@@ -1933,7 +1937,7 @@ nonisolated extension Orgd_V1_CheckAccessResponse: SwiftProtobuf.Message, SwiftP
 }
 
 nonisolated extension Orgd_V1_CheckAccessResponse.Reason: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REASON_UNSPECIFIED\0\u{1}REASON_ALLOWED\0\u{1}REASON_UNKNOWN_AGENT\0\u{1}REASON_UNKNOWN_PATIENT\0\u{1}REASON_UNKNOWN_SCOPE\0\u{1}REASON_NOT_AN_AGENT\0\u{1}REASON_NO_CONSENT\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REASON_UNSPECIFIED\0\u{1}REASON_ALLOWED\0\u{1}REASON_UNKNOWN_AGENT\0\u{1}REASON_UNKNOWN_PATIENT\0\u{1}REASON_UNKNOWN_SCOPE\0\u{1}REASON_NOT_AN_AGENT\0\u{1}REASON_NO_CONSENT\0\u{1}REASON_AGENT_DISABLED\0")
 }
 
 nonisolated extension Orgd_V1_BatchCheckAccessRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -21,10 +21,16 @@ public enum AccessRule: Sendable, Equatable {
     /// An admin, or the user the request is about (a user reads their own
     /// record and their own patient record).
     case adminOrSelf
+    /// Only the patient the request is about, or a service acting for them.
+    /// Not even a superadmin answers consents for a patient (seed 002).
+    case patientSelf
+    /// A service account, or an admin: the callers of the access check, which
+    /// data services ask before they return data (design section 4).
+    case serviceOrAdmin
 
     /// Whether the rule needs to see the request before it can decide.
     var needsSubject: Bool {
-        self == .adminOrOrganizationManager || self == .adminOrSelf
+        self == .adminOrOrganizationManager || self == .adminOrSelf || self == .patientSelf
     }
 
     /// The part of the decision that needs only the principal. Rules that
@@ -43,12 +49,22 @@ public enum AccessRule: Sendable, Equatable {
             guard principal.systemRole >= .superadmin else {
                 throw RPCError.permissionDenied("\(method) requires the superadmin system role")
             }
+        case .patientSelf:
+            guard principal.effectiveUser != nil else {
+                throw RPCError.permissionDenied("\(method) is for the patient themself (or a service acting for them)")
+            }
+        case .serviceOrAdmin:
+            if principal.systemRole >= .admin { return }
+            guard case .serviceAccount = principal.identity else {
+                throw RPCError.permissionDenied("\(method) is for services and admins")
+            }
         }
     }
 
     /// The part of the decision that depends on what the request is about.
     func check(_ principal: Principal, subject: AccessSubject, store: Store, method: String) async throws {
-        guard needsSubject, principal.systemRole < .admin else { return }
+        guard needsSubject else { return }
+        if self != .patientSelf && principal.systemRole >= .admin { return }
         guard let user = principal.effectiveUser else {
             throw RPCError.permissionDenied("\(method) requires the admin or superadmin system role")
         }
@@ -56,19 +72,25 @@ public enum AccessRule: Sendable, Equatable {
         switch (self, subject) {
         case (.adminOrOrganizationManager, .organization(let organizationID)):
             allowed = try await store.read { tx in try tx.isMembershipManager(userID: user.id, organizationID: organizationID) }
+        case (.adminOrOrganizationManager, .consentRequest(let requestID)):
+            allowed = try await store.read { tx in
+                guard let organizationID = try tx.organizationID(ofConsentRequest: requestID) else { return false }
+                return try tx.isMembershipManager(userID: user.id, organizationID: organizationID)
+            }
         case (.adminOrSelf, .user(let userID)):
             allowed = userID == user.id
-        case (.adminOrSelf, .patient(let patientID)):
+        case (.adminOrSelf, .patient(let patientID)), (.patientSelf, .patient(let patientID)):
             allowed = try await store.read { tx in try tx.patient(forUser: user.id)?.id == patientID }
         default:
             allowed = false
         }
         guard allowed else {
-            throw RPCError.permissionDenied(
-                self == .adminOrSelf
-                    ? "\(method): only admins may see other people's records"
-                    : "\(method) requires the admin role or being a membership manager of this organization"
-            )
+            let why: String = switch self {
+            case .adminOrSelf: "\(method): only admins may see other people's records"
+            case .patientSelf: "\(method): only the patient themself (or a service acting for them) may do this"
+            default: "\(method) requires the admin role or being a membership manager of this organization"
+            }
+            throw RPCError.permissionDenied(why)
         }
     }
 }
@@ -78,4 +100,6 @@ public enum AccessSubject: Sendable, Equatable {
     case organization(String)
     case user(String)
     case patient(String)
+    /// Resolved to the request's organisation.
+    case consentRequest(String)
 }

@@ -27,6 +27,7 @@ public struct Dispatcher: Sendable {
         OrganizationService(store: store).register(in: &table)
         TokenService(store: store).register(in: &table)
         MembershipService(store: store).register(in: &table)
+        ConsentService(store: store).register(in: &table)
         for (service, methods) in ServiceCatalog.declared { table.addUnimplemented(service, methods) }
         let services = Set(ServiceCatalog.declared.keys)
         HealthService.register(

@@ -206,3 +206,96 @@ extension PatientMember {
         return message
     }
 }
+
+extension ScopeRecord {
+    var proto: Orgd_V1_Scope {
+        var message = Orgd_V1_Scope()
+        message.id = id
+        message.codingSystem = codingSystem
+        message.codingCode = codingCode
+        message.text = text
+        return message
+    }
+}
+
+extension ConsentRequestKind {
+    init(validating kind: Orgd_V1_ConsentRequestKind, field: String = "kind") throws {
+        switch kind {
+        case .study: self = .study
+        case .agency: self = .agency
+        case .unspecified, .UNRECOGNIZED: throw RPCError.invalidArgument(field: field, "required: study or agency")
+        }
+    }
+
+    var proto: Orgd_V1_ConsentRequestKind {
+        switch self {
+        case .study: .study
+        case .agency: .agency
+        }
+    }
+}
+
+extension OrganizationRecord {
+    var summary: Orgd_V1_OrganizationSummary {
+        var message = Orgd_V1_OrganizationSummary()
+        message.id = id
+        message.name = name
+        message.active = active
+        return message
+    }
+}
+
+extension ConsentRequestRecord {
+    func proto(organization: OrganizationRecord? = nil) -> Orgd_V1_ConsentRequest {
+        var message = Orgd_V1_ConsentRequest()
+        message.id = id
+        message.organizationID = organizationID
+        message.kind = kind.proto
+        message.name = name
+        message.scopes = scopes.map(\.proto)
+        if let startTime { message.startTime = Google_Protobuf_Timestamp(startTime) }
+        if let endTime { message.endTime = Google_Protobuf_Timestamp(endTime) }
+        message.createTime = Google_Protobuf_Timestamp(createTime)
+        message.updateTime = Google_Protobuf_Timestamp(updateTime)
+        message.version = version
+        if let organization { message.organization = organization.summary }
+        return message
+    }
+}
+
+extension AccessDecision {
+    var proto: Orgd_V1_CheckAccessResponse {
+        var message = Orgd_V1_CheckAccessResponse()
+        message.allowed = allowed
+        message.reason = switch reason {
+        case .allowed: .allowed
+        case .unknownAgent: .unknownAgent
+        case .unknownPatient: .unknownPatient
+        case .unknownScope: .unknownScope
+        case .notAnAgent: .notAnAgent
+        case .noConsent: .noConsent
+        case .agentDisabled: .agentDisabled
+        }
+        message.organizationID = organizationID ?? ""
+        message.consentRequestID = consentRequestID ?? ""
+        message.message = self.message
+        return message
+    }
+}
+
+extension ConsentHistoryRecord {
+    var proto: Orgd_V1_ConsentHistoryEntry {
+        var message = Orgd_V1_ConsentHistoryEntry()
+        message.id = id
+        message.patientID = patientID
+        message.consentRequestID = consentRequestID
+        if let scope { message.scope = scope.proto }
+        message.action = action.rawValue
+        if let before { message.before = before }
+        if let after { message.after = after }
+        message.actor = actor
+        message.actingFor = actingFor
+        message.time = Google_Protobuf_Timestamp(time)
+        return message
+    }
+}

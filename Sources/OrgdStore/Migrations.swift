@@ -11,6 +11,9 @@ enum Migrations {
         migrator.registerMigration("v2: patients, staff and patient memberships") { db in
             try db.execute(sql: v2)
         }
+        migrator.registerMigration("v3: scopes, consent requests, consents, history") { db in
+            try db.execute(sql: v3)
+        }
         return migrator
     }
 
@@ -129,5 +132,81 @@ enum Migrations {
         ) STRICT;
         CREATE UNIQUE INDEX patient_one_primary_per_patient ON organization_patient_member(patient_id) WHERE is_primary = 1;
         CREATE INDEX patient_member_by_patient ON organization_patient_member(patient_id, organization_id);
+        """
+
+    // Consents. A patient is asked for a request (consent_ask); each scope is
+    // pending until a row in `consent` answers it. The primary key of
+    // `consent` leads with (patient, scope), so the access check is a handful
+    // of B-tree lookups; `consent_by_request` serves the reverse question.
+    // History is append-only: triggers refuse every UPDATE and DELETE.
+    private static let v3 = """
+        CREATE TABLE scope (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          id TEXT NOT NULL UNIQUE CHECK (length(id) = 36),
+          coding_system TEXT NOT NULL CHECK (length(coding_system) BETWEEN 1 AND 500),
+          coding_code TEXT NOT NULL CHECK (length(coding_code) BETWEEN 1 AND 200),
+          text TEXT NOT NULL CHECK (length(text) <= 500),
+          UNIQUE (coding_system, coding_code)
+        ) STRICT;
+
+        CREATE TABLE consent_request (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          id TEXT NOT NULL UNIQUE CHECK (length(id) = 36),
+          organization_id TEXT NOT NULL REFERENCES organization(id),
+          kind TEXT NOT NULL CHECK (kind IN ('study', 'agency')),
+          name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 200 AND name = trim(name)),
+          start_time INTEGER,
+          end_time INTEGER,
+          create_time INTEGER NOT NULL,
+          update_time INTEGER NOT NULL,
+          version INTEGER NOT NULL DEFAULT 1 CHECK (version >= 1),
+          CHECK (start_time IS NULL OR end_time IS NULL OR start_time < end_time)
+        ) STRICT;
+        CREATE INDEX consent_request_by_organization ON consent_request(organization_id, seq);
+
+        CREATE TABLE consent_request_scope (
+          consent_request_id TEXT NOT NULL REFERENCES consent_request(id),
+          scope_id TEXT NOT NULL REFERENCES scope(id),
+          position INTEGER NOT NULL,
+          PRIMARY KEY (consent_request_id, scope_id)
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE consent_ask (
+          patient_id TEXT NOT NULL REFERENCES patient(id),
+          consent_request_id TEXT NOT NULL REFERENCES consent_request(id),
+          ask_time INTEGER NOT NULL,
+          PRIMARY KEY (patient_id, consent_request_id)
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE consent (
+          patient_id TEXT NOT NULL,
+          scope_id TEXT NOT NULL REFERENCES scope(id),
+          consent_request_id TEXT NOT NULL,
+          consented INTEGER NOT NULL CHECK (consented IN (0, 1)),
+          answer_time INTEGER NOT NULL,
+          PRIMARY KEY (patient_id, scope_id, consent_request_id),
+          FOREIGN KEY (patient_id, consent_request_id) REFERENCES consent_ask(patient_id, consent_request_id),
+          FOREIGN KEY (consent_request_id, scope_id) REFERENCES consent_request_scope(consent_request_id, scope_id)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX consent_by_request ON consent(consent_request_id, scope_id, consented, patient_id);
+
+        CREATE TABLE consent_history (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          id TEXT NOT NULL UNIQUE CHECK (length(id) = 36),
+          patient_id TEXT NOT NULL REFERENCES patient(id),
+          consent_request_id TEXT NOT NULL REFERENCES consent_request(id),
+          scope_id TEXT REFERENCES scope(id),
+          action TEXT NOT NULL CHECK (action IN ('asked', 'answered', 'updated', 'revoked')),
+          before INTEGER CHECK (before IN (0, 1)),
+          after INTEGER CHECK (after IN (0, 1)),
+          actor TEXT NOT NULL,
+          acting_for TEXT NOT NULL DEFAULT '',
+          time INTEGER NOT NULL
+        ) STRICT;
+        CREATE INDEX consent_history_by_patient ON consent_history(patient_id, seq);
+        CREATE TRIGGER consent_history_no_update BEFORE UPDATE ON consent_history
+          BEGIN SELECT RAISE(ABORT, 'consent history is append-only'); END;
+        CREATE TRIGGER consent_history_no_delete BEFORE DELETE ON consent_history
+          BEGIN SELECT RAISE(ABORT, 'consent history is append-only'); END;
         """
 }

@@ -140,3 +140,53 @@ public struct PatientMembershipRecord: Sendable, Equatable {
     public var createTime: Date
     public var updateTime: Date
 }
+
+/// A kind of data consent is asked for; unique by coding system and code.
+public struct ScopeRecord: Sendable, Hashable {
+    public var id: String
+    public var codingSystem: String
+    public var codingCode: String
+    public var text: String
+}
+
+/// A research study, or an agency request for any agent of the organisation (seed 000).
+public enum ConsentRequestKind: String, Sendable {
+    case study, agency
+}
+
+/// An organisation's request for consent to a set of scopes.
+public struct ConsentRequestRecord: Sendable, Equatable {
+    public var id: String
+    public var organizationID: String
+    public var kind: ConsentRequestKind
+    public var name: String
+    /// In the order they were added.
+    public var scopes: [ScopeRecord]
+    public var startTime: Date?
+    public var endTime: Date?
+    public var createTime: Date
+    public var updateTime: Date
+    public var version: Int64
+
+    /// Consents to this request count only inside [start, end).
+    public func isLive(at now: Date) -> Bool {
+        (startTime.map { $0 <= now } ?? true) && (endTime.map { now < $0 } ?? true)
+    }
+}
+
+/// One immutable record of a consent change.
+public struct ConsentHistoryRecord: Sendable, Equatable {
+    public enum Action: String, Sendable {
+        case asked, answered, updated, revoked
+    }
+    public var id: String
+    public var patientID: String
+    public var consentRequestID: String
+    public var scope: ScopeRecord?
+    public var action: Action
+    public var before: Bool?
+    public var after: Bool?
+    public var actor: String
+    public var actingFor: String
+    public var time: Date
+}

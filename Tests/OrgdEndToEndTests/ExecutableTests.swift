@@ -121,3 +121,23 @@ struct ExecutableTests {
         #expect(try await first.stop() == 0)
     }
 }
+
+@Suite("orgctl consent")
+struct OrgctlConsentTests {
+    @Test("orgctl consent check exits 0 when allowed and 3 when denied, saying why")
+    func consentCheck() async throws {
+        try await withConsentWorld { (world: ConsentWorld) async throws in
+            let study = try await world.request("CLI study", [world.bloodPressure])
+            try await world.ask(study)
+            try await world.answer(study, [(world.bloodPressure, true)])
+            let socket = ["--socket", world.daemon.bound.unixSocketPath!]
+            let scope = "\(ConsentWorld.openMHealth)|omh:blood-pressure:4.0"
+            let allowed = try await Subprocess.run("orgctl", ["consent", "check", "--agent", world.agent.id, "--patient", world.patient.id, "--scope", scope] + socket)
+            #expect(allowed.status == 0 && allowed.stdout.hasPrefix("ALLOWED"), "\(allowed.stdout)\(allowed.stderr)")
+            let denied = try await Subprocess.run("orgctl", ["consent", "check", "--agent", world.manager.id, "--patient", world.patient.id, "--scope", scope] + socket)
+            #expect(denied.status == 3 && denied.stdout.contains("a membership manager is not an agent"))
+            let view = try await Subprocess.run("orgctl", ["consent", "view", world.patient.id, "--json"] + socket)
+            #expect(try Orgd_V1_PatientConsents(jsonString: view.stdout).consolidatedConsentedScopes == [world.bloodPressure])
+        }
+    }
+}

@@ -1,0 +1,315 @@
+import Foundation
+import OrgdCore
+import OrgdProto
+import OrgdStore
+import SwiftProtobuf
+
+/// `orgd.v1.ConsentService`: scopes, consent requests, patients' answers
+/// (seed 002), history, and the access check that data services ask before
+/// they return data.
+struct ConsentService {
+    static let name = "orgd.v1.ConsentService"
+    static let maximumBatch = 1000
+    let store: Store
+
+    func register(in table: inout MethodTable) {
+        table.add(Self.name, "CreateScope", rule: .admin, createScope)
+        table.add(Self.name, "ListScopes", rule: .authenticated, listScopes)
+
+        let byOrganization: @Sendable (Orgd_V1_CreateConsentRequestRequest) -> AccessSubject = { .organization($0.organizationID.lowercased()) }
+        table.add(Self.name, "CreateConsentRequest", rule: .adminOrOrganizationManager, subject: byOrganization, createConsentRequest)
+        table.add(Self.name, "GetConsentRequest", rule: .adminOrOrganizationManager, subject: { .consentRequest($0.id.lowercased()) }) {
+            (request: Orgd_V1_GetConsentRequestRequest, _) in
+            let id = try Validation.id(request.id)
+            return try await store.read { tx in
+                let consentRequest = try tx.consentRequest(id: id)
+                return consentRequest.proto(organization: try tx.organization(id: consentRequest.organizationID))
+            }
+        }
+        table.add(Self.name, "UpdateConsentRequest", rule: .adminOrOrganizationManager, subject: { .consentRequest($0.id.lowercased()) }, updateConsentRequest)
+        table.add(Self.name, "EndConsentRequest", rule: .adminOrOrganizationManager, subject: { .consentRequest($0.id.lowercased()) }) {
+            (request: Orgd_V1_EndConsentRequestRequest, _) in
+            let id = try Validation.id(request.id)
+            return try await store.write { tx in
+                let current = try tx.consentRequest(id: id)
+                if let end = current.endTime, end <= tx.now { return current.proto() }
+                let start: Date?? = current.startTime.map { $0 >= tx.now ? .some(nil) : nil } ?? nil
+                return try tx.updateConsentRequest(id: id, expectedVersion: 0, name: nil, addScopeIDs: [], startTime: start, endTime: .some(tx.now)).proto()
+            }
+        }
+        table.add(Self.name, "ListConsentRequests", rule: .adminOrOrganizationManager, subject: { .organization($0.organizationID.lowercased()) }, listConsentRequests)
+        table.add(Self.name, "AskPatients", rule: .adminOrOrganizationManager, subject: { .consentRequest($0.consentRequestID.lowercased()) }, askPatients)
+
+        table.add(Self.name, "GetPatientConsents", rule: .adminOrSelf, subject: { .patient($0.patientID.lowercased()) }) {
+            (request: Orgd_V1_GetPatientConsentsRequest, _) in
+            let patientID = try Validation.id(request.patientID, field: "patient_id")
+            return try await store.read { tx in try Self.patientConsents(patientID, tx) }
+        }
+        let byPatient: @Sendable (Orgd_V1_ConsentAnswersRequest) -> AccessSubject = { .patient($0.patientID.lowercased()) }
+        table.add(Self.name, "AnswerConsents", rule: .patientSelf, subject: byPatient) { try await change(.answer, $0, $1) }
+        table.add(Self.name, "UpdateConsents", rule: .patientSelf, subject: byPatient) { try await change(.update, $0, $1) }
+        table.add(Self.name, "RevokeConsents", rule: .patientSelf, subject: byPatient) { try await change(.revoke, $0, $1) }
+        table.add(Self.name, "ListConsentHistory", rule: .adminOrSelf, subject: { .patient($0.patientID.lowercased()) }, listHistory)
+
+        table.add(Self.name, "CheckAccess", rule: .serviceOrAdmin) { (request: Orgd_V1_CheckAccessRequest, _) in
+            let check = try Self.validate(request, field: "")
+            return try await store.read { tx in try Self.decide(check, tx) }.proto
+        }
+        table.add(Self.name, "BatchCheckAccess", rule: .serviceOrAdmin) { (request: Orgd_V1_BatchCheckAccessRequest, _) in
+            guard request.checks.count <= Self.maximumBatch else {
+                throw RPCError.invalidArgument(field: "checks", "at most \(Self.maximumBatch) checks in one call, got \(request.checks.count)")
+            }
+            let checks = try request.checks.enumerated().map { try Self.validate($1, field: "checks[\($0)].") }
+            // One read transaction: every answer comes from the same snapshot.
+            let decisions = try await store.read { tx in try checks.map { try Self.decide($0, tx) } }
+            var response = Orgd_V1_BatchCheckAccessResponse()
+            response.results = decisions.map(\.proto)
+            return response
+        }
+        table.add(Self.name, "ListAccessiblePatients", rule: .serviceOrAdmin, listAccessiblePatients)
+    }
+
+    // MARK: Scopes
+
+    func createScope(_ request: Orgd_V1_CreateScopeRequest, _ context: CallContext) async throws -> Orgd_V1_Scope {
+        let system = try Validation.text(request.codingSystem, field: "coding_system", maximum: 500)
+        let code = try Validation.text(request.codingCode, field: "coding_code")
+        let text = try Validation.text(request.text, field: "text", maximum: 500, required: false)
+        let bytes = try await store.write(idempotency: try context.idempotencyKey(for: request)) { tx in
+            try tx.createScope(codingSystem: system, codingCode: code, text: text).proto.serializedBytes()
+        }
+        return try Orgd_V1_Scope(serializedBytes: bytes)
+    }
+
+    func listScopes(_ request: Orgd_V1_ListScopesRequest, _ context: CallContext) async throws -> Orgd_V1_ListScopesResponse {
+        let limit = try PageToken.pageSize(request.pageSize)
+        let after = try PageToken.decode(request.pageToken, scope: "scopes")
+        let page = try await store.read { tx in try tx.listScopes(after: after, limit: limit) }
+        var response = Orgd_V1_ListScopesResponse()
+        response.scopes = page.items.map(\.proto)
+        response.nextPageToken = PageToken.encode(after: page.nextAfter, scope: "scopes")
+        return response
+    }
+
+    /// A scope named by id, or by coding system and code; nil when there is none.
+    static func resolve(_ reference: Orgd_V1_ScopeRef, field: String, _ tx: StoreTransaction) throws -> ScopeRecord? {
+        if !reference.id.isEmpty {
+            return try tx.scope(id: try Validation.id(reference.id, field: "\(field).id"))
+        }
+        guard !reference.codingSystem.isEmpty, !reference.codingCode.isEmpty else {
+            throw RPCError.invalidArgument(field: field, "required: an id, or a coding_system and coding_code")
+        }
+        return try tx.scope(codingSystem: reference.codingSystem, codingCode: reference.codingCode)
+    }
+
+    static func resolveAll(_ references: [Orgd_V1_ScopeRef], field: String, _ tx: StoreTransaction) throws -> [String] {
+        try references.enumerated().map { index, reference in
+            guard let scope = try resolve(reference, field: "\(field)[\(index)]", tx) else {
+                throw RPCError.invalidArgument(field: "\(field)[\(index)]", "no such scope; create it first")
+            }
+            return scope.id
+        }
+    }
+
+    // MARK: Consent requests
+
+    func createConsentRequest(_ request: Orgd_V1_CreateConsentRequestRequest, _ context: CallContext) async throws -> Orgd_V1_ConsentRequest {
+        let organizationID = try Validation.id(request.organizationID, field: "organization_id")
+        let kind = try ConsentRequestKind(validating: request.kind)
+        let name = try Validation.text(request.name, field: "name")
+        guard !request.scopes.isEmpty else { throw RPCError.invalidArgument(field: "scopes", "at least one scope") }
+        let start = request.hasStartTime ? request.startTime.date : nil
+        let end = request.hasEndTime ? request.endTime.date : nil
+        if let start, let end, start >= end { throw RPCError.invalidArgument(field: "end_time", "must be after start_time") }
+        let bytes = try await store.write(idempotency: try context.idempotencyKey(for: request)) { tx in
+            let scopeIDs = try Self.resolveAll(request.scopes, field: "scopes", tx)
+            let created = try tx.createConsentRequest(
+                organizationID: organizationID, kind: kind, name: name, scopeIDs: scopeIDs, startTime: start, endTime: end)
+            return try created.proto(organization: try tx.organization(id: organizationID)).serializedBytes()
+        }
+        return try Orgd_V1_ConsentRequest(serializedBytes: bytes)
+    }
+
+    func updateConsentRequest(_ request: Orgd_V1_UpdateConsentRequestRequest, _ context: CallContext) async throws -> Orgd_V1_ConsentRequest {
+        let id = try Validation.id(request.id)
+        let version = try Validation.version(request.version)
+        let name = request.hasName ? try Validation.text(request.name, field: "name") : nil
+        if request.hasEndTime && request.removeEndTime {
+            throw RPCError.invalidArgument(field: "remove_end_time", "cannot both set and remove the end time")
+        }
+        let start: Date?? = request.hasStartTime ? .some(request.startTime.date) : nil
+        let end: Date?? = request.hasEndTime ? .some(request.endTime.date) : request.removeEndTime ? .some(nil) : nil
+        if name == nil && request.addScopes.isEmpty && start == nil && end == nil {
+            throw RPCError(.invalidArgument, "the update names no field")
+        }
+        return try await store.write { tx in
+            let scopeIDs = try Self.resolveAll(request.addScopes, field: "add_scopes", tx)
+            let updated = try tx.updateConsentRequest(id: id, expectedVersion: version, name: name, addScopeIDs: scopeIDs, startTime: start, endTime: end)
+            return updated.proto(organization: try tx.organization(id: updated.organizationID))
+        }
+    }
+
+    func listConsentRequests(_ request: Orgd_V1_ListConsentRequestsRequest, _ context: CallContext) async throws -> Orgd_V1_ListConsentRequestsResponse {
+        let organizationID = try Validation.id(request.organizationID, field: "organization_id")
+        let limit = try PageToken.pageSize(request.pageSize)
+        let scope = "consent-requests|\(organizationID)"
+        let after = try PageToken.decode(request.pageToken, scope: scope)
+        let page = try await store.read { tx in try tx.listConsentRequests(organizationID: organizationID, after: after, limit: limit) }
+        var response = Orgd_V1_ListConsentRequestsResponse()
+        response.consentRequests = page.items.map { $0.proto() }
+        response.nextPageToken = PageToken.encode(after: page.nextAfter, scope: scope)
+        return response
+    }
+
+    func askPatients(_ request: Orgd_V1_AskPatientsRequest, _ context: CallContext) async throws -> Orgd_V1_AskPatientsResponse {
+        let requestID = try Validation.id(request.consentRequestID, field: "consent_request_id")
+        guard !request.patientIds.isEmpty else { throw RPCError.invalidArgument(field: "patient_ids", "at least one patient") }
+        guard request.patientIds.count <= Self.maximumBatch else {
+            throw RPCError.invalidArgument(field: "patient_ids", "at most \(Self.maximumBatch) patients in one call")
+        }
+        let patientIDs = try request.patientIds.enumerated().map { try Validation.id($1, field: "patient_ids[\($0)]") }
+        let actor = Self.actor(context)
+        var response = Orgd_V1_AskPatientsResponse()
+        response.asked = Int32(try await store.write { tx in try tx.askPatients(requestID: requestID, patientIDs: patientIDs, actor: actor) })
+        return response
+    }
+
+    // MARK: The patient's view and answers
+
+    /// Seed 002's view: consolidated consented scopes, studies pending
+    /// consent (with their pending scopes), and studies with each answer.
+    static func patientConsents(_ patientID: String, _ tx: StoreTransaction) throws -> Orgd_V1_PatientConsents {
+        let patient = try tx.patient(id: patientID)
+        let studies = try tx.patientStudies(patientID: patientID)
+        var view = Orgd_V1_PatientConsents()
+        view.patient = patient.proto
+        var consolidated: [ScopeRecord] = []
+        for study in studies {
+            var base = Orgd_V1_StudyView()
+            base.id = study.request.id
+            base.name = study.request.name
+            base.kind = study.request.kind.proto
+            base.organization = study.organization.summary
+            var pending: [Orgd_V1_ScopeConsent] = []
+            var answered: [Orgd_V1_ScopeConsent] = []
+            for scope in study.request.scopes {
+                var entry = Orgd_V1_ScopeConsent()
+                entry.code = scope.proto
+                if let consented = study.answers[scope.id] {
+                    entry.consented = consented
+                    answered.append(entry)
+                    if consented && !consolidated.contains(scope) { consolidated.append(scope) }
+                } else {
+                    pending.append(entry)
+                }
+            }
+            let ended = study.request.endTime.map { $0 <= tx.now } ?? false
+            if !pending.isEmpty && !ended {
+                var study = base
+                study.pendingScopeConsents = pending
+                view.studiesPendingConsent.append(study)
+            }
+            if !answered.isEmpty {
+                var study = base
+                study.scopeConsents = answered
+                view.studies.append(study)
+            }
+        }
+        view.consolidatedConsentedScopes = consolidated.map(\.proto)
+        return view
+    }
+
+    func change(_ change: ConsentChange, _ request: Orgd_V1_ConsentAnswersRequest, _ context: CallContext) async throws -> Orgd_V1_PatientConsents {
+        let patientID = try Validation.id(request.patientID, field: "patient_id")
+        guard !request.studyScopeConsents.isEmpty else {
+            throw RPCError.invalidArgument(field: "study_scope_consents", "at least one study")
+        }
+        let inputs = try request.studyScopeConsents.enumerated().map { index, study in
+            let field = "study_scope_consents[\(index)]"
+            guard !study.scopeConsents.isEmpty else { throw RPCError.invalidArgument(field: "\(field).scope_consents", "at least one scope") }
+            return ConsentAnswerInput(
+                requestID: try Validation.id(study.studyID, field: "\(field).study_id"), field: field,
+                scopes: try study.scopeConsents.enumerated().map { scopeIndex, answer in
+                    let scopeField = "\(field).scope_consents[\(scopeIndex)]"
+                    guard !answer.codingSystem.isEmpty else { throw RPCError.invalidArgument(field: "\(scopeField).coding_system", "required") }
+                    guard !answer.codingCode.isEmpty else { throw RPCError.invalidArgument(field: "\(scopeField).coding_code", "required") }
+                    return .init(codingSystem: answer.codingSystem, codingCode: answer.codingCode,
+                                 consented: answer.hasConsented ? answer.consented : nil, field: scopeField)
+                }
+            )
+        }
+        let actor = Self.actor(context)
+        return try await store.write { tx in
+            try tx.changeConsents(patientID: patientID, inputs, change: change, actor: actor)
+            return try Self.patientConsents(patientID, tx)
+        }
+    }
+
+    func listHistory(_ request: Orgd_V1_ListConsentHistoryRequest, _ context: CallContext) async throws -> Orgd_V1_ListConsentHistoryResponse {
+        let patientID = try Validation.id(request.patientID, field: "patient_id")
+        let limit = try PageToken.pageSize(request.pageSize)
+        let scope = "consent-history|\(patientID)"
+        let after = try PageToken.decode(request.pageToken, scope: scope)
+        let page = try await store.read { tx in try tx.listConsentHistory(patientID: patientID, after: after, limit: limit) }
+        var response = Orgd_V1_ListConsentHistoryResponse()
+        response.entries = page.items.map(\.proto)
+        response.nextPageToken = PageToken.encode(after: page.nextAfter, scope: scope)
+        return response
+    }
+
+    /// The principal for the history: who acted, and for whom.
+    static func actor(_ context: CallContext) -> Actor {
+        let principal = context.principal
+        let who: String = switch principal.identity {
+        case .localOperator: "local"
+        case .user(let user): "user:\(user.id)"
+        case .serviceAccount(let account): "service:\(account.id)"
+        }
+        return Actor(principal: who, actingFor: principal.actingFor?.id ?? "")
+    }
+
+    // MARK: The access check
+
+    struct Check: Sendable {
+        var agentID: String
+        var patientID: String
+        var scope: Orgd_V1_ScopeRef
+        var scopeField: String
+    }
+
+    static func validate(_ request: Orgd_V1_CheckAccessRequest, field prefix: String) throws -> Check {
+        guard request.hasScope else { throw RPCError.invalidArgument(field: "\(prefix)scope", "required") }
+        return Check(
+            agentID: try Validation.id(request.agentUserID, field: "\(prefix)agent_user_id"),
+            patientID: try Validation.id(request.patientID, field: "\(prefix)patient_id"),
+            scope: request.scope, scopeField: "\(prefix)scope"
+        )
+    }
+
+    static func decide(_ check: Check, _ tx: StoreTransaction) throws -> AccessDecision {
+        guard let scope = try resolve(check.scope, field: check.scopeField, tx) else {
+            return AccessDecision(reason: .unknownScope, message: "no such scope")
+        }
+        return try tx.checkAccess(agentID: check.agentID, patientID: check.patientID, scopeID: scope.id)
+    }
+
+    func listAccessiblePatients(
+        _ request: Orgd_V1_ListAccessiblePatientsRequest, _ context: CallContext
+    ) async throws -> Orgd_V1_ListAccessiblePatientsResponse {
+        let agentID = try Validation.id(request.agentUserID, field: "agent_user_id")
+        guard request.hasScope else { throw RPCError.invalidArgument(field: "scope", "required") }
+        let limit = try PageToken.pageSize(request.pageSize)
+        let page = try await store.read { tx -> (Page<String>, String) in
+            guard let scope = try Self.resolve(request.scope, field: "scope", tx) else {
+                throw RPCError.invalidArgument(field: "scope", "no such scope")
+            }
+            let pageScope = "accessible|\(agentID)|\(scope.id)"
+            let after = try PageToken.decode(request.pageToken, scope: pageScope)
+            return (try tx.listAccessiblePatients(agentID: agentID, scopeID: scope.id, after: after, limit: limit), pageScope)
+        }
+        var response = Orgd_V1_ListAccessiblePatientsResponse()
+        response.patientIds = page.0.items
+        response.nextPageToken = PageToken.encode(after: page.0.nextAfter, scope: page.1)
+        return response
+    }
+}
