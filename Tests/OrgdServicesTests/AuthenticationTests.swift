@@ -110,7 +110,7 @@ struct AuthenticationTests {
         #expect(service.code == .unimplemented && service.status.message == "service orgd.v1.Nope")
         let method = try await harness.raw(Harness.organizations, "Nope", payload: [])
         #expect(method.code == .unimplemented && method.status.message == "method Nope")
-        let later = try await harness.raw("orgd.v1.ConsentService", "CheckAccess", payload: [])
+        let later = try await harness.raw("orgd.v1.InvitationService", "InviteMember", payload: [])
         #expect(later.code == .unimplemented && later.status.message.contains("not implemented yet"))
     }
 
