@@ -30,6 +30,7 @@ public struct OrgdClient: Sendable {
     public var organizations: OrganizationClient { OrganizationClient(connection: connection) }
     public var memberships: MembershipClient { MembershipClient(connection: connection) }
     public var consents: ConsentClient { ConsentClient(connection: connection) }
+    public var invitations: InvitationClient { InvitationClient(connection: connection) }
     public var tokens: TokenClient { TokenClient(connection: connection) }
     public var health: HealthClient { HealthClient(connection: connection) }
 

@@ -77,6 +77,11 @@ public enum AccessRule: Sendable, Equatable {
                 guard let organizationID = try tx.organizationID(ofConsentRequest: requestID) else { return false }
                 return try tx.isMembershipManager(userID: user.id, organizationID: organizationID)
             }
+        case (.adminOrOrganizationManager, .invitation(let invitationID)):
+            allowed = try await store.read { tx in
+                guard let organizationID = try tx.organizationID(ofInvitation: invitationID) else { return false }
+                return try tx.isMembershipManager(userID: user.id, organizationID: organizationID)
+            }
         case (.adminOrSelf, .user(let userID)):
             allowed = userID == user.id
         case (.adminOrSelf, .patient(let patientID)), (.patientSelf, .patient(let patientID)):
@@ -102,4 +107,6 @@ public enum AccessSubject: Sendable, Equatable {
     case patient(String)
     /// Resolved to the request's organisation.
     case consentRequest(String)
+    /// Resolved to the invitation's organisation.
+    case invitation(String)
 }

@@ -21,13 +21,14 @@ public struct Dispatcher: Sendable {
     private let serving: NIOLockedValueBox<Bool>
     private let store: Store
 
-    public init(store: Store, logger: Logger) {
+    public init(store: Store, logger: Logger, invitations: InvitationPolicy = InvitationPolicy()) {
         let serving = NIOLockedValueBox(true)
         var table = MethodTable()
         OrganizationService(store: store).register(in: &table)
         TokenService(store: store).register(in: &table)
         MembershipService(store: store).register(in: &table)
         ConsentService(store: store).register(in: &table)
+        InvitationService(store: store, policy: invitations).register(in: &table)
         for (service, methods) in ServiceCatalog.declared { table.addUnimplemented(service, methods) }
         let services = Set(ServiceCatalog.declared.keys)
         HealthService.register(

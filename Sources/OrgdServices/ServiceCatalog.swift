@@ -1,7 +1,8 @@
-/// Every service and method the schema declares, so that methods not built
-/// yet answer "not implemented yet" rather than "unknown method".
-enum ServiceCatalog {
-    static let declared: [String: [String]] = [
+/// Every service and method the schema declares, so that a method not built
+/// yet answers "not implemented yet" rather than "unknown method", and health
+/// checks know the service names.
+public enum ServiceCatalog {
+    public static let declared: [String: [String]] = [
         "orgd.v1.OrganizationService": [
             "CreateOrganization", "GetOrganization", "UpdateOrganization", "ListOrganizations",
             "DeactivateOrganization", "ReactivateOrganization", "ExportOrganizationFhir",

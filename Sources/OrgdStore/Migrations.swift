@@ -14,6 +14,9 @@ enum Migrations {
         migrator.registerMigration("v3: scopes, consent requests, consents, history") { db in
             try db.execute(sql: v3)
         }
+        migrator.registerMigration("v4: invitations, invitation tokens, mail outbox") { db in
+            try db.execute(sql: v4)
+        }
         return migrator
     }
 
@@ -208,5 +211,67 @@ enum Migrations {
           BEGIN SELECT RAISE(ABORT, 'consent history is append-only'); END;
         CREATE TRIGGER consent_history_no_delete BEFORE DELETE ON consent_history
           BEGIN SELECT RAISE(ABORT, 'consent history is append-only'); END;
+        """
+
+    // Invitations. "Expired" is not stored: a pending invitation whose
+    // expire_time has passed reads as expired, with no job having to run.
+    // Every token ever issued keeps a row (its hash only), so a link that was
+    // replaced, used or withdrawn fails saying which. The outbox holds the
+    // plain token only until the mail is delivered, failed or superseded.
+    private static let v4 = """
+        CREATE TABLE invitation (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          id TEXT NOT NULL UNIQUE CHECK (length(id) = 36),
+          organization_id TEXT NOT NULL REFERENCES organization(id),
+          invitee_user_id TEXT NOT NULL REFERENCES user(id),
+          email TEXT NOT NULL,
+          title TEXT NOT NULL CHECK (length(title) BETWEEN 1 AND 50),
+          given_name TEXT NOT NULL CHECK (length(given_name) BETWEEN 1 AND 200),
+          family_name TEXT NOT NULL CHECK (length(family_name) BETWEEN 1 AND 200),
+          role TEXT NOT NULL CHECK (role IN ('agent', 'membership_manager')),
+          status TEXT NOT NULL CHECK (status IN ('pending', 'accepted', 'declined', 'withdrawn')),
+          invited_by TEXT NOT NULL,
+          create_time INTEGER NOT NULL,
+          last_sent_time INTEGER NOT NULL,
+          expire_time INTEGER NOT NULL,
+          send_count INTEGER NOT NULL CHECK (send_count >= 0),
+          respond_time INTEGER
+        ) STRICT;
+        CREATE UNIQUE INDEX invitation_one_pending ON invitation(organization_id, invitee_user_id) WHERE status = 'pending';
+        CREATE INDEX invitation_by_organization ON invitation(organization_id, seq);
+
+        CREATE TABLE invitation_token (
+          token_hash BLOB PRIMARY KEY CHECK (length(token_hash) = 32),
+          invitation_id TEXT NOT NULL REFERENCES invitation(id),
+          expire_time INTEGER NOT NULL,
+          state TEXT NOT NULL CHECK (state IN ('live', 'superseded', 'used')),
+          create_time INTEGER NOT NULL
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX invitation_token_by_invitation ON invitation_token(invitation_id, state);
+
+        CREATE TABLE invitation_send (
+          invitation_id TEXT NOT NULL REFERENCES invitation(id),
+          send_time INTEGER NOT NULL
+        ) STRICT;
+        CREATE INDEX invitation_send_by_invitation ON invitation_send(invitation_id, send_time);
+
+        CREATE TABLE outbox (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          id TEXT NOT NULL UNIQUE CHECK (length(id) = 36),
+          recipient TEXT NOT NULL,
+          template TEXT NOT NULL,
+          organization_id TEXT NOT NULL REFERENCES organization(id),
+          invitation_id TEXT NOT NULL REFERENCES invitation(id),
+          token TEXT,
+          status TEXT NOT NULL CHECK (status IN ('queued', 'delivered', 'failed', 'cancelled')),
+          attempts INTEGER NOT NULL DEFAULT 0,
+          lease_owner TEXT,
+          lease_expire_time INTEGER,
+          create_time INTEGER NOT NULL,
+          finish_time INTEGER,
+          error TEXT,
+          CHECK ((status = 'queued') = (token IS NOT NULL))
+        ) STRICT;
+        CREATE INDEX outbox_queue ON outbox(status, seq) WHERE status = 'queued';
         """
 }

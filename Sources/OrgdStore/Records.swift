@@ -190,3 +190,57 @@ public struct ConsentHistoryRecord: Sendable, Equatable {
     public var actingFor: String
     public var time: Date
 }
+
+/// Where an invitation stands. `expired` is never stored: a pending
+/// invitation past its expiry reads as expired.
+public enum InvitationStatus: String, Sendable, CaseIterable {
+    case pending, accepted, declined, withdrawn, expired
+}
+
+/// The role an invitation offers (seed 003: PKB_TEAM_PRO → agent,
+/// PKB_TEAM_COORD → membership manager).
+public enum InvitedRole: String, Sendable {
+    case agent
+    case membershipManager = "membership_manager"
+
+    var roles: StaffRoles {
+        StaffRoles(membershipManager: self == .membershipManager, agent: self == .agent)
+    }
+}
+
+/// An invitation to join an organisation's staff.
+public struct InvitationRecord: Sendable, Equatable {
+    public var id: String
+    public var organizationID: String
+    public var inviteeUserID: String
+    public var email: String
+    public var title: String
+    public var givenName: String
+    public var familyName: String
+    public var role: InvitedRole
+    /// As stored: never `expired`.
+    public var storedStatus: InvitationStatus
+    public var invitedBy: String
+    public var createTime: Date
+    public var lastSentTime: Date
+    public var expireTime: Date
+    public var sendCount: Int
+    public var respondTime: Date?
+
+    /// The status a reader sees at `now`.
+    public func status(at now: Date) -> InvitationStatus {
+        storedStatus == .pending && expireTime <= now ? .expired : storedStatus
+    }
+}
+
+/// One e-mail waiting for (or leased to) a mailer.
+public struct OutboxMessageRecord: Sendable, Equatable {
+    public var id: String
+    public var recipient: String
+    public var template: String
+    public var organizationID: String
+    public var invitationID: String
+    public var token: String
+    public var attempts: Int
+    public var leaseExpireTime: Date?
+}

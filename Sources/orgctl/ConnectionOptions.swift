@@ -5,14 +5,27 @@ import OrgdCore
 
 /// Where to connect and how to print; shared by every subcommand.
 struct ConnectionOptions: ParsableArguments {
+    @OptionGroup var endpoint: EndpointOptions
+
+    @Option(help: "Bearer token [ORGD_TOKEN].")
+    var token: String?
+
+    var json: Bool { endpoint.json }
+    var callOptions: CallOptions { endpoint.callOptions }
+
+    func run(_ body: (OrgdClient) async throws -> Void) async throws {
+        try await endpoint.run(token: token, body)
+    }
+}
+
+/// Everything about the connection but the bearer token, for the few
+/// commands whose own `--token` means something else (an invitation's).
+struct EndpointOptions: ParsableArguments {
     @Option(help: "Unix socket of orgd [ORGD_SOCKET].")
     var socket: String?
 
     @Option(help: "TCP address HOST:PORT of orgd [ORGD_ADDRESS]; needs a token.")
     var address: String?
-
-    @Option(help: "Bearer token [ORGD_TOKEN].")
-    var token: String?
 
     @Option(help: "Act for this user id (service-account tokens only) [ORGD_ACT_AS].")
     var actAs: String?
@@ -43,7 +56,7 @@ struct ConnectionOptions: ParsableArguments {
     var callOptions: CallOptions { CallOptions(timeout: .milliseconds(Int64(timeout * 1000))) }
 
     /// Connects, runs `body`, and turns failures into one line and exit 1.
-    func run(_ body: (OrgdClient) async throws -> Void) async throws {
+    func run(token: String?, _ body: (OrgdClient) async throws -> Void) async throws {
         let environment = ProcessInfo.processInfo.environment
         do {
             let client = try await OrgdClient.connect(

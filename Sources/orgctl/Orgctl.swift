@@ -12,7 +12,7 @@ struct Orgctl: AsyncParsableCommand {
             On failure prints one line to standard error and exits non-zero.
             """,
         subcommands: [
-            Org.self, User.self, Patient.self, Staff.self, PatientMember.self, Whoami.self, My.self, Fhir.self, Consent.self,
+            Org.self, User.self, Patient.self, Staff.self, PatientMember.self, Whoami.self, My.self, Fhir.self, Consent.self, Invite.self, Outbox.self,
             Token.self, ServiceAccount.self, Health.self,
         ]
     )

@@ -43,6 +43,15 @@ struct Orgd: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical [ORGD_LOG_LEVEL] (default: info).")
     var logLevel: String?
 
+    @Option(help: "Days an invitation stays valid when the inviter names none [ORGD_INVITE_EXPIRY_DAYS] (default: 7).")
+    var inviteExpiryDays: Int?
+
+    @Option(help: "Most sends of one invitation in 24 hours [ORGD_INVITE_MAX_SENDS] (default: 5).")
+    var inviteMaxSends: Int?
+
+    @Option(help: "Seconds a mailer holds claimed e-mail before it returns to the queue [ORGD_OUTBOX_LEASE_SECONDS] (default: 300).")
+    var outboxLeaseSeconds: Int?
+
     func run() async throws {
         let settings = try Settings(self, environment: ProcessInfo.processInfo.environment)
         LoggingSystem.bootstrap { label in
@@ -54,7 +63,7 @@ struct Orgd: AsyncParsableCommand {
         let store = try Store(path: settings.database, durability: settings.durability, logger: logger)
         let server = OrgdServer(
             configuration: settings.server,
-            dispatcher: Dispatcher(store: store, logger: logger),
+            dispatcher: Dispatcher(store: store, logger: logger, invitations: settings.invitations),
             logger: logger,
             onListening: { bound in
                 // One line per listener on stdout, for scripts and tests.
@@ -78,6 +87,7 @@ struct Settings {
     var durability: Durability
     var logLevel: Logger.Level
     var server: ServerConfiguration
+    var invitations = InvitationPolicy()
 
     init(_ flags: Orgd, environment: [String: String]) throws {
         func value(_ flag: String?, _ variable: String) -> String? {
@@ -122,6 +132,20 @@ struct Settings {
         if let seconds = flags.drainTimeout ?? environment["ORGD_DRAIN_TIMEOUT"].flatMap(Int.init) {
             guard seconds >= 0 else { throw ValidationError("--drain-timeout must not be negative") }
             server.drainTimeout = .seconds(Int64(seconds))
+        }
+        func number(_ flag: Int?, _ variable: String, _ option: String, _ range: ClosedRange<Int>) throws -> Int? {
+            guard let value = flag ?? environment[variable].flatMap(Int.init) else { return nil }
+            guard range.contains(value) else { throw ValidationError("\(option) must be \(range.lowerBound) to \(range.upperBound)") }
+            return value
+        }
+        if let days = try number(flags.inviteExpiryDays, "ORGD_INVITE_EXPIRY_DAYS", "--invite-expiry-days", 1...30) {
+            invitations.defaultExpiryDays = days
+        }
+        if let sends = try number(flags.inviteMaxSends, "ORGD_INVITE_MAX_SENDS", "--invite-max-sends", 1...1000) {
+            invitations.maximumSendsPerDay = sends
+        }
+        if let seconds = try number(flags.outboxLeaseSeconds, "ORGD_OUTBOX_LEASE_SECONDS", "--outbox-lease-seconds", 1...86_400) {
+            invitations.defaultLeaseSeconds = seconds
         }
         guard server.unixSocketPath != nil || server.tcpHost != nil else {
             throw ValidationError("nothing to listen on: give --socket or --listen")

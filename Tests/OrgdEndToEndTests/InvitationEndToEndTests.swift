@@ -1,0 +1,148 @@
+import Foundation
+import OrgdClient
+import OrgdCore
+import OrgdProto
+import SwiftProtobuf
+import Testing
+
+@Suite("InvitationService end to end")
+struct InvitationEndToEndTests {
+    static func inviteRequest(_ organization: String, _ email: String, role: String = "agent") -> Orgd_V1_InviteMemberRequest {
+        var request = Orgd_V1_InviteMemberRequest()
+        request.organizationID = organization
+        request.title = "Dr"
+        request.givenName = "Dana"
+        request.familyName = "Scully"
+        request.email = email
+        request.role = role
+        return request
+    }
+
+    @Test("the full life: a manager invites, a mailer delivers, the invitee accepts with orgctl and lands in the organisation")
+    func fullLife() async throws {
+        try await withConsentWorld { (world: ConsentWorld) async throws in
+            let invited = try await world.managerClient.invitations.inviteMember(Self.inviteRequest(world.organization.id, "dana@fbi.example", role: "PKB_TEAM_PRO"))
+            #expect(invited.message == "Invitation sent")
+
+            let mailer = try await world.daemon.serviceToken(role: .none, name: "mailer")
+            let mailerClient = try await world.daemon.client(world.daemon.tcp, token: mailer.secret)
+            var claim = Orgd_V1_ClaimOutboxRequest()
+            claim.mailerID = "mailer-1"
+            let mail = try await mailerClient.invitations.claimOutbox(claim)
+            #expect(mail.messages.count == 1 && mail.messages[0].recipient == "dana@fbi.example")
+            var ack = Orgd_V1_AckOutboxRequest()
+            ack.id = mail.messages[0].id
+            ack.mailerID = "mailer-1"
+            ack.delivered = true
+            _ = try await mailerClient.invitations.ackOutbox(ack)
+
+            let accepted = try await Subprocess.run("orgctl", ["invite", "accept", "--token", mail.messages[0].token, "--socket", world.daemon.bound.unixSocketPath!])
+            #expect(accepted.status == 0 && accepted.stdout.hasPrefix("accepted: user \(invited.id)"), "\(accepted.stdout)\(accepted.stderr)")
+
+            var list = Orgd_V1_ListInvitationsRequest()
+            list.organizationID = world.organization.id
+            let invitations = try await world.managerClient.invitations.listInvitations(list)
+            #expect(invitations.invitations.map(\.status) == [.accepted])
+            #expect(invitations.invitations[0].invitedBy == "user:\(world.manager.id)")
+
+            // The new member, now active, lands in the organisation and, as an
+            // agent, can be allowed by a consent.
+            let token = try await MembershipEndToEndTests.token(world.local, user: invited.id)
+            let newcomer = try await world.daemon.client(world.daemon.tcp, token: token)
+            let mine = try await newcomer.memberships.listMyOrganizations()
+            #expect(mine.primaryOrganizationID == world.organization.id && mine.asStaff.first?.roles == [.agent])
+            #expect(try await newcomer.memberships.getProfile().user.status == .active)
+            let study = try await world.request("Study", [world.bloodPressure], kind: .agency)
+            try await world.ask(study)
+            try await world.answer(study, [(world.bloodPressure, true)])
+            #expect(try await world.check(agent: invited.id, world.bloodPressure).allowed)
+            for client in [mailerClient, newcomer] { await client.close() }
+        }
+    }
+
+    @Test("two mailers claiming concurrently never get the same message, and together get every one")
+    func concurrentMailers() async throws {
+        try await withDaemon { daemon in
+            let local = try await daemon.client()
+            let organization = try await MembershipEndToEndTests.organization(local, "Big Ward")
+            var bulk = Orgd_V1_BulkInviteMembersRequest()
+            bulk.organizationID = organization.id
+            bulk.invitees = (0..<60).map { Self.inviteRequest(organization.id, "person\($0)@ward.example") }
+            #expect(try await local.invitations.bulkInviteMembers(bulk).results.allSatisfy { $0.outcome == .sent })
+            let mailers = try await (daemon.client(), daemon.client())
+            func drain(_ client: OrgdClient, _ name: String) async throws -> [String] {
+                var claimed: [String] = []
+                while true {
+                    var claim = Orgd_V1_ClaimOutboxRequest()
+                    claim.mailerID = name
+                    claim.maxMessages = 7
+                    let batch = try await client.invitations.claimOutbox(claim).messages
+                    if batch.isEmpty { return claimed }
+                    claimed += batch.map(\.id)
+                }
+            }
+            async let first = drain(mailers.0, "mailer-a")
+            async let second = drain(mailers.1, "mailer-b")
+            let (a, b) = try await (first, second)
+            #expect(Set(a).isDisjoint(with: b), "no message claimed twice")
+            #expect(Set(a).union(b).count == 60 && a.count + b.count == 60)
+            for client in [local, mailers.0, mailers.1] { await client.close() }
+        }
+    }
+
+    enum Caller: String, CaseIterable {
+        case superadmin, admin, managerHere, managerElsewhere, agent, patient, service, anonymous
+    }
+
+    @Test("the permission matrix for every InvitationService method")
+    func permissionMatrix() async throws {
+        try await withConsentWorld { (world: ConsentWorld) async throws in
+            let local = world.local
+            let elsewhere = try await MembershipEndToEndTests.organization(local, "Elsewhere")
+            let managerElsewhere = try await MembershipEndToEndTests.user(local)
+            try await MembershipEndToEndTests.addStaff(local, elsewhere.id, managerElsewhere.id, [.membershipManager])
+            var clients: [Caller: OrgdClient] = [
+                .managerHere: world.managerClient, .agent: world.agentClient, .patient: world.patientClient, .service: world.service,
+                .anonymous: try await world.daemon.client(world.daemon.tcp),
+                .managerElsewhere: try await world.daemon.client(world.daemon.tcp, token: try await MembershipEndToEndTests.token(local, user: managerElsewhere.id)),
+            ]
+            for (caller, role) in [(Caller.superadmin, Orgd_V1_SystemRole.superadmin), (.admin, .admin)] {
+                let user = try await MembershipEndToEndTests.user(local, role: role)
+                clients[caller] = try await world.daemon.client(world.daemon.tcp, token: try await MembershipEndToEndTests.token(local, user: user.id))
+            }
+            let invitation = try await local.invitations.inviteMember(Self.inviteRequest(world.organization.id, "target@x.example")).invitation
+
+            let admins: Set<Caller> = [.superadmin, .admin]
+            let managers = admins.union([.managerHere])
+            let everyone = Set(Caller.allCases).subtracting([.anonymous])
+            let cases: [(String, any SwiftProtobuf.Message, Set<Caller>)] = [
+                ("InviteMember", Self.inviteRequest(world.organization.id, "matrix@x.example"), managers),
+                ("BulkInviteMembers", { var r = Orgd_V1_BulkInviteMembersRequest(); r.organizationID = world.organization.id; r.invitees = [Self.inviteRequest(world.organization.id, "bulk@x.example")]; return r }(), managers),
+                ("GetInvitation", { var r = Orgd_V1_GetInvitationRequest(); r.id = invitation.id; return r }(), managers),
+                ("ListInvitations", { var r = Orgd_V1_ListInvitationsRequest(); r.organizationID = world.organization.id; return r }(), managers),
+                ("ResendInvitation", { var r = Orgd_V1_ResendInvitationRequest(); r.id = invitation.id; return r }(), managers),
+                ("AcceptInvitation", { var r = Orgd_V1_AcceptInvitationRequest(); r.token = "inv_unknown"; return r }(), everyone),
+                ("DeclineInvitation", { var r = Orgd_V1_DeclineInvitationRequest(); r.token = "inv_unknown"; return r }(), everyone),
+                ("ClaimOutbox", { var r = Orgd_V1_ClaimOutboxRequest(); r.mailerID = "m"; r.maxMessages = 1; return r }(), admins.union([.service])),
+                ("AckOutbox", { var r = Orgd_V1_AckOutboxRequest(); r.id = UUID().uuidString; r.mailerID = "m"; return r }(), admins.union([.service])),
+                ("WithdrawInvitation", { var r = Orgd_V1_WithdrawInvitationRequest(); r.id = invitation.id; return r }(), managers),
+            ]
+            #expect(Set(cases.map(\.0)).count == 10, "every InvitationService method is in the matrix")
+            for (method, request, allowed) in cases {
+                for caller in Caller.allCases {
+                    let response = try await clients[caller]!.connection.call(
+                        service: "orgd.v1.InvitationService", method: method, payload: try request.serializedBytes())
+                    let code = StatusCode(wireValue: response.status.code)
+                    if caller == .anonymous {
+                        #expect(code == .unauthenticated, "\(method) as \(caller): \(code)")
+                    } else if allowed.contains(caller) {
+                        #expect(code != .permissionDenied && code != .unauthenticated, "\(method) as \(caller): \(code) \(response.status.message)")
+                    } else {
+                        #expect(code == .permissionDenied, "\(method) as \(caller): \(code) \(response.status.message)")
+                    }
+                }
+            }
+            for caller in [Caller.superadmin, .admin, .managerElsewhere, .anonymous] { await clients[caller]!.close() }
+        }
+    }
+}
