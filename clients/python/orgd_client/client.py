@@ -1,0 +1,210 @@
+"""One connection to orgd, shared by any number of threads."""
+import re
+import socket
+import threading
+from concurrent.futures import Future, TimeoutError as FutureTimeout
+
+from google.protobuf import message_factory
+
+from . import wire
+from .errors import OrgdError, StatusCode
+
+_SERVICE_MODULES = {
+    "organizations": ("orgd.v1.organization_pb2", "OrganizationService"),
+    "memberships": ("orgd.v1.membership_pb2", "MembershipService"),
+    "invitations": ("orgd.v1.invitation_pb2", "InvitationService"),
+    "consents": ("orgd.v1.consent_pb2", "ConsentService"),
+    "tokens": ("orgd.v1.token_pb2", "TokenService"),
+    "health": ("grpc.health.v1.health_pb2", "Health"),
+}
+
+
+def _snake(name):
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class ServiceStub:
+    """One method per RPC of a service, built from the generated descriptor:
+    ``stub.create_organization(request)`` or ``stub.create_organization(name=...)``.
+    Each returns the response message or raises OrgdError."""
+
+    def __init__(self, client, descriptor):
+        self._client = client
+        self.name = descriptor.full_name
+        for method in descriptor.methods:
+            setattr(self, _snake(method.name), self._bind(method))
+
+    def _bind(self, method):
+        request_class = message_factory.GetMessageClass(method.input_type)
+        response_class = message_factory.GetMessageClass(method.output_type)
+
+        def call(request=None, *, timeout=None, metadata=(), idempotency_key=None, **fields):
+            if request is None:
+                request = request_class(**fields)
+            elif fields:
+                raise TypeError("pass a request message or fields, not both")
+            return self._client.call(self.name, method.name, request, response_class,
+                                     timeout=timeout, metadata=metadata, idempotency_key=idempotency_key)
+
+        call.__name__ = _snake(method.name)
+        call.__doc__ = f"{self.name}/{method.name}({method.input_type.name}) -> {method.output_type.name}"
+        return call
+
+
+class Client:
+    """A connection to orgd that multiplexes concurrent calls.
+
+    Connect with ``unix_path`` or ``address=(host, port)``. ``token`` is sent
+    as ``authorization: Bearer``; ``act_as`` as ``orgd-act-as``. ``timeout`` (in
+    seconds) is the default deadline for each call.
+    """
+
+    def __init__(self, unix_path=None, address=None, token=None, act_as=None, timeout=None,
+                 max_frame=wire.DEFAULT_MAX_FRAME, connect_timeout=10.0):
+        if (unix_path is None) == (address is None):
+            raise ValueError("give exactly one of unix_path and address")
+        try:
+            if unix_path is not None:
+                self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self._socket.settimeout(connect_timeout)
+                self._socket.connect(unix_path)
+            else:
+                self._socket = socket.create_connection(address, timeout=connect_timeout)
+                self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as error:
+            raise OrgdError(StatusCode.UNAVAILABLE, f"cannot connect to orgd: {error}") from error
+        self._socket.settimeout(None)
+        self._token = token
+        self._act_as = act_as
+        self._timeout = timeout
+        self._max_frame = max_frame
+        self._lock = threading.Lock()
+        self._pending = {}
+        self._next_stream = 1
+        self._closed = None
+        self._reader = threading.Thread(target=self._read_loop, name="orgd-client-reader", daemon=True)
+        self._reader.start()
+        import importlib
+
+        for attribute, (module, service) in _SERVICE_MODULES.items():
+            descriptor = importlib.import_module(module).DESCRIPTOR.services_by_name[service]
+            setattr(self, attribute, ServiceStub(self, descriptor))
+
+    # -- calls --
+
+    def call(self, service, method, request, response_class, timeout=None, metadata=(), idempotency_key=None):
+        """Calls a method with a request message; returns the response message
+        or raises OrgdError."""
+        response = self.call_raw(service, method, request.SerializeToString(), timeout=timeout,
+                                 metadata=metadata, idempotency_key=idempotency_key)
+        if response.status.code != 0:
+            raise OrgdError.from_status(response.status)
+        result = response_class()
+        result.ParseFromString(response.payload)
+        return result
+
+    def call_raw(self, service, method, payload=b"", timeout=None, metadata=(), idempotency_key=None):
+        """Calls a method with payload bytes; returns the ttrpc.Response
+        envelope whatever its status."""
+        timeout = self._timeout if timeout is None else timeout
+        entries = list(metadata)
+        if self._token:
+            entries.append(("authorization", f"Bearer {self._token}"))
+        if self._act_as:
+            entries.append(("orgd-act-as", self._act_as))
+        if idempotency_key:
+            entries.append(("idempotency-key", idempotency_key))
+        timeout_nano = max(1, int(timeout * 1e9)) if timeout else 0
+        future = Future()
+        with self._lock:
+            if self._closed is not None:
+                raise self._closed
+            stream_id = self._next_stream
+            self._next_stream += 2
+            self._pending[stream_id] = future
+            frame = wire.encode_request(stream_id, service, method, payload, timeout_nano, entries)
+            try:
+                self._socket.sendall(frame)
+            except OSError as error:
+                del self._pending[stream_id]
+                raise OrgdError(StatusCode.UNAVAILABLE, f"cannot send to orgd: {error}") from error
+        try:
+            # Leave the server time to answer DEADLINE_EXCEEDED itself.
+            return future.result(None if not timeout else timeout + 0.25)
+        except FutureTimeout:
+            with self._lock:
+                self._pending.pop(stream_id, None)
+            raise OrgdError(StatusCode.DEADLINE_EXCEEDED, "no answer before the deadline") from None
+
+    # -- the reader --
+
+    def _read_exact(self, count):
+        chunks = []
+        while count:
+            chunk = self._socket.recv(min(count, 1 << 20))
+            if not chunk:
+                raise EOFError
+            chunks.append(chunk)
+            count -= len(chunk)
+        return b"".join(chunks)
+
+    def _read_loop(self):
+        from ttrpc import ttrpc_pb2
+
+        try:
+            while True:
+                length, stream_id, frame_type, _ = wire.decode_header(self._read_exact(wire.HEADER_SIZE))
+                if length > self._max_frame:
+                    remaining = length
+                    while remaining:
+                        remaining -= len(self._read_exact(min(remaining, 1 << 20)))
+                    self._complete(stream_id, error=OrgdError(
+                        StatusCode.RESOURCE_EXHAUSTED, f"the response ({length} bytes) is larger than this client accepts"))
+                    continue
+                data = self._read_exact(length)
+                if frame_type != wire.TYPE_RESPONSE:
+                    continue
+                response = ttrpc_pb2.Response()
+                try:
+                    response.ParseFromString(data)
+                except Exception:
+                    self._complete(stream_id, error=OrgdError(StatusCode.INTERNAL, "undecodable response envelope"))
+                    continue
+                self._complete(stream_id, response=response)
+        except (EOFError, OSError):
+            pass
+        self._fail_all(OrgdError(StatusCode.UNAVAILABLE, "the connection to orgd closed"))
+
+    def _complete(self, stream_id, response=None, error=None):
+        with self._lock:
+            future = self._pending.pop(stream_id, None)
+        if future is None:
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(response)
+
+    def _fail_all(self, error):
+        with self._lock:
+            if self._closed is None:
+                self._closed = error
+            pending, self._pending = self._pending, {}
+        for future in pending.values():
+            future.set_exception(error)
+
+    def close(self):
+        """Closes the connection; calls still waiting fail with UNAVAILABLE."""
+        try:
+            self._socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._socket.close()
+        self._reader.join(timeout=5)
+        self._fail_all(OrgdError(StatusCode.UNAVAILABLE, "the client was closed"))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
