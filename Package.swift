@@ -17,6 +17,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // Generated swift-protobuf code for proto/ (scripts/generate-protos).
@@ -46,6 +49,7 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
         // The services' rules and authorisation; never sees a socket.
@@ -108,7 +112,10 @@ let package = Package(
         ),
         .testTarget(
             name: "OrgdServicesTests",
-            dependencies: ["OrgdServices", "OrgdStore", "OrgdCore", "OrgdProto"]
+            dependencies: [
+                "OrgdServices", "OrgdStore", "OrgdCore", "OrgdProto",
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ]
         ),
         .testTarget(
             name: "OrgdEndToEndTests",

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Crypto
 import Foundation
 import GRDB
@@ -16,10 +17,12 @@ public enum Durability: String, Sendable, CaseIterable {
 /// The database: one `Sendable` value that owns the connection pool and the
 /// migrator, and exposes transactions whose methods keep the data consistent.
 ///
-/// Reads run concurrently on GRDB's reader pool; writes are serialised on its
-/// single writer. Both run on GRDB's own threads, never on a NIO event loop.
+/// Reads run concurrently on GRDB's reader pool; writes go through one
+/// `GroupCommitWriter` on GRDB's single writer. Both run on GRDB's own
+/// threads, never on a NIO event loop.
 public struct Store: Sendable {
     private let pool: DatabasePool
+    private let writer: GroupCommitWriter
     /// Where timestamps come from; tests inject a fixed clock.
     public let clock: @Sendable () -> Date
     public let path: String
@@ -30,6 +33,7 @@ public struct Store: Sendable {
         durability: Durability = .full,
         clock: @escaping @Sendable () -> Date = { Date() },
         logger: Logger = Logger(label: "orgd.store"),
+        metrics: any MetricsFactory = NOOPMetricsHandler.instance,
         sqlTrace: (@Sendable (String) -> Void)? = nil
     ) throws {
         var configuration = Configuration()
@@ -50,6 +54,7 @@ public struct Store: Sendable {
         let pool = try DatabasePool(path: path, configuration: configuration)
         try Migrations.migrator.migrate(pool)
         self.pool = pool
+        self.writer = GroupCommitWriter(pool: pool, clock: clock, metrics: metrics)
         self.clock = clock
         self.path = path
         logger.info("store opened", metadata: ["store.path": "\(path)", "store.durability": "\(durability.rawValue)"])
@@ -63,11 +68,13 @@ public struct Store: Sendable {
         }
     }
 
-    /// Runs `body` in a write transaction: all of it commits, durably, or none.
+    /// Runs `body` as one write: all of it commits, durably, or none. Writes
+    /// that arrive together share a transaction and its fsync (group commit),
+    /// each in its own savepoint; this returns once the commit is durable.
     public func write<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) throws -> T) async throws -> T {
-        let clock = self.clock
-        return try await mapErrors {
-            try await pool.write { db in try body(StoreTransaction(db: db, now: clock())) }
+        try await mapErrors {
+            // The writer hands back exactly what `body` returned.
+            try await writer.submit { tx in try body(tx) } as! T
         }
     }
 
@@ -89,6 +96,9 @@ public struct Store: Sendable {
             return response
         }
     }
+
+    /// Writes waiting for the next group commit.
+    public var queuedWrites: Int { writer.queued }
 
     /// Closes every connection; later calls fail.
     public func close() throws {
