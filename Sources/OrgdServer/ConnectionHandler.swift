@@ -26,6 +26,7 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     private let dispatcher: Dispatcher
     private let maximumFrameLength: Int
+    private let metrics: ServerMetrics
     private var info: ConnectionInfo
     private var logger: Logger
     private var context: ChannelHandlerContext?
@@ -33,8 +34,9 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var inFlight: [UInt32: InFlightCall] = [:]
     private var draining = false
 
-    init(dispatcher: Dispatcher, info: ConnectionInfo, maximumFrameLength: Int, logger: Logger) {
+    init(dispatcher: Dispatcher, info: ConnectionInfo, maximumFrameLength: Int, metrics: ServerMetrics, logger: Logger) {
         self.dispatcher = dispatcher
+        self.metrics = metrics
         self.info = info
         self.maximumFrameLength = maximumFrameLength
         var logger = logger
@@ -62,6 +64,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         for call in inFlight.values {
             call.task.cancel()
             call.deadline?.cancel()
+            metrics.callEnded()
         }
         inFlight.removeAll()
         logger.debug("connection closed")
@@ -140,10 +143,12 @@ final class ConnectionHandler: ChannelInboundHandler {
             }
         }
         inFlight[streamID] = InFlightCall(task: task, deadline: deadline)
+        metrics.callStarted()
     }
 
     private func expire(streamID: UInt32) {
         guard let call = inFlight.removeValue(forKey: streamID) else { return }
+        metrics.callEnded()
         call.task.cancel()
         respond(streamID: streamID, error: RPCError(.deadlineExceeded, "the call's deadline (timeout_nano) passed"))
         closeIfDrained()
@@ -152,6 +157,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     private func finish(streamID: UInt32, outcome: CallOutcome) {
         // Absent when the deadline already answered this stream.
         guard let call = inFlight.removeValue(forKey: streamID) else { return }
+        metrics.callEnded()
         call.deadline?.cancel()
         guard let context else { return }
         let frame = Envelope.responseFrame(

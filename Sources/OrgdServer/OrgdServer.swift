@@ -7,6 +7,7 @@ import NIOCore
 import NIOPosix
 import OrgdServices
 import OrgdWire
+import Prometheus
 import ServiceLifecycle
 
 /// The orgd server: listens on a Unix socket and/or TCP and serves ttrpc
@@ -26,17 +27,24 @@ public final class OrgdServer: Service, Sendable {
     private let group: any EventLoopGroup
     private let state = NIOLockedValueBox(State())
     private let onListening: @Sendable (BoundAddresses) -> Void
+    private let metrics: PrometheusMetricsFactory
+    private let serverMetrics: ServerMetrics
 
+    /// `metrics` is where every component records; its registry is what the
+    /// metrics listener serves. Give the Store and Dispatcher the same factory.
     public init(
         configuration: ServerConfiguration,
         dispatcher: Dispatcher,
         logger: Logger,
+        metrics: PrometheusMetricsFactory = PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         onListening: @escaping @Sendable (BoundAddresses) -> Void = { _ in }
     ) {
         self.configuration = configuration
         self.dispatcher = dispatcher
         self.logger = logger
+        self.metrics = metrics
+        self.serverMetrics = ServerMetrics(factory: metrics)
         self.group = group
         self.onListening = onListening
     }
@@ -68,6 +76,12 @@ public final class OrgdServer: Service, Sendable {
                 bound.tcpHost = host
                 bound.tcpPort = channel.localAddress?.port
                 logger.info("listening", metadata: ["listen.tcp": "\(host):\(bound.tcpPort ?? 0)"])
+            }
+            if let host = configuration.metricsHost {
+                let channel = try await MetricsEndpoint.bind(host: host, port: configuration.metricsPort, registry: metrics.registry, group: group)
+                state.withLockedValue { $0.listeners.append(channel) }
+                bound.metricsPort = channel.localAddress?.port
+                logger.info("listening", metadata: ["listen.metrics": "\(host):\(bound.metricsPort ?? 0)"])
             }
         } catch {
             await shutdown()
@@ -115,6 +129,7 @@ public final class OrgdServer: Service, Sendable {
                     dispatcher: dispatcher,
                     info: ConnectionInfo(transport: transport, peer: peer, connectionID: id),
                     maximumFrameLength: maximumFrameLength,
+                    metrics: serverMetrics,
                     logger: logger
                 )
                 return channel.eventLoop.makeCompletedFuture {
@@ -132,8 +147,10 @@ public final class OrgdServer: Service, Sendable {
             defer { state.nextConnectionID += 1 }
             return state.nextConnectionID
         }
-        channel.closeFuture.whenComplete { [state] _ in
+        serverMetrics.connectionOpened()
+        channel.closeFuture.whenComplete { [state, serverMetrics] _ in
             _ = state.withLockedValue { $0.connections.removeValue(forKey: key) }
+            serverMetrics.connectionClosed()
         }
         return id
     }

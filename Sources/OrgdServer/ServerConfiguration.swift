@@ -14,6 +14,9 @@ public struct ServerConfiguration: Sendable {
     public var maximumFrameLength: Int = FrameDecoder.defaultMaximumFrameLength
     /// How long shutdown waits for in-flight calls before closing anyway.
     public var drainTimeout: TimeAmount = .seconds(30)
+    /// Where to serve Prometheus metrics over HTTP (`GET /metrics`), or nil.
+    public var metricsHost: String?
+    public var metricsPort: Int = 0
 
     public init(unixSocketPath: String? = nil, tcpHost: String? = nil, tcpPort: Int = 0) {
         self.unixSocketPath = unixSocketPath
@@ -28,4 +31,6 @@ public struct BoundAddresses: Sendable {
     /// The TCP port chosen (useful with port 0).
     public var tcpPort: Int?
     public var tcpHost: String?
+    /// The metrics listener's port, when there is one.
+    public var metricsPort: Int?
 }

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import NIOConcurrencyHelpers
 import OrgdCore
@@ -20,8 +21,12 @@ public struct Dispatcher: Sendable {
     private let logger: Logger
     private let serving: NIOLockedValueBox<Bool>
     private let store: Store
+    private let metrics: CallMetrics
 
-    public init(store: Store, logger: Logger, invitations: InvitationPolicy = InvitationPolicy()) {
+    public init(
+        store: Store, logger: Logger, invitations: InvitationPolicy = InvitationPolicy(),
+        metrics: any MetricsFactory = NOOPMetricsHandler.instance
+    ) {
         let serving = NIOLockedValueBox(true)
         var table = MethodTable()
         OrganizationService(store: store).register(in: &table)
@@ -40,6 +45,7 @@ public struct Dispatcher: Sendable {
         self.logger = logger
         self.serving = serving
         self.store = store
+        self.metrics = CallMetrics(factory: metrics)
     }
 
     /// Health checks answer NOT_SERVING from now on (set while draining).
@@ -49,6 +55,18 @@ public struct Dispatcher: Sendable {
 
     /// Runs one call to completion. Never throws: failures become statuses.
     public func dispatch(_ request: Ttrpc_Request, connection: ConnectionInfo) async -> CallOutcome {
+        let started = ContinuousClock.now
+        let outcome = await run(request, connection: connection)
+        let known = (try? table.resolve(service: request.service, method: request.method)) != nil
+        let (seconds, attoseconds) = (ContinuousClock.now - started).components
+        metrics.record(
+            method: known ? "\(request.service)/\(request.method)" : "unknown", code: outcome.code,
+            nanoseconds: seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        )
+        return outcome
+    }
+
+    private func run(_ request: Ttrpc_Request, connection: ConnectionInfo) async -> CallOutcome {
         let metadata = Metadata(request.metadata)
         let method = "\(request.service)/\(request.method)"
         var logger = self.logger

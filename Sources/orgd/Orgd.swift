@@ -4,6 +4,7 @@ import Logging
 import OrgdServer
 import OrgdServices
 import OrgdStore
+import Prometheus
 import ServiceLifecycle
 
 @main
@@ -30,6 +31,9 @@ struct Orgd: AsyncParsableCommand {
 
     @Option(help: "TCP address HOST:PORT to listen on [ORGD_LISTEN]; port 0 picks a free port and prints it.")
     var listen: String?
+
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics [ORGD_METRICS_LISTEN]; off by default.")
+    var metricsListen: String?
 
     @Option(help: "SQLite durability, full or normal [ORGD_SYNCHRONOUS] (default: full).")
     var synchronous: String?
@@ -60,15 +64,19 @@ struct Orgd: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "orgd")
-        let store = try Store(path: settings.database, durability: settings.durability, logger: logger)
+        var metrics = PrometheusMetricsFactory(registry: PrometheusCollectorRegistry())
+        metrics.valueHistogramBuckets["orgd_commit_batch_size"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+        let store = try Store(path: settings.database, durability: settings.durability, logger: logger, metrics: metrics)
         let server = OrgdServer(
             configuration: settings.server,
-            dispatcher: Dispatcher(store: store, logger: logger, invitations: settings.invitations),
+            dispatcher: Dispatcher(store: store, logger: logger, invitations: settings.invitations, metrics: metrics),
             logger: logger,
+            metrics: metrics,
             onListening: { bound in
                 // One line per listener on stdout, for scripts and tests.
                 if let path = bound.unixSocketPath { print("orgd listening on unix:\(path)") }
                 if let port = bound.tcpPort, let host = bound.tcpHost { print("orgd listening on tcp:\(host):\(port)") }
+                if let port = bound.metricsPort, let host = settings.server.metricsHost { print("orgd listening on metrics:\(host):\(port)") }
                 fflush(nil)
             }
         )
@@ -117,13 +125,10 @@ struct Settings {
             server.unixSocketMode = parsed
         }
         if let listen = value(flags.listen, "ORGD_LISTEN") {
-            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
-                  (0...65535).contains(port)
-            else {
-                throw ValidationError("--listen must be HOST:PORT, e.g. 127.0.0.1:7420, not \(listen)")
-            }
-            server.tcpHost = String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-            server.tcpPort = port
+            (server.tcpHost, server.tcpPort) = try Self.hostAndPort(listen, option: "--listen")
+        }
+        if let listen = value(flags.metricsListen, "ORGD_METRICS_LISTEN") {
+            (server.metricsHost, server.metricsPort) = try Self.hostAndPort(listen, option: "--metrics-listen")
         }
         if let bytes = flags.maxFrameBytes ?? environment["ORGD_MAX_FRAME_BYTES"].flatMap(Int.init) {
             guard bytes >= 1024 else { throw ValidationError("--max-frame-bytes must be at least 1024") }
@@ -151,6 +156,13 @@ struct Settings {
             throw ValidationError("nothing to listen on: give --socket or --listen")
         }
         self.server = server
+    }
+
+    static func hostAndPort(_ text: String, option: String) throws -> (String, Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ValidationError("\(option) must be HOST:PORT, e.g. 127.0.0.1:7420, not \(text)")
+        }
+        return (String(text[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port)
     }
 
     static func defaultSocketPath(_ environment: [String: String]) -> String {

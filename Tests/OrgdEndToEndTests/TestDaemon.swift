@@ -4,6 +4,7 @@ import OrgdClient
 import OrgdServer
 import OrgdServices
 import OrgdStore
+import Prometheus
 
 /// A real orgd server, in this process, on a temporary Unix socket and TCP
 /// port 0, over a real SQLite file. Stop it with `stop()`.
@@ -22,14 +23,18 @@ final class TestDaemon: Sendable {
 
     static func start(maximumFrameLength: Int? = nil) async throws -> TestDaemon {
         let directory = try makeTemporaryDirectory()
-        let store = try Store(path: directory + "/orgd.sqlite")
+        let metrics = PrometheusMetricsFactory(registry: PrometheusCollectorRegistry())
+        let store = try Store(path: directory + "/orgd.sqlite", metrics: metrics)
         // Short socket paths: sun_path holds 108 bytes.
         var configuration = ServerConfiguration(unixSocketPath: directory + "/s", tcpHost: "127.0.0.1", tcpPort: 0)
+        configuration.metricsHost = "127.0.0.1"
         if let maximumFrameLength { configuration.maximumFrameLength = maximumFrameLength }
         configuration.drainTimeout = .seconds(5)
         var logger = Logger(label: "orgd.test")
         logger.logLevel = .warning
-        let server = OrgdServer(configuration: configuration, dispatcher: Dispatcher(store: store, logger: logger), logger: logger)
+        let server = OrgdServer(
+            configuration: configuration, dispatcher: Dispatcher(store: store, logger: logger, metrics: metrics),
+            logger: logger, metrics: metrics)
         let bound = try await server.start()
         return TestDaemon(directory: directory, store: store, server: server, bound: bound)
     }
