@@ -43,6 +43,11 @@ struct EndpointOptions: ParsableArguments {
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
     }
 
+    var isTCP: Bool {
+        if case .tcp = endpoint { return true }
+        return false
+    }
+
     var endpoint: OrgdEndpoint {
         let environment = ProcessInfo.processInfo.environment
         if let address = address ?? environment["ORGD_ADDRESS"], !address.isEmpty, let (host, port) = Self.parse(address: address) {
