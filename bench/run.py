@@ -1,0 +1,204 @@
+"""Runs orgd and its peers on this machine, in one go, and prints one table.
+
+Called by scripts/bench. Peers: redis-server/redis-benchmark on a Unix socket
+(GET for reads, SET for writes) and a raw-SQLite C program doing durable
+inserts (WAL, synchronous=FULL), one row per transaction and 1,000 rows per
+transaction. orgd is driven by `orgctl bench`. Every figure comes from this
+run; ratios compare figures from this run only.
+"""
+import argparse
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def sh(*args, **kwargs):
+    return subprocess.run(args, check=True, capture_output=True, text=True, **kwargs).stdout
+
+
+class Orgd:
+    def __init__(self, bin_dir, directory, synchronous="full"):
+        self.bin_dir = bin_dir
+        self.directory = directory
+        self.socket = os.path.join(directory, "orgd.sock")
+        started = time.monotonic()
+        self.process = subprocess.Popen(
+            [os.path.join(bin_dir, "orgd"), "--database", os.path.join(directory, "orgd.sqlite"), "--socket", self.socket,
+             "--listen", "127.0.0.1:0", "--synchronous", synchronous, "--log-level", "warning"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.port = None
+        while self.port is None:
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError("orgd did not start")
+            if line.startswith("orgd listening on tcp:"):
+                self.port = int(line.rsplit(":", 1)[1])
+        self.startup_seconds = time.monotonic() - started
+
+    def rss_kib(self):
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def bench(self, *arguments, tcp=False):
+        where = ["--address", f"127.0.0.1:{self.port}"] if tcp else ["--socket", self.socket]
+        output = sh(os.path.join(self.bin_dir, "orgctl"), "bench", *where, "--json", "--quiet", *arguments)
+        return json.loads(output)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+class Redis:
+    def __init__(self, directory):
+        self.socket = os.path.join(directory, "redis.sock")
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", "0", "--unixsocket", self.socket, "--unixsocketperm", "700",
+             "--save", "", "--appendonly", "no", "--dir", directory],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            if os.path.exists(self.socket):
+                break
+            time.sleep(0.05)
+
+    def benchmark(self, test, clients, requests):
+        output = sh("redis-benchmark", "-s", self.socket, "-t", test, "-c", str(clients), "-n", str(requests),
+                    "-d", "100", "-r", "100000", "--csv")
+        rows = list(csv.DictReader(io.StringIO(output)))
+        row = next(r for r in rows if r["test"].upper() == test.upper())
+        return {"calls_per_second": float(row["rps"]), "p50_us": float(row["p50_latency_ms"]) * 1000,
+                "p99_us": float(row["p99_latency_ms"]) * 1000}
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def sqlite_baseline(directory, binary, rows, per_transaction):
+    path = os.path.join(directory, f"baseline-{per_transaction}.sqlite")
+    output = sh(binary, path, str(rows), str(per_transaction))
+    return float(re.search(r"rows_per_second=(\d+)", output).group(1))
+
+
+def open_connections(path, count):
+    """Opens `count` Unix connections, each making one health check."""
+    sockets = []
+    frame = bytes.fromhex("0000001e0000000101000a15677270632e6865616c74682e76312e4865616c74681205436865636b")
+    for _ in range(count):
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection.connect(path)
+        connection.sendall(frame)
+        sockets.append(connection)
+    for connection in sockets:
+        received = b""
+        while len(received) < 16:
+            received += connection.recv(64)
+    return sockets
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bin", required=True, help="folder with orgd and orgctl")
+    parser.add_argument("--quick", action="store_true", help="a few seconds, to prove the script works")
+    parser.add_argument("--json-out")
+    arguments = parser.parse_args()
+    quick = arguments.quick
+    seconds = "1" if quick else "10"
+    warmup = "0.3" if quick else "2"
+    seed = ("organizations=5,staff=20,patients=200,scopes=4,consents=800" if quick
+            else "organizations=50,staff=500,patients=10000,scopes=4,consents=40000")
+    redis_requests = 20000 if quick else 500000
+
+    work = tempfile.mkdtemp(prefix="orgd-bench-")
+    results = {"quick": quick, "seed": seed, "duration_seconds": float(seconds)}
+    try:
+        baseline = os.path.join(work, "sqlite_baseline")
+        sh("gcc", "-O2", "-o", baseline, os.path.join(os.path.dirname(__file__), "sqlite_baseline.c"), "-lsqlite3")
+        results["sqlite_rows_per_second_1_per_txn"] = sqlite_baseline(work, baseline, 200 if quick else 2000, 1)
+        results["sqlite_rows_per_second_1000_per_txn"] = sqlite_baseline(work, baseline, 20000 if quick else 500000, 1000)
+
+        redis = Redis(work)
+        try:
+            results["redis_set_c64"] = redis.benchmark("set", 64, redis_requests)
+            results["redis_get_c50"] = redis.benchmark("get", 50, redis_requests)
+            results["redis_get_c1"] = redis.benchmark("get", 1, redis_requests // 5)
+        finally:
+            redis.stop()
+
+        orgd = Orgd(arguments.bin, work)
+        try:
+            data = os.path.join(work, "data.json")
+            orgd.bench("--seed", seed, "--data", data, "--count", "1", "--warmup", "0")
+            common = ["--data", data, "--duration", seconds, "--warmup", warmup]
+            results["orgd_check_access_c50"] = orgd.bench("--call", "check-access", "--connections", "50", *common)
+            results["orgd_check_access_c1"] = orgd.bench("--call", "check-access", "--connections", "1", *common)
+            results["orgd_check_access_tcp_c50"] = orgd.bench("--call", "check-access", "--connections", "50", *common, tcp=True)
+            results["orgd_get_org_c50"] = orgd.bench("--call", "get-org", "--connections", "50", *common)
+            results["orgd_create_org_c64"] = orgd.bench("--call", "create-org", "--connections", "64", *common)
+            results["orgd_answer_consent_c64"] = orgd.bench("--call", "answer-consent", "--connections", "64", *common)
+            one = orgd.rss_kib()
+            held = open_connections(orgd.socket, 200 if quick else 1000)
+            results["rss_kib_1_connection"] = one
+            results["rss_kib_many_connections"] = orgd.rss_kib()
+            results["many_connections"] = len(held)
+            for connection in held:
+                connection.close()
+        finally:
+            orgd.stop()
+        restarted = Orgd(arguments.bin, work)
+        results["startup_seconds"] = restarted.startup_seconds
+        restarted.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    report(results)
+    if arguments.json_out:
+        with open(arguments.json_out, "w") as out:
+            json.dump(results, out, indent=2, sort_keys=True)
+
+
+def report(r):
+    def calls(name):
+        return r[name]["callsPerSecond"]
+
+    def lat(name, key):
+        return r[name]["latencyMicroseconds"][key]
+
+    rows = [
+        ("CheckAccess, Unix, 50 connections: calls/s", calls("orgd_check_access_c50"), "Redis GET c=50", r["redis_get_c50"]["calls_per_second"], "≥ 1.0"),
+        ("  p99 µs (lower is better)", lat("orgd_check_access_c50", "p99"), "Redis GET c=50 p99", r["redis_get_c50"]["p99_us"], "≤ 2.0"),
+        ("CheckAccess, 1 connection: p50 µs", lat("orgd_check_access_c1", "p50"), "Redis GET c=1 p50", r["redis_get_c1"]["p50_us"], "≤ 2.0"),
+        ("CheckAccess, 1 connection: calls/s", calls("orgd_check_access_c1"), "Redis GET c=1", r["redis_get_c1"]["calls_per_second"], ""),
+        ("CheckAccess, TCP, 50 connections: calls/s", calls("orgd_check_access_tcp_c50"), "orgd over Unix", calls("orgd_check_access_c50"), "≥ 0.8"),
+        ("GetOrganization, Unix, 50 connections: calls/s", calls("orgd_get_org_c50"), "Redis GET c=50", r["redis_get_c50"]["calls_per_second"], ""),
+        ("durable creates (FULL), 64 writers: rows/s", calls("orgd_create_org_c64"), "SQLite 1,000 rows/txn", r["sqlite_rows_per_second_1000_per_txn"], "≥ 0.5"),
+        ("", calls("orgd_create_org_c64"), "SQLite 1 row/txn", r["sqlite_rows_per_second_1_per_txn"], "≥ 50"),
+        ("durable consent answers, 64 writers: calls/s", calls("orgd_answer_consent_c64"), "SQLite 1 row/txn", r["sqlite_rows_per_second_1_per_txn"], ""),
+        ("Redis SET c=64 (for reference): calls/s", r["redis_set_c64"]["calls_per_second"], "", None, ""),
+        (f"resident memory, {r['many_connections']} connections vs 1: KiB", r["rss_kib_many_connections"] - r["rss_kib_1_connection"], "1 connection, KiB", r["rss_kib_1_connection"], "≤ 64 MiB more"),
+        ("start-up on the seeded database: s", r["startup_seconds"], "", None, "≤ 1 s"),
+    ]
+    print(f"{'what':52} {'orgd':>12}  {'peer':24} {'peer value':>12} {'ratio':>8}  goal")
+    for what, value, peer, peer_value, goal in rows:
+        ratio = f"{value / peer_value:8.2f}" if peer_value else " " * 8
+        peer_text = f"{peer_value:12.0f}" if peer_value is not None else " " * 12
+        value_text = f"{value:12.3f}" if abs(value) < 10 else f"{value:12.0f}"
+        print(f"{what:52} {value_text}  {peer:24} {peer_text} {ratio}  {goal}")
+    statuses = {k: v["status"] for k, v in r.items() if isinstance(v, dict) and "status" in v}
+    bad = {k: s for k, s in statuses.items() if set(s) - {"OK"}}
+    print("status counts: " + ("all OK" if not bad else json.dumps(bad)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
