@@ -19,15 +19,20 @@ struct GroupCommitTests {
         return (try Store(path: directory + "/orgd.sqlite", metrics: metrics), directory)
     }
 
-    /// Starts a write that blocks the writer until `gate.release` is signalled.
-    static func hold(_ store: Store, _ gate: Gate) -> Task<Void, Error> {
+    /// Starts a write that blocks the writer until `gate.release` is
+    /// signalled, and returns once it holds the writer. The waiting happens
+    /// on a thread of its own: blocking one of Swift's few cooperative
+    /// threads here could starve the very task that signals it.
+    static func hold(_ store: Store, _ gate: Gate) async -> Task<Void, Error> {
         let task = Task {
             try await store.write { _ in
                 gate.entered.signal()
                 gate.release.wait()
             }
         }
-        gate.entered.wait()
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            Thread { gate.entered.wait(); continuation.resume() }.start()
+        }
         return task
     }
 
@@ -46,7 +51,7 @@ struct GroupCommitTests {
         let (store, directory) = try Self.store(metrics)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let gate = Gate()
-        let holder = Self.hold(store, gate)
+        let holder = await Self.hold(store, gate)
         let writes = (0..<100).map { index in
             Task { try await store.write { tx in try tx.createOrganization(Self.organization("Batched \(index)")).id } }
         }
@@ -70,7 +75,7 @@ struct GroupCommitTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         _ = try await store.write { tx in try tx.createOrganization(Self.organization("Holder of X", identifier: "X")) }
         let gate = Gate()
-        let holder = Self.hold(store, gate)
+        let holder = await Self.hold(store, gate)
         let first = Task { try await store.write { tx in try tx.createOrganization(Self.organization("First")).name } }
         try await Self.waitUntilQueued(store, 1)
         let clash = Task { try await store.write { tx in try tx.createOrganization(Self.organization("Clash", identifier: "X")).name } }
