@@ -166,6 +166,35 @@ def main():
     if arguments.json_out:
         with open(arguments.json_out, "w") as out:
             json.dump(results, out, indent=2, sort_keys=True)
+    problems = sanity(results)
+    for problem in problems:
+        print(f"not sane: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def sanity(r):
+    """What would make the figures meaningless: no calls, failed calls,
+    percentiles out of order, peers that did not run."""
+    problems = []
+    for name, value in r.items():
+        if not (isinstance(value, dict) and "callsPerSecond" in value):
+            continue
+        latency = value["latencyMicroseconds"]
+        if value["calls"] <= 0 or value["callsPerSecond"] <= 0:
+            problems.append(f"{name}: no calls measured")
+        if set(value["status"]) - {"OK"}:
+            problems.append(f"{name}: calls failed: {value['status']}")
+        if not 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["p999"] <= latency["max"]:
+            problems.append(f"{name}: percentiles out of order: {latency}")
+    for name in ["redis_get_c50", "redis_get_c1", "redis_set_c64"]:
+        if r[name]["calls_per_second"] <= 0:
+            problems.append(f"{name}: Redis did not run")
+    for name in ["sqlite_rows_per_second_1_per_txn", "sqlite_rows_per_second_1000_per_txn"]:
+        if r[name] <= 0:
+            problems.append(f"{name}: the SQLite baseline did not run")
+    if r["rss_kib_1_connection"] <= 0:
+        problems.append("resident memory not read")
+    return problems
 
 
 def report(r):

@@ -20,7 +20,9 @@ final class ConnectionHandler: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     private struct InFlightCall {
-        var task: Task<Void, Never>
+        /// The call's task, when it runs in one (writes); reads on the fast
+        /// path have none and are not cancelled, being short.
+        var task: Task<Void, Never>?
         var deadline: Scheduled<Void>?
     }
 
@@ -62,7 +64,7 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         for call in inFlight.values {
-            call.task.cancel()
+            call.task?.cancel()
             call.deadline?.cancel()
             metrics.callEnded()
         }
@@ -132,8 +134,11 @@ final class ConnectionHandler: ChannelInboundHandler {
         let bound = NIOLoopBound(self, eventLoop: loop)
         let dispatcher = self.dispatcher
         let info = self.info
-        let task = Task {
-            let outcome = await dispatcher.dispatch(request, connection: info)
+        // Reserve the slot first: a fast-path call can complete before
+        // dispatch returns.
+        inFlight[streamID] = InFlightCall(task: nil, deadline: nil)
+        metrics.callStarted()
+        let task = dispatcher.dispatch(request, connection: info) { outcome in
             loop.execute { bound.value.finish(streamID: streamID, outcome: outcome) }
         }
         var deadline: Scheduled<Void>?
@@ -142,14 +147,17 @@ final class ConnectionHandler: ChannelInboundHandler {
                 self.expire(streamID: streamID)
             }
         }
-        inFlight[streamID] = InFlightCall(task: task, deadline: deadline)
-        metrics.callStarted()
+        if inFlight[streamID] != nil {
+            inFlight[streamID] = InFlightCall(task: task, deadline: deadline)
+        } else {
+            deadline?.cancel()
+        }
     }
 
     private func expire(streamID: UInt32) {
         guard let call = inFlight.removeValue(forKey: streamID) else { return }
         metrics.callEnded()
-        call.task.cancel()
+        call.task?.cancel()
         respond(streamID: streamID, error: RPCError(.deadlineExceeded, "the call's deadline (timeout_nano) passed"))
         closeIfDrained()
     }

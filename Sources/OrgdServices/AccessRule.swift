@@ -65,27 +65,28 @@ public enum AccessRule: Sendable, Equatable {
     func check(_ principal: Principal, subject: AccessSubject, store: Store, method: String) async throws {
         guard needsSubject else { return }
         if self != .patientSelf && principal.systemRole >= .admin { return }
+        try await store.read { tx in try check(principal, subject: subject, tx, method: method) }
+    }
+
+    /// The same decision inside a transaction the caller already holds.
+    func check(_ principal: Principal, subject: AccessSubject, _ tx: StoreTransaction, method: String) throws {
+        guard needsSubject else { return }
+        if self != .patientSelf && principal.systemRole >= .admin { return }
         guard let user = principal.effectiveUser else {
             throw RPCError.permissionDenied("\(method) requires the admin or superadmin system role")
         }
         let allowed: Bool
         switch (self, subject) {
         case (.adminOrOrganizationManager, .organization(let organizationID)):
-            allowed = try await store.read { tx in try tx.isMembershipManager(userID: user.id, organizationID: organizationID) }
+            allowed = try tx.isMembershipManager(userID: user.id, organizationID: organizationID)
         case (.adminOrOrganizationManager, .consentRequest(let requestID)):
-            allowed = try await store.read { tx in
-                guard let organizationID = try tx.organizationID(ofConsentRequest: requestID) else { return false }
-                return try tx.isMembershipManager(userID: user.id, organizationID: organizationID)
-            }
+            allowed = try tx.organizationID(ofConsentRequest: requestID).map { try tx.isMembershipManager(userID: user.id, organizationID: $0) } ?? false
         case (.adminOrOrganizationManager, .invitation(let invitationID)):
-            allowed = try await store.read { tx in
-                guard let organizationID = try tx.organizationID(ofInvitation: invitationID) else { return false }
-                return try tx.isMembershipManager(userID: user.id, organizationID: organizationID)
-            }
+            allowed = try tx.organizationID(ofInvitation: invitationID).map { try tx.isMembershipManager(userID: user.id, organizationID: $0) } ?? false
         case (.adminOrSelf, .user(let userID)):
             allowed = userID == user.id
         case (.adminOrSelf, .patient(let patientID)), (.patientSelf, .patient(let patientID)):
-            allowed = try await store.read { tx in try tx.patient(forUser: user.id)?.id == patientID }
+            allowed = try tx.patient(forUser: user.id)?.id == patientID
         default:
             allowed = false
         }

@@ -16,17 +16,26 @@ public struct Authenticator: Sendable {
     }
 
     public func authenticate(_ metadata: Metadata, transport: Transport) async throws -> Principal {
+        // The local operator without act-as needs no database read.
+        if metadata["authorization"] == nil && metadata["orgd-act-as"] == nil && transport == .unix {
+            return Principal(identity: .localOperator)
+        }
+        return try await store.read { tx in try Self.authenticate(metadata, transport: transport, tx) }
+    }
+
+    /// The same decision inside a transaction the caller already holds.
+    public static func authenticate(_ metadata: Metadata, transport: Transport, _ tx: StoreTransaction) throws -> Principal {
         let actAs = metadata["orgd-act-as"]
         guard let header = metadata["authorization"] else {
             guard transport == .unix else {
                 throw RPCError(.unauthenticated, "a bearer token is required: send metadata authorization: Bearer <token>")
             }
-            return try await principal(.localOperator, actingFor: actAs)
+            return try principal(.localOperator, actingFor: actAs, tx)
         }
-        guard let secret = Self.bearerSecret(header) else {
+        guard let secret = bearerSecret(header) else {
             throw RPCError(.unauthenticated, "authorization metadata must be \"Bearer <token>\"")
         }
-        let found = try await store.read { tx in try tx.principal(forSecret: secret) }
+        let found = try tx.principal(forSecret: secret)
         switch found {
         case nil:
             throw RPCError(.unauthenticated, "the token is unknown, revoked, expired, or its user is disabled")
@@ -37,13 +46,13 @@ public struct Authenticator: Sendable {
             if actAs != nil && !account.mayActAs {
                 throw RPCError.permissionDenied("service account \(account.name) may not act for users (orgd-act-as)")
             }
-            return try await principal(.serviceAccount(account), actingFor: actAs)
+            return try principal(.serviceAccount(account), actingFor: actAs, tx)
         }
     }
 
-    private func principal(_ identity: Principal.Identity, actingFor userID: String?) async throws -> Principal {
+    private static func principal(_ identity: Principal.Identity, actingFor userID: String?, _ tx: StoreTransaction) throws -> Principal {
         guard let userID else { return Principal(identity: identity) }
-        let user = try await store.read { tx in try? tx.user(id: userID) }
+        let user = try? tx.user(id: userID)
         guard let user, user.status != .disabled else {
             throw RPCError.permissionDenied("orgd-act-as: no active user \(userID)")
         }

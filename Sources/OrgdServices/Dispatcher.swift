@@ -53,26 +53,95 @@ public struct Dispatcher: Sendable {
         serving.withLockedValue { $0 = false }
     }
 
+    /// Runs one call and hands its outcome to `completion`. Read-only methods
+    /// run entirely on a reader thread inside one read transaction, with no
+    /// Swift task (two thread hand-offs per call instead of four); the rest
+    /// run in a task. Returns that task, so the caller can cancel it at a
+    /// deadline; nil for the fast path.
+    @discardableResult
+    public func dispatch(
+        _ request: Ttrpc_Request, connection: ConnectionInfo, completion: @escaping @Sendable (CallOutcome) -> Void
+    ) -> Task<Void, Never>? {
+        let started = ContinuousClock.now
+        guard let handler = try? table.resolve(service: request.service, method: request.method), let read = handler.read else {
+            return Task {
+                completion(await dispatch(request, connection: connection))
+            }
+        }
+        let metadata = Metadata(request.metadata)
+        let method = "\(request.service)/\(request.method)"
+        store.asyncRead { [self] transaction in
+            let outcome: CallOutcome
+            do {
+                let tx = try transaction.get()
+                let principal = try Authenticator.authenticate(metadata, transport: connection.transport, tx)
+                try handler.rule.check(principal, method: method)
+                let context = CallContext(
+                    principal: principal, connection: connection, metadata: metadata, method: method,
+                    logger: callLogger(method: method, metadata: metadata, connection: connection), store: store)
+                outcome = CallOutcome(status: Self.okStatus, payload: try read(context, [UInt8](request.payload), tx))
+            } catch {
+                outcome = failure(error, method: method)
+            }
+            record(method, known: true, outcome: outcome, since: started)
+            completion(outcome)
+        }
+        return nil
+    }
+
     /// Runs one call to completion. Never throws: failures become statuses.
     public func dispatch(_ request: Ttrpc_Request, connection: ConnectionInfo) async -> CallOutcome {
         let started = ContinuousClock.now
         let outcome = await run(request, connection: connection)
         let known = (try? table.resolve(service: request.service, method: request.method)) != nil
+        record("\(request.service)/\(request.method)", known: known, outcome: outcome, since: started)
+        return outcome
+    }
+
+    private func record(_ method: String, known: Bool, outcome: CallOutcome, since started: ContinuousClock.Instant) {
         let (seconds, attoseconds) = (ContinuousClock.now - started).components
         metrics.record(
-            method: known ? "\(request.service)/\(request.method)" : "unknown", code: outcome.code,
+            method: known ? method : "unknown", code: outcome.code,
             nanoseconds: seconds * 1_000_000_000 + attoseconds / 1_000_000_000
         )
-        return outcome
+    }
+
+    private static let okStatus: Google_Rpc_Status = {
+        var status = Google_Rpc_Status()
+        status.code = StatusCode.ok.rawValue
+        return status
+    }()
+
+    /// The logger for one call: call metadata only when someone will read it.
+    private func callLogger(method: String, metadata: Metadata, connection: ConnectionInfo) -> Logger {
+        var logger = self.logger
+        guard logger.logLevel <= .debug else { return logger }
+        logger[metadataKey: "rpc.method"] = "\(method)"
+        logger[metadataKey: "connection.id"] = "\(connection.connectionID)"
+        if let requestID = metadata["orgd-request-id"] { logger[metadataKey: "rpc.request_id"] = "\(requestID)" }
+        return logger
+    }
+
+    /// The status for a failed call; unexpected errors are logged, not shown.
+    private func failure(_ error: Error, method: String) -> CallOutcome {
+        switch error {
+        case let error as RPCError:
+            return CallOutcome(status: error.status, payload: [])
+        case is CancellationError:
+            return CallOutcome(status: RPCError(.cancelled, "the call was cancelled").status, payload: [])
+        default:
+            let mapped = Store.rpcError(from: error)
+            if mapped.code == .internal {
+                logger.error("call failed unexpectedly", metadata: ["rpc.method": "\(method)", "rpc.error": "\(error)"])
+            }
+            return CallOutcome(status: mapped.status, payload: [])
+        }
     }
 
     private func run(_ request: Ttrpc_Request, connection: ConnectionInfo) async -> CallOutcome {
         let metadata = Metadata(request.metadata)
         let method = "\(request.service)/\(request.method)"
-        var logger = self.logger
-        logger[metadataKey: "rpc.method"] = "\(method)"
-        logger[metadataKey: "connection.id"] = "\(connection.connectionID)"
-        if let requestID = metadata["orgd-request-id"] { logger[metadataKey: "rpc.request_id"] = "\(requestID)" }
+        var logger = callLogger(method: method, metadata: metadata, connection: connection)
         do {
             let handler = try table.resolve(service: request.service, method: request.method)
             let principal: Principal
@@ -81,22 +150,16 @@ public struct Dispatcher: Sendable {
             } else {
                 principal = try await authenticator.authenticate(metadata, transport: connection.transport)
             }
-            logger[metadataKey: "rpc.principal"] = "\(principal.key)"
+            if logger.logLevel <= .debug { logger[metadataKey: "rpc.principal"] = "\(principal.key)" }
             try handler.rule.check(principal, method: method)
             let context = CallContext(principal: principal, connection: connection, metadata: metadata, method: method, logger: logger, store: store)
             let payload = try await handler.call(context, [UInt8](request.payload))
             logger.debug("call ok")
-            var status = Google_Rpc_Status()
-            status.code = StatusCode.ok.rawValue
-            return CallOutcome(status: status, payload: payload)
-        } catch let error as RPCError {
-            logger.debug("call failed", metadata: ["rpc.code": "\(error.code)", "rpc.error": "\(error.message)"])
-            return CallOutcome(status: error.status, payload: [])
-        } catch is CancellationError {
-            return CallOutcome(status: RPCError(.cancelled, "the call was cancelled").status, payload: [])
+            return CallOutcome(status: Self.okStatus, payload: payload)
         } catch {
-            logger.error("call failed unexpectedly", metadata: ["rpc.error": "\(error)"])
-            return CallOutcome(status: RPCError(.internal, "internal error").status, payload: [])
+            let outcome = failure(error, method: method)
+            logger.debug("call failed", metadata: ["rpc.code": "\(outcome.code)", "rpc.error": "\(outcome.status.message)"])
+            return outcome
         }
     }
 }

@@ -11,9 +11,9 @@ struct OrganizationService {
 
     func register(in table: inout MethodTable) {
         table.add(Self.name, "CreateOrganization", rule: .admin, create)
-        table.add(Self.name, "GetOrganization", rule: .admin, get)
+        table.addRead(Self.name, "GetOrganization", rule: .admin, get)
         table.add(Self.name, "UpdateOrganization", rule: .admin, update)
-        table.add(Self.name, "ListOrganizations", rule: .admin, list)
+        table.addRead(Self.name, "ListOrganizations", rule: .admin, list)
         table.add(Self.name, "DeactivateOrganization", rule: .admin) { (request: Orgd_V1_DeactivateOrganizationRequest, _) in
             try await setActive(false, id: request.id, version: request.version)
         }
@@ -40,20 +40,18 @@ struct OrganizationService {
         return try Orgd_V1_Organization(serializedBytes: bytes)
     }
 
-    func get(_ request: Orgd_V1_GetOrganizationRequest, _ context: CallContext) async throws -> Orgd_V1_GetOrganizationResponse {
+    func get(_ request: Orgd_V1_GetOrganizationRequest, _ context: CallContext, _ tx: StoreTransaction) throws -> Orgd_V1_GetOrganizationResponse {
         let id = try Validation.id(request.id)
         let staffLimit = try PageToken.pageSize(request.staffPageSize, field: "staff_page_size")
         let patientLimit = try PageToken.pageSize(request.patientPageSize, field: "patient_page_size")
         let staffAfter = try PageToken.decode(request.staffPageToken, scope: "staff|\(id)", field: "staff_page_token")
         let patientAfter = try PageToken.decode(request.patientPageToken, scope: "patients|\(id)", field: "patient_page_token")
         // One read transaction: the lists and the counts agree with each other.
-        let (organization, staff, staffCount, patients, patientCount) = try await store.read { tx in
-            (try tx.organization(id: id),
-             try tx.listStaffMembers(organizationID: id, after: staffAfter, limit: staffLimit),
-             try tx.staffCount(organizationID: id),
-             try tx.listPatientMembers(organizationID: id, after: patientAfter, limit: patientLimit),
-             try tx.patientCount(organizationID: id))
-        }
+        let organization = try tx.organization(id: id)
+        let staff = try tx.listStaffMembers(organizationID: id, after: staffAfter, limit: staffLimit)
+        let staffCount = try tx.staffCount(organizationID: id)
+        let patients = try tx.listPatientMembers(organizationID: id, after: patientAfter, limit: patientLimit)
+        let patientCount = try tx.patientCount(organizationID: id)
         var response = Orgd_V1_GetOrganizationResponse()
         response.organization = organization.proto
         response.staff = staff.items.map(\.proto)
@@ -84,7 +82,7 @@ struct OrganizationService {
         return updated.proto
     }
 
-    func list(_ request: Orgd_V1_ListOrganizationsRequest, _ context: CallContext) async throws -> Orgd_V1_ListOrganizationsResponse {
+    func list(_ request: Orgd_V1_ListOrganizationsRequest, _ context: CallContext, _ tx: StoreTransaction) throws -> Orgd_V1_ListOrganizationsResponse {
         let limit = try PageToken.pageSize(request.pageSize)
         let filter = OrganizationFilter(
             kind: request.hasType ? try OrganizationKind(validating: request.type) : nil,
@@ -93,7 +91,7 @@ struct OrganizationService {
         )
         let scope = "organizations|\(filter.kind?.rawValue ?? "")|\(filter.active.map(String.init) ?? "")|\(filter.namePrefix)"
         let after = try PageToken.decode(request.pageToken, scope: scope)
-        let page = try await store.read { tx in try tx.listOrganizations(filter, after: after, limit: limit) }
+        let page = try tx.listOrganizations(filter, after: after, limit: limit)
         var response = Orgd_V1_ListOrganizationsResponse()
         response.organizations = page.items.map(\.proto)
         response.nextPageToken = PageToken.encode(after: page.nextAfter, scope: scope)

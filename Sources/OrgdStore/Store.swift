@@ -68,6 +68,29 @@ public struct Store: Sendable {
         }
     }
 
+    /// Runs `body` on a reader thread in a read-only transaction, and calls
+    /// back there — no Swift task in between. For the read fast path: the
+    /// caller hops back to its event loop itself.
+    public func asyncRead(_ body: @escaping @Sendable (Result<StoreTransaction, RPCError>) -> Void) {
+        let clock = self.clock
+        pool.asyncRead { result in
+            switch result {
+            case .success(let db): body(.success(StoreTransaction(db: db, now: clock())))
+            case .failure(let error): body(.failure(Self.rpcError(from: error)))
+            }
+        }
+    }
+
+    /// The status for an error thrown inside a transaction: RPCErrors as
+    /// they are, SQLite's refusals mapped, anything else INTERNAL.
+    public static func rpcError(from error: Error) -> RPCError {
+        switch error {
+        case let error as RPCError: error
+        case let error as DatabaseError: StoreErrors.rpcError(from: error)
+        default: RPCError(.internal, "internal error")
+        }
+    }
+
     /// Runs `body` as one write: all of it commits, durably, or none. Writes
     /// that arrive together share a transaction and its fsync (group commit),
     /// each in its own savepoint; this returns once the commit is durable.
