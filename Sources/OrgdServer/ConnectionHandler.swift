@@ -9,6 +9,21 @@ import OrgdWire
 /// calls, finish those in flight, then close.
 struct DrainEvent: Sendable {}
 
+/// The per-connection limits, from the server's configuration.
+struct ConnectionLimits: Sendable {
+    var maximumFrameLength: Int
+    var maximumCalls: Int
+    var maximumMetadataBytes: Int
+    var frameTimeout: TimeAmount
+
+    init(_ configuration: ServerConfiguration) {
+        maximumFrameLength = configuration.maximumFrameLength
+        maximumCalls = configuration.maximumCallsPerConnection
+        maximumMetadataBytes = configuration.maximumMetadataBytes
+        frameTimeout = configuration.frameTimeout
+    }
+}
+
 /// Serves one connection: validates each frame as containerd's ttrpc server
 /// does, runs calls concurrently, and answers each on its own stream as soon
 /// as it finishes (so answers may come back out of order).
@@ -27,7 +42,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     private let dispatcher: Dispatcher
-    private let maximumFrameLength: Int
+    private let limits: ConnectionLimits
     private let metrics: ServerMetrics
     private var info: ConnectionInfo
     private var logger: Logger
@@ -35,12 +50,14 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var lastStreamID: UInt32 = 0
     private var inFlight: [UInt32: InFlightCall] = [:]
     private var draining = false
+    /// Runs while a frame has started and not finished.
+    private var frameTimer: Scheduled<Void>?
 
-    init(dispatcher: Dispatcher, info: ConnectionInfo, maximumFrameLength: Int, metrics: ServerMetrics, logger: Logger) {
+    init(dispatcher: Dispatcher, info: ConnectionInfo, limits: ConnectionLimits, metrics: ServerMetrics, logger: Logger) {
         self.dispatcher = dispatcher
         self.metrics = metrics
         self.info = info
-        self.maximumFrameLength = maximumFrameLength
+        self.limits = limits
         var logger = logger
         logger[metadataKey: "connection.id"] = "\(info.connectionID)"
         self.logger = logger
@@ -69,6 +86,7 @@ final class ConnectionHandler: ChannelInboundHandler {
             metrics.callEnded()
         }
         inFlight.removeAll()
+        frameTimer?.cancel()
         logger.debug("connection closed")
         context.fireChannelInactive()
     }
@@ -79,7 +97,7 @@ final class ConnectionHandler: ChannelInboundHandler {
             // ttrpc answers on the offending stream and carries on.
             respond(streamID: header.streamID, error: RPCError(
                 .resourceExhausted,
-                "message length \(header.length) exceed maximum message size of \(maximumFrameLength)"
+                "message length \(header.length) exceed maximum message size of \(limits.maximumFrameLength)"
             ))
         case .frame(let header, let payload):
             // Types other than request are skipped, for forward compatibility.
@@ -102,6 +120,17 @@ final class ConnectionHandler: ChannelInboundHandler {
                 return
             }
             lastStreamID = header.streamID
+            guard inFlight.count < limits.maximumCalls else {
+                respond(streamID: header.streamID, error: RPCError(
+                    .resourceExhausted, "too many calls in flight on this connection (the limit is \(limits.maximumCalls))"))
+                return
+            }
+            let metadataBytes = request.metadata.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
+            guard metadataBytes <= limits.maximumMetadataBytes else {
+                respond(streamID: header.streamID, error: RPCError(
+                    .resourceExhausted, "metadata is \(metadataBytes) bytes; the limit is \(limits.maximumMetadataBytes)"))
+                return
+            }
             guard request.timeoutNano >= 0 else {
                 // A negative timeout has already passed (as in Go's context.WithTimeout): don't run it.
                 respond(streamID: header.streamID, error: RPCError(.deadlineExceeded, "the call's deadline (timeout_nano) passed"))
@@ -116,10 +145,27 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is DrainEvent {
+        switch event {
+        case is DrainEvent:
             draining = true
             if inFlight.isEmpty { context.close(promise: nil) }
-        } else {
+        case let pending as FramePending:
+            frameTimer?.cancel()
+            frameTimer = nil
+            if pending.pending {
+                frameTimer = context.eventLoop.assumeIsolated().scheduleTask(in: limits.frameTimeout) {
+                    self.logger.notice("closing a connection whose frame did not arrive in time",
+                                       metadata: ["connection.peer": "\(self.info.peer)"])
+                    self.context?.close(promise: nil)
+                }
+            }
+        case let idle as IdleStateHandler.IdleStateEvent where idle == .read:
+            // Quiet and with nothing running: let it go.
+            if inFlight.isEmpty {
+                logger.debug("closing an idle connection")
+                context.close(promise: nil)
+            }
+        default:
             context.fireUserInboundEventTriggered(event)
         }
     }

@@ -123,30 +123,40 @@ public final class OrgdServer: Service, Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { [self] channel in
-                let id = register(channel)
+                guard let id = register(channel) else {
+                    logger.warning("connection refused: the connection limit is reached",
+                                   metadata: ["limit.connections": "\(configuration.maximumConnections)"])
+                    return channel.close()
+                }
                 let peer = channel.remoteAddress.map { "\($0)" } ?? "unknown"
                 let handler = ConnectionHandler(
                     dispatcher: dispatcher,
                     info: ConnectionInfo(transport: transport, peer: peer, connectionID: id),
-                    maximumFrameLength: maximumFrameLength,
+                    limits: ConnectionLimits(configuration),
                     metrics: serverMetrics,
                     logger: logger
                 )
+                let idle = configuration.idleTimeout
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(IdleStateHandler(readTimeout: idle))
                     try sync.addHandler(ByteToMessageHandler(FrameDecoder(maximumFrameLength: maximumFrameLength)))
                     try sync.addHandler(handler)
                 }
             }
     }
 
-    private func register(_ channel: Channel) -> UInt64 {
+    /// Records a new connection; nil when the limit is reached.
+    private func register(_ channel: Channel) -> UInt64? {
         let key = ObjectIdentifier(channel)
-        let id = state.withLockedValue { state in
+        let limit = configuration.maximumConnections
+        let registered: UInt64? = state.withLockedValue { state in
+            guard state.connections.count < limit else { return nil }
             state.connections[key] = channel
             defer { state.nextConnectionID += 1 }
             return state.nextConnectionID
         }
+        guard let id = registered else { return nil }
         serverMetrics.connectionOpened()
         channel.closeFuture.whenComplete { [state, serverMetrics] _ in
             _ = state.withLockedValue { $0.connections.removeValue(forKey: key) }

@@ -14,6 +14,17 @@ public struct ServerConfiguration: Sendable {
     public var maximumFrameLength: Int = FrameDecoder.defaultMaximumFrameLength
     /// How long shutdown waits for in-flight calls before closing anyway.
     public var drainTimeout: TimeAmount = .seconds(30)
+    /// Past this many open connections, new ones are closed at once (logged).
+    public var maximumConnections = 10_000
+    /// Calls one connection may have in flight; more are RESOURCE_EXHAUSTED.
+    public var maximumCallsPerConnection = 1024
+    /// Total bytes of one call's metadata keys and values.
+    public var maximumMetadataBytes = 16 * 1024
+    /// A connection with nothing in flight and nothing read for this long is closed.
+    public var idleTimeout: TimeAmount = .seconds(300)
+    /// A frame that has started must be complete within this long, or the
+    /// connection is closed (a client trickling bytes cannot hold it).
+    public var frameTimeout: TimeAmount = .seconds(10)
     /// Where to serve Prometheus metrics over HTTP (`GET /metrics`), or nil.
     public var metricsHost: String?
     public var metricsPort: Int = 0

@@ -11,6 +11,14 @@ public enum InboundFrame: Sendable, Equatable {
     case oversized(FrameHeader)
 }
 
+/// Fired down the pipeline when a frame starts arriving (`true`) and when
+/// no partial frame is left (`false`) — only on change — so the connection
+/// can time out a client that starts a frame and never finishes it.
+public struct FramePending: Sendable, Equatable {
+    public var pending: Bool
+    public init(_ pending: Bool) { self.pending = pending }
+}
+
 /// Splits a byte stream into ttrpc frames.
 ///
 /// The declared length is checked against `maximumFrameLength` as soon as the
@@ -26,6 +34,8 @@ public struct FrameDecoder: ByteToMessageDecoder {
     public let maximumFrameLength: Int
     /// Bytes of an oversized frame still to discard.
     private var bytesToSkip = 0
+    /// What was last reported with `FramePending`.
+    private var reportedPending = false
 
     public init(maximumFrameLength: Int = FrameDecoder.defaultMaximumFrameLength) {
         precondition(maximumFrameLength >= 0)
@@ -33,9 +43,18 @@ public struct FrameDecoder: ByteToMessageDecoder {
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let frame = decodeFrame(from: &buffer) else { return .needMoreData }
+        guard let frame = decodeFrame(from: &buffer) else {
+            report(pending: buffer.readableBytes > 0 || bytesToSkip > 0, context: context)
+            return .needMoreData
+        }
         context.fireChannelRead(wrapInboundOut(frame))
         return .continue
+    }
+
+    private mutating func report(pending: Bool, context: ChannelHandlerContext) {
+        guard pending != reportedPending else { return }
+        reportedPending = pending
+        context.fireUserInboundEventTriggered(FramePending(pending))
     }
 
     public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {

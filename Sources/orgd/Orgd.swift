@@ -47,6 +47,21 @@ struct Orgd: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical [ORGD_LOG_LEVEL] (default: info).")
     var logLevel: String?
 
+    @Option(help: "Most open connections; past it new ones are closed and logged [ORGD_MAX_CONNECTIONS] (default: 10000).")
+    var maxConnections: Int?
+
+    @Option(help: "Most calls in flight on one connection [ORGD_MAX_CALLS_PER_CONNECTION] (default: 1024).")
+    var maxCallsPerConnection: Int?
+
+    @Option(help: "Most bytes of metadata in one call [ORGD_MAX_METADATA_BYTES] (default: 16384).")
+    var maxMetadataBytes: Int?
+
+    @Option(help: "Seconds before an idle connection is closed [ORGD_IDLE_TIMEOUT] (default: 300).")
+    var idleTimeout: Int?
+
+    @Option(help: "Seconds a started frame may take to arrive whole [ORGD_FRAME_TIMEOUT] (default: 10).")
+    var frameTimeout: Int?
+
     @Option(help: "Days an invitation stays valid when the inviter names none [ORGD_INVITE_EXPIRY_DAYS] (default: 7).")
     var inviteExpiryDays: Int?
 
@@ -142,6 +157,21 @@ struct Settings {
             guard let value = flag ?? environment[variable].flatMap(Int.init) else { return nil }
             guard range.contains(value) else { throw ValidationError("\(option) must be \(range.lowerBound) to \(range.upperBound)") }
             return value
+        }
+        if let value = try number(flags.maxConnections, "ORGD_MAX_CONNECTIONS", "--max-connections", 1...1_000_000) {
+            server.maximumConnections = value
+        }
+        if let value = try number(flags.maxCallsPerConnection, "ORGD_MAX_CALLS_PER_CONNECTION", "--max-calls-per-connection", 1...1_000_000) {
+            server.maximumCallsPerConnection = value
+        }
+        if let value = try number(flags.maxMetadataBytes, "ORGD_MAX_METADATA_BYTES", "--max-metadata-bytes", 256...(1 << 20)) {
+            server.maximumMetadataBytes = value
+        }
+        if let value = try number(flags.idleTimeout, "ORGD_IDLE_TIMEOUT", "--idle-timeout", 1...86_400) {
+            server.idleTimeout = .seconds(Int64(value))
+        }
+        if let value = try number(flags.frameTimeout, "ORGD_FRAME_TIMEOUT", "--frame-timeout", 1...3600) {
+            server.frameTimeout = .seconds(Int64(value))
         }
         if let days = try number(flags.inviteExpiryDays, "ORGD_INVITE_EXPIRY_DAYS", "--invite-expiry-days", 1...30) {
             invitations.defaultExpiryDays = days

@@ -85,6 +85,16 @@ final class RawSocket: @unchecked Sendable {
         return bytes
     }
 
+    /// Whether the server has closed the connection (waits up to `seconds`).
+    func closedByServer(within seconds: Int) async throws -> Bool {
+        try await Self.offPool {
+            var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+            setsockopt(self.fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var byte: UInt8 = 0
+            return recv(self.fd, &byte, 1, 0) == 0
+        }
+    }
+
     /// Reads one whole frame and returns its header and raw data.
     func receiveFrame() async throws -> (header: FrameHeader, data: [UInt8]) {
         try await Self.offPool {

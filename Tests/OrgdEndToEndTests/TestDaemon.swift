@@ -21,7 +21,7 @@ final class TestDaemon: Sendable {
         self.bound = bound
     }
 
-    static func start(maximumFrameLength: Int? = nil) async throws -> TestDaemon {
+    static func start(maximumFrameLength: Int? = nil, configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestDaemon {
         let directory = try makeTemporaryDirectory()
         let metrics = PrometheusMetricsFactory(registry: PrometheusCollectorRegistry())
         let store = try Store(path: directory + "/orgd.sqlite", metrics: metrics)
@@ -30,6 +30,7 @@ final class TestDaemon: Sendable {
         configuration.metricsHost = "127.0.0.1"
         if let maximumFrameLength { configuration.maximumFrameLength = maximumFrameLength }
         configuration.drainTimeout = .seconds(5)
+        configure(&configuration)
         var logger = Logger(label: "orgd.test")
         logger.logLevel = .warning
         let server = OrgdServer(
@@ -76,8 +77,10 @@ final class TestDaemon: Sendable {
 import OrgdProto
 
 /// Runs `body` against a fresh daemon and always stops it.
-func withDaemon(maximumFrameLength: Int? = nil, _ body: (TestDaemon) async throws -> Void) async throws {
-    let daemon = try await TestDaemon.start(maximumFrameLength: maximumFrameLength)
+func withDaemon(
+    maximumFrameLength: Int? = nil, configure: (inout ServerConfiguration) -> Void = { _ in }, _ body: (TestDaemon) async throws -> Void
+) async throws {
+    let daemon = try await TestDaemon.start(maximumFrameLength: maximumFrameLength, configure: configure)
     do {
         try await body(daemon)
     } catch {

@@ -1,0 +1,107 @@
+import Foundation
+import NIOCore
+import OrgdClient
+import OrgdCore
+import OrgdProto
+import Testing
+
+/// Each limit, set small, is enforced — and the daemon goes on serving
+/// everyone else.
+@Suite("limits")
+struct LimitTests {
+    static func healthFrame(_ streamID: UInt32) throws -> [UInt8] {
+        var request = Ttrpc_Request()
+        request.service = "grpc.health.v1.Health"
+        request.method = "Check"
+        return try request.serializedBytes()
+    }
+
+    @Test("past the connection limit new connections are closed; existing ones are served")
+    func connections() async throws {
+        try await withDaemon(configure: { $0.maximumConnections = 3 }) { daemon in
+            var held: [RawSocket] = []
+            for streamID in [UInt32(1), 1, 1] {
+                let socket = try RawSocket(unixPath: daemon.bound.unixSocketPath!)
+                try await socket.sendFrame(streamID: streamID, body: try Self.healthFrame(streamID))
+                #expect(try await socket.receiveResponse().response.status.code == 0)
+                held.append(socket)
+            }
+            let extra = try RawSocket(unixPath: daemon.bound.unixSocketPath!)
+            #expect(try await extra.closedByServer(within: 5), "the fourth connection is closed at once")
+            try await held[0].sendFrame(streamID: 3, body: try Self.healthFrame(3))
+            #expect(try await held[0].receiveResponse().response.status.code == 0)
+            held.removeAll()
+            // Once one closes, a new connection is accepted again.
+            var accepted = false
+            for _ in 0..<50 where !accepted {
+                try await Task.sleep(for: .milliseconds(20))
+                if let client = try? await daemon.client(), (try? await client.health.check()) != nil {
+                    accepted = true
+                    await client.close()
+                }
+            }
+            #expect(accepted)
+        }
+    }
+
+    @Test("past the in-flight limit a call is RESOURCE_EXHAUSTED at once; the others finish")
+    func callsInFlight() async throws {
+        try await withDaemon(configure: { $0.maximumCallsPerConnection = 4 }) { daemon in
+            let holder = await LifecycleTests.holdWriter(daemon.store, seconds: 0.5)
+            let socket = try RawSocket(unixPath: daemon.bound.unixSocketPath!)
+            for (index, streamID) in stride(from: UInt32(1), through: 11, by: 2).enumerated() {
+                try await socket.sendRequest(streamID: streamID, service: "orgd.v1.OrganizationService", method: "CreateOrganization",
+                                             payload: try LifecycleTests.createRequest("Limited \(index)").serializedBytes())
+            }
+            var codes: [UInt32: Int32] = [:]
+            for _ in 0..<6 {
+                let (streamID, response) = try await socket.receiveResponse()
+                codes[streamID] = response.status.code
+            }
+            #expect(codes.values.filter { $0 == StatusCode.resourceExhausted.rawValue }.count == 2)
+            #expect(codes.values.filter { $0 == 0 }.count == 4)
+            await holder.value
+        }
+    }
+
+    @Test("oversized metadata is RESOURCE_EXHAUSTED and the connection goes on")
+    func metadata() async throws {
+        try await withDaemon(configure: { $0.maximumMetadataBytes = 1024 }) { daemon in
+            let client = try await daemon.client()
+            let big = CallOptions(metadata: [("x-padding", String(repeating: "a", count: 2000))])
+            let error = await rpcError { _ = try await client.health.check(options: big) }
+            #expect(error?.code == .resourceExhausted && error?.message.contains("metadata") == true)
+            #expect(try await client.health.check().status == .serving)
+            await client.close()
+        }
+    }
+
+    @Test("a frame that starts and never finishes gets its connection closed; others are served")
+    func trickle() async throws {
+        try await withDaemon(configure: { $0.frameTimeout = .milliseconds(300) }) { daemon in
+            let slow = try RawSocket(unixPath: daemon.bound.unixSocketPath!)
+            try await slow.send([0, 0, 0, 40, 0, 0, 0, 1, 1])
+            let other = try await daemon.client()
+            #expect(try await other.health.check().status == .serving)
+            #expect(try await slow.closedByServer(within: 5))
+            #expect(try await other.health.check().status == .serving)
+            await other.close()
+        }
+    }
+
+    @Test("an idle connection is closed; one with a call running is not")
+    func idle() async throws {
+        try await withDaemon(configure: { $0.idleTimeout = .milliseconds(300) }) { daemon in
+            let quiet = try RawSocket(unixPath: daemon.bound.unixSocketPath!)
+            #expect(try await quiet.closedByServer(within: 5))
+            let holder = await LifecycleTests.holdWriter(daemon.store, seconds: 1.0)
+            let busy = try await daemon.client()
+            let started = ContinuousClock.now
+            let created = try await busy.organizations.createOrganization(LifecycleTests.createRequest("Slow but alive"))
+            #expect(created.name == "Slow but alive")
+            #expect(ContinuousClock.now - started > .milliseconds(400), "the call outlived the idle timeout")
+            await holder.value
+            await busy.close()
+        }
+    }
+}
