@@ -123,7 +123,14 @@ public final class OrgdConnection: Sendable {
             deadline = .nanoseconds(nanos) + .milliseconds(250)
         }
         let promise = channel.eventLoop.makePromise(of: Ttrpc_Response.self)
-        channel.writeAndFlush(PendingCall(request: request, promise: promise, deadline: deadline), promise: nil)
+        // On a connection that has closed, the write never reaches the
+        // handler that owns `promise`: fail the call from the write's failure.
+        // (If the handler already answered it, this second completion is ignored.)
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { _ in
+            promise.fail(RPCError(.unavailable, "the connection is closed"))
+        }
+        channel.writeAndFlush(PendingCall(request: request, promise: promise, deadline: deadline), promise: written)
         return try await promise.futureResult.get()
     }
 

@@ -7,7 +7,7 @@ import Testing
 
 /// Each limit, set small, is enforced — and the daemon goes on serving
 /// everyone else.
-@Suite("limits")
+@Suite("limits", .timeLimit(.minutes(1)))
 struct LimitTests {
     static func healthFrame(_ streamID: UInt32) throws -> [UInt8] {
         var request = Ttrpc_Request()

@@ -94,3 +94,19 @@ extension Array where Element == UInt8 {
 
     var hex: String { map { String(format: "%02x", $0) }.joined() }
 }
+
+@Suite("client after the server goes away", .timeLimit(.minutes(1)))
+struct ClosedConnectionTests {
+    @Test("a call on a connection the server has closed fails with UNAVAILABLE instead of waiting for ever")
+    func callAfterClose() async throws {
+        let daemon = try await TestDaemon.start()
+        let client = try await daemon.client()
+        #expect(try await client.health.check().status == .serving)
+        await daemon.stop()
+        for _ in 0..<3 {
+            let error = await rpcError { _ = try await client.health.check(options: CallOptions(timeout: .seconds(30))) }
+            #expect(error?.code == .unavailable)
+        }
+        await client.close()
+    }
+}
