@@ -32,6 +32,7 @@ public struct OrgdClient: Sendable {
     public var consents: ConsentClient { ConsentClient(connection: connection) }
     public var invitations: InvitationClient { InvitationClient(connection: connection) }
     public var tokens: TokenClient { TokenClient(connection: connection) }
+    public var audit: AuditClient { AuditClient(connection: connection) }
     public var health: HealthClient { HealthClient(connection: connection) }
 
     /// Closes the connection.

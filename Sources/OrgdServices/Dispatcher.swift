@@ -34,6 +34,7 @@ public struct Dispatcher: Sendable {
         MembershipService(store: store).register(in: &table)
         ConsentService(store: store).register(in: &table)
         InvitationService(store: store, policy: invitations).register(in: &table)
+        AuditService().register(in: &table)
         for (service, methods) in ServiceCatalog.declared { table.addUnimplemented(service, methods) }
         let services = Set(ServiceCatalog.declared.keys)
         HealthService.register(
@@ -153,7 +154,16 @@ public struct Dispatcher: Sendable {
             if logger.logLevel <= .debug { logger[metadataKey: "rpc.principal"] = "\(principal.key)" }
             try handler.rule.check(principal, method: method)
             let context = CallContext(principal: principal, connection: connection, metadata: metadata, method: method, logger: logger, store: store)
-            let payload = try await handler.call(context, [UInt8](request.payload))
+            let payload: [UInt8]
+            if AuditPolicy.isAudited(service: request.service, method: request.method) {
+                let base = principal.actingFor == nil ? principal.key : String(principal.key.prefix { $0 != ">" })
+                let record = AuditRecord(
+                    actor: base, actingFor: principal.actingFor.map { "user:\($0.id)" } ?? "", method: method,
+                    requestJSON: AuditPolicy.secret.contains(method) ? #"{"token":"(not recorded)"}"# : handler.describe([UInt8](request.payload)))
+                payload = try await AuditRecord.$current.withValue(record) { try await handler.call(context, [UInt8](request.payload)) }
+            } else {
+                payload = try await handler.call(context, [UInt8](request.payload))
+            }
             logger.debug("call ok")
             return CallOutcome(status: Self.okStatus, payload: payload)
         } catch {

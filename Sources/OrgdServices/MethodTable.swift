@@ -10,12 +10,16 @@ public struct MethodHandler: Sendable {
     /// For read-only methods: the whole call inside a read transaction the
     /// dispatcher already holds (the fast path, with no Swift task).
     let read: (@Sendable (CallContext, [UInt8], StoreTransaction) throws -> [UInt8])?
+    /// The request as JSON, for the audit log.
+    let describe: @Sendable ([UInt8]) -> String
 
     init(rule: AccessRule, call: @escaping @Sendable (CallContext, [UInt8]) async throws -> [UInt8],
-         read: (@Sendable (CallContext, [UInt8], StoreTransaction) throws -> [UInt8])? = nil) {
+         read: (@Sendable (CallContext, [UInt8], StoreTransaction) throws -> [UInt8])? = nil,
+         describe: @escaping @Sendable ([UInt8]) -> String = { _ in "{}" }) {
         self.rule = rule
         self.call = call
         self.read = read
+        self.describe = describe
     }
 }
 
@@ -37,13 +41,17 @@ public struct MethodTable: Sendable {
         _ body: @escaping @Sendable (Request, CallContext) async throws -> Response
     ) {
         precondition(rule.needsSubject == (subject != nil), "\(service)/\(method): rule \(rule) and subject disagree")
-        services[service, default: [:]][method] = MethodHandler(rule: rule) { context, payload in
+        services[service, default: [:]][method] = MethodHandler(rule: rule, call: { context, payload in
             let request: Request = try Self.decode(payload)
             if let subject {
                 try await rule.check(context.principal, subject: subject(request), store: context.store, method: context.method)
             }
             return try await body(request, context).serializedBytes()
-        }
+        }, describe: { payload in
+            var options = JSONEncodingOptions()
+            options.preserveProtoFieldNames = true
+            return (try? Request(serializedBytes: payload).jsonString(options: options)) ?? "{}"
+        })
     }
 
     /// Adds a read-only method. Its body runs inside a read transaction with

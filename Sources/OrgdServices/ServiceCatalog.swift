@@ -24,6 +24,7 @@ public enum ServiceCatalog {
             "UpdateConsents", "RevokeConsents", "ListConsentHistory", "CheckAccess", "BatchCheckAccess",
             "ListAccessiblePatients",
         ],
+        "orgd.v1.AuditService": ["ListAuditLog"],
         "orgd.v1.TokenService": [
             "CreateServiceAccount", "ListServiceAccounts", "CreateToken", "ListTokens", "RevokeToken",
         ],

@@ -17,6 +17,9 @@ enum Migrations {
         migrator.registerMigration("v4: invitations, invitation tokens, mail outbox") { db in
             try db.execute(sql: v4)
         }
+        migrator.registerMigration("v5: audit log") { db in
+            try db.execute(sql: v5)
+        }
         return migrator
     }
 
@@ -273,5 +276,22 @@ enum Migrations {
           CHECK ((status = 'queued') = (token IS NOT NULL))
         ) STRICT;
         CREATE INDEX outbox_queue ON outbox(status, seq) WHERE status = 'queued';
+        """
+
+    // The audit log of administrative changes: append-only, like consent history.
+    private static let v5 = """
+        CREATE TABLE audit_log (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          time INTEGER NOT NULL,
+          actor TEXT NOT NULL,
+          acting_for TEXT NOT NULL DEFAULT '',
+          method TEXT NOT NULL,
+          request_json TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX audit_log_by_method ON audit_log(method, seq);
+        CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+          BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+          BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
         """
 }

@@ -95,9 +95,14 @@ public struct Store: Sendable {
     /// that arrive together share a transaction and its fsync (group commit),
     /// each in its own savepoint; this returns once the commit is durable.
     public func write<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) throws -> T) async throws -> T {
-        try await mapErrors {
+        let audit = AuditRecord.current
+        return try await mapErrors {
             // The writer hands back exactly what `body` returned.
-            try await writer.submit { tx in try body(tx) } as! T
+            try await writer.submit { tx in
+                let result = try body(tx)
+                if let audit { try tx.appendAudit(audit) }
+                return result
+            } as! T
         }
     }
 

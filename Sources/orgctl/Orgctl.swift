@@ -13,7 +13,7 @@ struct Orgctl: AsyncParsableCommand {
             """,
         subcommands: [
             Org.self, User.self, Patient.self, Staff.self, PatientMember.self, Whoami.self, My.self, Fhir.self, Consent.self, Invite.self, Outbox.self,
-            Token.self, ServiceAccount.self, Health.self, Metrics.self, Bench.self,
+            Token.self, ServiceAccount.self, Health.self, Metrics.self, Bench.self, Audit.self,
         ]
     )
 }

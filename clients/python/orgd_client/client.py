@@ -15,6 +15,7 @@ _SERVICE_MODULES = {
     "invitations": ("orgd.v1.invitation_pb2", "InvitationService"),
     "consents": ("orgd.v1.consent_pb2", "ConsentService"),
     "tokens": ("orgd.v1.token_pb2", "TokenService"),
+    "audit": ("orgd.v1.audit_pb2", "AuditService"),
     "health": ("grpc.health.v1.health_pb2", "Health"),
 }
 

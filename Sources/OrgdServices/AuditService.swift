@@ -1,0 +1,31 @@
+import OrgdCore
+import OrgdProto
+import OrgdStore
+import SwiftProtobuf
+
+/// `orgd.v1.AuditService`: reading the audit log. Superadmin only.
+struct AuditService {
+    static let name = "orgd.v1.AuditService"
+
+    func register(in table: inout MethodTable) {
+        table.addRead(Self.name, "ListAuditLog", rule: .superadmin) { (request: Orgd_V1_ListAuditLogRequest, _, tx) in
+            let limit = try PageToken.pageSize(request.pageSize)
+            let scope = "audit|\(request.method)"
+            let after = try PageToken.decode(request.pageToken, scope: scope)
+            let page = try tx.listAudit(method: request.method, after: after, limit: limit)
+            var response = Orgd_V1_ListAuditLogResponse()
+            response.entries = page.items.map { entry in
+                var message = Orgd_V1_AuditEntry()
+                message.sequence = entry.sequence
+                message.time = Google_Protobuf_Timestamp(entry.time)
+                message.actor = entry.actor
+                message.actingFor = entry.actingFor
+                message.method = entry.method
+                message.requestJson = entry.requestJSON
+                return message
+            }
+            response.nextPageToken = PageToken.encode(after: page.nextAfter, scope: scope)
+            return response
+        }
+    }
+}

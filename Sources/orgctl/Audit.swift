@@ -1,0 +1,30 @@
+import ArgumentParser
+import OrgdClient
+import OrgdProto
+
+struct Audit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The audit log of administrative changes (superadmin).", subcommands: [List.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List audit entries, oldest first.")
+        @OptionGroup var connection: ConnectionOptions
+        @Option(help: "Only this method, e.g. orgd.v1.OrganizationService/UpdateOrganization.") var method: String = ""
+        @Option var pageSize: Int32 = 100
+        @Option var pageToken: String = ""
+
+        func run() async throws {
+            var request = Orgd_V1_ListAuditLogRequest()
+            request.method = method
+            request.pageSize = pageSize
+            request.pageToken = pageToken
+            try await connection.run { client in
+                let response = try await client.audit.listAuditLog(request, options: connection.callOptions)
+                if connection.json { return try Output.json(response) }
+                Output.table(["#", "TIME", "ACTOR", "FOR", "METHOD", "REQUEST"], response.entries.map {
+                    ["\($0.sequence)", Output.time($0.time), $0.actor, $0.actingFor.isEmpty ? "-" : $0.actingFor, $0.method, $0.requestJson]
+                })
+                if !response.nextPageToken.isEmpty { print("next page: --page-token \(response.nextPageToken)") }
+            }
+        }
+    }
+}
