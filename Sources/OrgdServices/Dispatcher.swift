@@ -49,6 +49,13 @@ public struct Dispatcher: Sendable {
         self.metrics = CallMetrics(factory: metrics)
     }
 
+    /// Every method the server serves and its access rule, sorted: the
+    /// source of SECURITY.md's table (a test keeps the two equal).
+    public var accessRules: [(method: String, rule: AccessRule)] {
+        table.services.flatMap { service, methods in methods.map { ("\(service)/\($0.key)", $0.value.rule) } }
+            .sorted { $0.method < $1.method }
+    }
+
     /// Health checks answer NOT_SERVING from now on (set while draining).
     public func markNotServing() {
         serving.withLockedValue { $0 = false }

@@ -142,10 +142,13 @@ extension StoreTransaction {
     /// The principal for a presented secret, or nil when the token is unknown,
     /// revoked, expired, or belongs to a disabled user.
     public func principal(forSecret secret: String) throws -> TokenPrincipal? {
+        let presented = Self.hash(secret: secret)
+        // Looked up by its SHA-256 (an index on a hash of 256 random bits
+        // reveals nothing useful by timing), then compared in constant time.
         guard let row = try fetchOne(
-            "SELECT user_id, service_account_id, expire_time, revoke_time FROM api_token WHERE secret_hash = ?",
-            [Data(Self.hash(secret: secret))]
-        ) else { return nil }
+            "SELECT secret_hash, user_id, service_account_id, expire_time, revoke_time FROM api_token WHERE secret_hash = ?",
+            [Data(presented)]
+        ), Self.constantTimeEqual([UInt8](row["secret_hash"] as Data), presented) else { return nil }
         if (row["revoke_time"] as Int64?) != nil { return nil }
         if let expire: Int64 = row["expire_time"], expire <= now.storedMicros { return nil }
         if let userID: String = row["user_id"] {
@@ -153,6 +156,15 @@ extension StoreTransaction {
             return owner.status == .disabled ? nil : .user(owner)
         }
         return .serviceAccount(try serviceAccount(id: row["service_account_id"]))
+    }
+
+    /// Compares every byte whatever the first difference, so the time taken
+    /// says nothing about where two secrets differ.
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var difference: UInt8 = 0
+        for index in a.indices { difference |= a[index] ^ b[index] }
+        return difference == 0
     }
 
     static func hash(secret: String) -> [UInt8] {
