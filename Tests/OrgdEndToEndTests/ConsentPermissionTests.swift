@@ -7,7 +7,8 @@ import Testing
 
 @Suite("ConsentService permission matrix")
 struct ConsentPermissionTests {
-    enum Caller: String, CaseIterable {
+    enum Caller: String, CaseIterable, CustomStringConvertible {
+        var description: String { rawValue }
         case superadmin, admin, managerHere, managerElsewhere, agent, patient, service, anonymous
     }
 
@@ -56,20 +57,9 @@ struct ConsentPermissionTests {
                 ("EndConsentRequest", { var r = Orgd_V1_EndConsentRequestRequest(); r.id = toEnd.id; return r }(), managers),
             ]
             #expect(Set(cases.map(\.0)).count == 16, "every ConsentService method is in the matrix")
-            for (method, request, allowed) in cases {
-                for caller in Caller.allCases {
-                    let response = try await clients[caller]!.connection.call(
-                        service: "orgd.v1.ConsentService", method: method, payload: try request.serializedBytes())
-                    let code = StatusCode(wireValue: response.status.code)
-                    if caller == .anonymous {
-                        #expect(code == .unauthenticated, "\(method) as \(caller): \(code)")
-                    } else if allowed.contains(caller) {
-                        #expect(code != .permissionDenied && code != .unauthenticated, "\(method) as \(caller): \(code) \(response.status.message)")
-                    } else {
-                        #expect(code == .permissionDenied, "\(method) as \(caller): \(code) \(response.status.message)")
-                    }
-                }
-            }
+            try await checkPermissionMatrix(
+                service: "orgd.v1.ConsentService", cases: cases.map { ($0.0, $0.1, $0.2) },
+                callers: Caller.allCases, anonymous: .anonymous, clients: clients)
             for caller in [Caller.superadmin, .admin, .managerElsewhere, .anonymous] { await clients[caller]!.close() }
         }
     }

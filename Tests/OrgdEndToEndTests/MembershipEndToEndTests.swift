@@ -78,7 +78,8 @@ struct MembershipEndToEndTests {
     }
 
     /// The callers of the permission matrix.
-    enum Caller: String, CaseIterable {
+    enum Caller: String, CaseIterable, CustomStringConvertible {
+        var description: String { rawValue }
         case superadmin, admin, managerHere, managerElsewhere, agent, patient, anonymous
     }
 
@@ -135,20 +136,9 @@ struct MembershipEndToEndTests {
                 ("ListMyOrganizations", Orgd_V1_ListMyOrganizationsRequest(), everyone),
             ]
             #expect(Set(cases.map(\.method)).count == 18, "every MembershipService method is in the matrix")
-            for (method, request, allowed) in cases {
-                for caller in Caller.allCases {
-                    let response = try await clients[caller]!.connection.call(
-                        service: service, method: method, payload: try request.serializedBytes())
-                    let code = StatusCode(wireValue: response.status.code)
-                    if caller == .anonymous {
-                        #expect(code == .unauthenticated, "\(method) as \(caller): \(code)")
-                    } else if allowed.contains(caller) {
-                        #expect(code != .permissionDenied && code != .unauthenticated, "\(method) as \(caller): \(code) \(response.status.message)")
-                    } else {
-                        #expect(code == .permissionDenied, "\(method) as \(caller): \(code)")
-                    }
-                }
-            }
+            try await checkPermissionMatrix(
+                service: service, cases: cases.map { ($0.0, $0.1, $0.2) },
+                callers: Caller.allCases, anonymous: .anonymous, clients: clients)
             for client in clients.values { await client.close() }
             await local.close()
         }
