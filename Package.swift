@@ -106,6 +106,15 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
+        // libFuzzer target: bytes → frames → envelopes → dispatcher → store (scripts/fuzz).
+        .executableTarget(
+            name: "OrgdFuzz",
+            dependencies: [
+                "OrgdWire", "OrgdServices", "OrgdStore", "OrgdProto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "OrgdWireTests",
             dependencies: [
