@@ -1,7 +1,7 @@
 import CoreMetrics
 import Foundation
 import GRDB
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Runs writes in batches: writes that arrive while a commit is under way
 /// join the next transaction, each in its own savepoint, so one failing write
@@ -29,7 +29,9 @@ final class GroupCommitWriter: Sendable {
 
     private let pool: DatabasePool
     private let clock: @Sendable () -> Date
-    private let state = Mutex(State())
+    // A pthread mutex rather than Synchronization.Mutex: ThreadSanitizer can
+    // see its happens-before edges.
+    private let state = NIOLockedValueBox(State())
     private let batchSize: Recorder
     private let commitDuration: CoreMetrics.Timer
 
@@ -41,13 +43,13 @@ final class GroupCommitWriter: Sendable {
     }
 
     /// Writes waiting for the next batch.
-    var queued: Int { state.withLock { $0.queue.count } }
+    var queued: Int { state.withLockedValue { $0.queue.count } }
 
     /// Runs `body` in the next batch and returns its result once that batch
     /// has committed. Throws `body`'s error, or the commit's.
     func submit(_ body: @escaping Body) async throws -> any Sendable {
         try await withCheckedThrowingContinuation { continuation in
-            let start = state.withLock { state in
+            let start = state.withLockedValue { state in
                 state.queue.append(Job(body: body, continuation: continuation))
                 defer { state.draining = true }
                 return !state.draining
@@ -95,7 +97,7 @@ final class GroupCommitWriter: Sendable {
 
     /// The next batch, or nil (and draining stops) when nothing is queued.
     private func nextBatch() -> [Job]? {
-        state.withLock { state in
+        state.withLockedValue { state in
             guard !state.queue.isEmpty else {
                 state.draining = false
                 return nil

@@ -2,6 +2,7 @@
 // envelope decoding and the dispatcher, into a real store (a temporary SQLite
 // file). Build and run with scripts/fuzz. libFuzzer supplies `main`, so this
 // file holds no top-level code: state lives in lazily initialised statics.
+// (A plain build, without -DORGD_FUZZ, gets a small @main instead.)
 import Dispatch
 import Foundation
 import Logging
@@ -44,9 +45,15 @@ enum FuzzTarget {
 }
 
 #if !ORGD_FUZZ
-// Built without libFuzzer (a plain `swift build`): there is nothing to run.
-FileHandle.standardError.write(Data("orgd-fuzz: build and run it with scripts/fuzz\n".utf8))
-exit(2)
+/// Built without libFuzzer (a plain `swift build`): libFuzzer's `main` is
+/// missing, so this one says how to build the real thing.
+@main
+enum FuzzUsage {
+    static func main() {
+        FileHandle.standardError.write(Data("orgd-fuzz: build and run it with scripts/fuzz\n".utf8))
+        exit(2)
+    }
+}
 #endif
 
 @_cdecl("LLVMFuzzerTestOneInput")
