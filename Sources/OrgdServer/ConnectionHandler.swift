@@ -180,10 +180,8 @@ final class ConnectionHandler: ChannelInboundHandler {
         let bound = NIOLoopBound(self, eventLoop: loop)
         let dispatcher = self.dispatcher
         let info = self.info
-        // Reserve the slot first: a fast-path call can complete before
-        // dispatch returns.
-        inFlight[streamID] = InFlightCall(task: nil, deadline: nil)
-        metrics.callStarted()
+        // The answer always comes back through `loop.execute`, so never
+        // before this function has recorded the call.
         let task = dispatcher.dispatch(request, connection: info) { outcome in
             loop.execute { bound.value.finish(streamID: streamID, outcome: outcome) }
         }
@@ -193,11 +191,8 @@ final class ConnectionHandler: ChannelInboundHandler {
                 self.expire(streamID: streamID)
             }
         }
-        if inFlight[streamID] != nil {
-            inFlight[streamID] = InFlightCall(task: task, deadline: deadline)
-        } else {
-            deadline?.cancel()
-        }
+        inFlight[streamID] = InFlightCall(task: task, deadline: deadline)
+        metrics.callStarted()
     }
 
     private func expire(streamID: UInt32) {
