@@ -4,11 +4,27 @@ import OrgdCore
 import OrgdProto
 import OrgdStore
 import Testing
+import Dispatch
 
 /// Calls that are really in flight: the test holds SQLite's single writer, so
 /// a create waits for it, exactly as it would behind a slow commit.
 @Suite("deadlines and graceful shutdown")
 struct LifecycleTests {
+    /// Holds the store's writer until `release()` is called; returns once it
+    /// is held. For tests that must not depend on how fast the machine is.
+    static func holdWriterUntilReleased(_ store: Store) async -> (release: @Sendable () -> Void, done: Task<Void, Never>) {
+        let gate = DispatchSemaphore(value: 0)
+        let (held, signal) = AsyncStream<Void>.makeStream()
+        let task = Task {
+            _ = try? await store.write { _ in
+                signal.yield()
+                gate.wait()
+            }
+        }
+        for await _ in held { break }
+        return ({ gate.signal() }, task)
+    }
+
     /// Holds the store's writer for `seconds`, returning once it is held.
     static func holdWriter(_ store: Store, seconds: Double) async -> Task<Void, Never> {
         let (held, signal) = AsyncStream<Void>.makeStream()
@@ -33,7 +49,7 @@ struct LifecycleTests {
     func deadlineWhileRunning() async throws {
         try await withDaemon { daemon in
             let client = try await daemon.client()
-            let holder = await Self.holdWriter(daemon.store, seconds: 1.0)
+            let (release, holder) = await Self.holdWriterUntilReleased(daemon.store)
             let error = await rpcError {
                 _ = try await client.organizations.createOrganization(Self.createRequest("Too slow"), options: CallOptions(timeout: .milliseconds(100)))
             }
@@ -42,6 +58,7 @@ struct LifecycleTests {
             // given while the writer was still held: the call did not just finish late.
             #expect(error?.message.contains("timeout_nano") == true, "answered by the server, not the client's own timer")
             #expect(try await client.health.check().status == .serving)
+            release()
             await holder.value
             await client.close()
         }

@@ -3,6 +3,7 @@ import NIOCore
 import OrgdClient
 import OrgdCore
 import OrgdProto
+import OrgdWire
 import Testing
 
 /// Each limit, set small, is enforced — and the daemon goes on serving
@@ -47,19 +48,33 @@ struct LimitTests {
     @Test("past the in-flight limit a call is RESOURCE_EXHAUSTED at once; the others finish")
     func callsInFlight() async throws {
         try await withDaemon(configure: { $0.maximumCallsPerConnection = 4 }) { daemon in
-            let holder = await LifecycleTests.holdWriter(daemon.store, seconds: 0.5)
+            // The writer stays held until the refusals have been seen, so the
+            // first four calls are certainly still in flight when the last two arrive.
+            let (release, holder) = await LifecycleTests.holdWriterUntilReleased(daemon.store)
             let socket = try RawSocket(unixPath: daemon.bound.unixSocketPath!)
+            var frames: [UInt8] = []
             for (index, streamID) in stride(from: UInt32(1), through: 11, by: 2).enumerated() {
-                try await socket.sendRequest(streamID: streamID, service: "orgd.v1.OrganizationService", method: "CreateOrganization",
-                                             payload: try LifecycleTests.createRequest("Limited \(index)").serializedBytes())
+                var request = Ttrpc_Request()
+                request.service = "orgd.v1.OrganizationService"
+                request.method = "CreateOrganization"
+                request.payload = try LifecycleTests.createRequest("Limited \(index)").serializedData()
+                var buffer = ByteBuffer()
+                buffer.writeFrame(streamID: streamID, type: .request, payload: ByteBuffer(bytes: Array(try request.serializedData())))
+                frames += buffer.readableBytesView
             }
-            var codes: [UInt32: Int32] = [:]
-            for _ in 0..<6 {
+            try await socket.send(frames)
+            var refused: [UInt32] = []
+            for _ in 0..<2 {
                 let (streamID, response) = try await socket.receiveResponse()
-                codes[streamID] = response.status.code
+                #expect(response.status.code == StatusCode.resourceExhausted.rawValue)
+                refused.append(streamID)
             }
-            #expect(codes.values.filter { $0 == StatusCode.resourceExhausted.rawValue }.count == 2)
-            #expect(codes.values.filter { $0 == 0 }.count == 4)
+            #expect(refused.sorted() == [9, 11])
+            release()
+            for _ in 0..<4 {
+                let (streamID, response) = try await socket.receiveResponse()
+                #expect(response.status.code == 0 && streamID <= 7)
+            }
             await holder.value
         }
     }
