@@ -258,13 +258,7 @@ struct ConsentService {
 
     /// The principal for the history: who acted, and for whom.
     static func actor(_ context: CallContext) -> Actor {
-        let principal = context.principal
-        let who: String = switch principal.identity {
-        case .localOperator: "local"
-        case .user(let user): "user:\(user.id)"
-        case .serviceAccount(let account): "service:\(account.id)"
-        }
-        return Actor(principal: who, actingFor: principal.actingFor?.id ?? "")
+        Actor(principal: context.principal.actor, actingFor: context.principal.actingFor?.id ?? "")
     }
 
     // MARK: The access check

@@ -163,9 +163,8 @@ public struct Dispatcher: Sendable {
             let context = CallContext(principal: principal, connection: connection, metadata: metadata, method: method, logger: logger, store: store)
             let payload: [UInt8]
             if AuditPolicy.isAudited(service: request.service, method: request.method) {
-                let base = principal.actingFor == nil ? principal.key : String(principal.key.prefix { $0 != ">" })
                 let record = AuditRecord(
-                    actor: base, actingFor: principal.actingFor.map { "user:\($0.id)" } ?? "", method: method,
+                    actor: principal.actor, actingFor: principal.actingForKey, method: method,
                     requestJSON: AuditPolicy.secret.contains(method) ? #"{"token":"(not recorded)"}"# : handler.describe([UInt8](request.payload)))
                 payload = try await AuditRecord.$current.withValue(record) { try await handler.call(context, [UInt8](request.payload)) }
             } else {

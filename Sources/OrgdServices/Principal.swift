@@ -37,13 +37,21 @@ public struct Principal: Sendable, Equatable {
         return nil
     }
 
-    /// A stable name for logs, audit and idempotency keys.
-    public var key: String {
-        let base = switch identity {
+    /// Who authenticated, without whom they act for: `local`, `user:<id>`
+    /// or `service:<id>` (the audit log's and consent history's actor).
+    public var actor: String {
+        switch identity {
         case .localOperator: "local"
         case .user(let user): "user:\(user.id)"
         case .serviceAccount(let account): "service:\(account.id)"
         }
-        return actingFor.map { "\(base)>user:\($0.id)" } ?? base
+    }
+
+    /// The user acted for as `user:<id>`, or "" when none.
+    public var actingForKey: String { actingFor.map { "user:\($0.id)" } ?? "" }
+
+    /// A stable name for logs and idempotency keys: the actor, and whom it acts for.
+    public var key: String {
+        actingFor == nil ? actor : "\(actor)>\(actingForKey)"
     }
 }

@@ -73,12 +73,7 @@ extension StoreTransaction {
     /// alters nothing still counts as a change and bumps the version.
     public func updateOrganization(id: String, expectedVersion: Int64, _ changes: OrganizationChanges) throws -> OrganizationRecord {
         var current = try organization(id: id)
-        if expectedVersion != 0 && current.version != expectedVersion {
-            throw RPCError(
-                .aborted,
-                "organization \(id) is at version \(current.version), not \(expectedVersion): read it again and retry"
-            )
-        }
+        try checkVersion(current.version, expected: expectedVersion, what: "organization \(id)")
         if let name = changes.name { current.name = name }
         if let kind = changes.kind { current.kind = kind }
         if let identifier = changes.identifier {
