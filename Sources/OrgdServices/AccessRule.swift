@@ -4,7 +4,7 @@ import OrgdStore
 /// Who may call a method. Every method names exactly one rule when it is
 /// registered (see each service's `register(in:)`); this file is the one
 /// place the rules are decided.
-public enum AccessRule: Sendable, Equatable {
+public enum AccessRule: String, Sendable, Hashable, CaseIterable {
     /// Anyone who reached the server, even unauthenticated over TCP
     /// (health checks, for load balancers and probes).
     case anyone

@@ -154,7 +154,7 @@ public struct Dispatcher: Sendable {
             let handler = try table.resolve(service: request.service, method: request.method)
             let principal: Principal
             if handler.rule == .anyone, metadata["authorization"] == nil {
-                principal = Principal(identity: .localOperator)
+                principal = Principal(identity: .anonymous)
             } else {
                 principal = try await authenticator.authenticate(metadata, transport: connection.transport)
             }

@@ -6,6 +6,9 @@ public struct Principal: Sendable, Equatable {
     public enum Identity: Sendable, Equatable {
         /// A caller on the Unix socket without a token: the local operator.
         case localOperator
+        /// A caller with no token calling a method open to anyone (health
+        /// checks over TCP). Holds no role and is no user.
+        case anonymous
         case user(UserRecord)
         case serviceAccount(ServiceAccountRecord)
     }
@@ -25,6 +28,7 @@ public struct Principal: Sendable, Equatable {
         if let actingFor { return actingFor.systemRole }
         switch identity {
         case .localOperator: return .superadmin
+        case .anonymous: return .none
         case .user(let user): return user.systemRole
         case .serviceAccount(let account): return account.systemRole
         }
@@ -42,6 +46,7 @@ public struct Principal: Sendable, Equatable {
     public var actor: String {
         switch identity {
         case .localOperator: "local"
+        case .anonymous: "anonymous"
         case .user(let user): "user:\(user.id)"
         case .serviceAccount(let account): "service:\(account.id)"
         }

@@ -71,7 +71,14 @@ struct Orgd: AsyncParsableCommand {
     @Option(help: "Seconds a mailer holds claimed e-mail before it returns to the queue [ORGD_OUTBOX_LEASE_SECONDS] (default: 300).")
     var outboxLeaseSeconds: Int?
 
+    @Flag(help: "Print SECURITY.md's authorisation matrix (every RPC × every kind of caller) and exit.")
+    var printAuthorizationMatrix = false
+
     func run() async throws {
+        if printAuthorizationMatrix {
+            print(try Self.authorizationMatrix())
+            return
+        }
         let settings = try Settings(self, environment: ProcessInfo.processInfo.environment)
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -101,6 +108,21 @@ struct Orgd: AsyncParsableCommand {
         try await group.run()
         try store.close()
         logger.info("orgd stopped; database closed")
+    }
+}
+
+extension Orgd {
+    /// The matrix from the methods actually registered, read off a
+    /// throwaway store (registration needs one; nothing is kept).
+    static func authorizationMatrix() throws -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("orgd-matrix-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var quiet = Logger(label: "orgd")
+        quiet.logLevel = .critical
+        let store = try Store(path: directory.appendingPathComponent("orgd.sqlite").path, logger: quiet)
+        defer { try? store.close() }
+        return AuthorizationMatrix.markdown(Dispatcher(store: store, logger: quiet).accessRules)
     }
 }
 

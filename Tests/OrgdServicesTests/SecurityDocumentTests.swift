@@ -2,16 +2,20 @@ import Foundation
 import OrgdServices
 import Testing
 
-/// SECURITY.md's table of every RPC and its access rule must be the code's.
+/// SECURITY.md's authorisation matrix must be the one the code holds.
 @Suite("SECURITY.md")
 struct SecurityDocumentTests {
-    @Test("the RPC table in SECURITY.md lists exactly the methods served, each with the rule the code applies")
-    func tableMatchesCode() throws {
+    @Test("SECURITY.md's matrix lists exactly the methods served, each with its rule and every caller's outcome")
+    func matrixMatchesCode() throws {
         let harness = try Harness()
-        let fromCode = harness.dispatcher.accessRules.map { "| `\($0.method)` | `\($0.rule)` |" }
+        let fromCode = AuthorizationMatrix.markdown(harness.dispatcher.accessRules)
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let document = try String(contentsOf: root.appendingPathComponent("SECURITY.md"), encoding: .utf8)
-        let fromDocument = document.split(separator: "\n").map(String.init).filter { $0.hasPrefix("| `") && $0.contains("/") }
-        #expect(fromDocument == fromCode, "SECURITY.md's table should read:\n\(fromCode.joined(separator: "\n"))")
+        let lines = document.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let start = try #require(lines.firstIndex { $0.hasPrefix("<!-- authorization matrix:") })
+        let end = try #require(lines.firstIndex(of: "<!-- end of authorization matrix -->"))
+        let fromDocument = lines[(start + 1)..<end].joined(separator: "\n")
+        #expect(fromDocument == fromCode, "regenerate SECURITY.md's matrix with `orgd --print-authorization-matrix`; it should read:\n\(fromCode)")
     }
+
 }
