@@ -21,6 +21,9 @@ final class ClientHandler: ChannelDuplexHandler {
     private var nextStreamID: UInt32 = 1
     private var pending: [UInt32: (promise: EventLoopPromise<Ttrpc_Response>, timer: Scheduled<Void>?)] = [:]
     private var closed = false
+    /// What closed the connection, when an error did (e.g. a TLS alert), for
+    /// the calls it fails.
+    private var closingError: Error?
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let call = unwrapOutboundIn(data)
@@ -77,12 +80,13 @@ final class ClientHandler: ChannelDuplexHandler {
         pending.removeAll()
         for (_, call) in calls {
             call.timer?.cancel()
-            call.promise.fail(RPCError(.unavailable, "the connection closed before the answer arrived"))
+            call.promise.fail(RPCError(.unavailable, "the connection closed before the answer arrived" + (closingError.map { ": \($0)" } ?? "")))
         }
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if closingError == nil { closingError = error }
         context.close(promise: nil)
     }
 

@@ -21,10 +21,10 @@ public struct OrgdClient: Sendable {
 
     /// Connects over a Unix socket or TCP; see `OrgdConnection.connect`.
     public static func connect(
-        to endpoint: OrgdEndpoint, token: String? = nil, actAs: String? = nil,
+        to endpoint: OrgdEndpoint, token: String? = nil, actAs: String? = nil, tls: OrgdTLS? = nil,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> OrgdClient {
-        OrgdClient(connection: try await OrgdConnection.connect(to: endpoint, token: token, actAs: actAs, group: group))
+        OrgdClient(connection: try await OrgdConnection.connect(to: endpoint, token: token, actAs: actAs, tls: tls, group: group))
     }
 
     public var organizations: OrganizationClient { OrganizationClient(connection: connection) }

@@ -1,6 +1,8 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import NIOSSL
+import NIOTLS
 import OrgdCore
 import OrgdProto
 import OrgdWire
@@ -52,18 +54,32 @@ public final class OrgdConnection: Sendable {
 
     /// Connects. `token` is sent as `authorization: Bearer` on every call;
     /// `actAs` as `orgd-act-as` (for service accounts acting for a user).
+    /// With `tls`, a TCP connection speaks TLS and `connect` returns once the
+    /// handshake has completed (or throws UNAVAILABLE saying why it failed).
     public static func connect(
         to endpoint: OrgdEndpoint,
         token: String? = nil,
         actAs: String? = nil,
+        tls: OrgdTLS? = nil,
         maximumFrameLength: Int = FrameDecoder.defaultMaximumFrameLength,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> OrgdConnection {
+        var secure: (context: NIOSSLContext, hostname: String?)?
+        if let tls {
+            guard case .tcp(let host, _) = endpoint else {
+                throw RPCError(.invalidArgument, "TLS is for TCP endpoints; \(endpoint) is a Unix socket")
+            }
+            secure = (try tls.makeContext(), tls.serverHostname ?? (OrgdTLS.isIPAddress(host) ? nil : host))
+        }
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(.seconds(10))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
+                    if let secure {
+                        try sync.addHandler(NIOSSLClientHandler(context: secure.context, serverHostname: secure.hostname))
+                        try sync.addHandler(TLSHandshakeWaiter(promise: channel.eventLoop.makePromise()))
+                    }
                     try sync.addHandler(ByteToMessageHandler(FrameDecoder(maximumFrameLength: maximumFrameLength)))
                     try sync.addHandler(ClientHandler())
                 }
@@ -79,6 +95,14 @@ public final class OrgdConnection: Sendable {
             }
         } catch {
             throw RPCError(.unavailable, "cannot connect to orgd at \(endpoint): \(error)")
+        }
+        if secure != nil {
+            do {
+                try await TLSHandshakeWaiter.wait(on: channel)
+            } catch {
+                try? await channel.close()
+                throw RPCError(.unavailable, "TLS handshake with orgd at \(endpoint) failed: \(error)")
+            }
         }
         return OrgdConnection(channel: channel, endpoint: endpoint, token: token, actAs: actAs)
     }

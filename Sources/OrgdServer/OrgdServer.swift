@@ -5,6 +5,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import OrgdServices
 import OrgdWire
 import Prometheus
@@ -64,18 +65,23 @@ public final class OrgdServer: Service, Sendable {
             if let path = configuration.unixSocketPath {
                 try await UnixSocketFile.prepare(path: path, group: group)
                 let channel = try await UnixSocketFile.bindPrivately(path: path, mode: configuration.unixSocketMode) {
-                    try await self.bootstrap(transport: .unix).bind(unixDomainSocketPath: $0).get()
+                    try await self.bootstrap(transport: .unix, tls: nil).bind(unixDomainSocketPath: $0).get()
                 }
                 state.withLockedValue { $0.listeners.append(channel) }
                 bound.unixSocketPath = path
                 logger.info("listening", metadata: ["listen.unix": "\(path)"])
             }
             if let host = configuration.tcpHost {
-                let channel = try await bootstrap(transport: .tcp).bind(host: host, port: configuration.tcpPort).get()
+                let tls = try configuration.tls?.makeContext()
+                let channel = try await bootstrap(transport: .tcp, tls: tls).bind(host: host, port: configuration.tcpPort).get()
                 state.withLockedValue { $0.listeners.append(channel) }
                 bound.tcpHost = host
                 bound.tcpPort = channel.localAddress?.port
-                logger.info("listening", metadata: ["listen.tcp": "\(host):\(bound.tcpPort ?? 0)"])
+                bound.tcpTLS = tls != nil
+                logger.info("listening", metadata: [
+                    "listen.tcp": "\(host):\(bound.tcpPort ?? 0)",
+                    "listen.tls": "\(tls == nil ? "off" : configuration.tls?.clientCAPath == nil ? "on" : "mutual")",
+                ])
             }
             if let host = configuration.metricsHost {
                 let channel = try await MetricsEndpoint.bind(host: host, port: configuration.metricsPort, registry: metrics.registry, group: group)
@@ -116,7 +122,7 @@ public final class OrgdServer: Service, Sendable {
         logger.info("server stopped", metadata: ["connections.drained": "\(connections.count)"])
     }
 
-    private func bootstrap(transport: Transport) -> ServerBootstrap {
+    private func bootstrap(transport: Transport, tls: NIOSSLContext?) -> ServerBootstrap {
         let maximumFrameLength = configuration.maximumFrameLength
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -139,6 +145,10 @@ public final class OrgdServer: Service, Sendable {
                 let idle = configuration.idleTimeout
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
+                    if let tls {
+                        try sync.addHandler(NIOSSLServerHandler(context: tls))
+                        try sync.addHandler(TLSHandshakeLogger(logger: logger, peer: peer))
+                    }
                     try sync.addHandler(IdleStateHandler(readTimeout: idle))
                     try sync.addHandler(ByteToMessageHandler(FrameDecoder(maximumFrameLength: maximumFrameLength)))
                     try sync.addHandler(handler)

@@ -10,6 +10,8 @@ public struct ServerConfiguration: Sendable {
     /// The TCP address to listen on (port 0 picks a free one), or nil for none.
     public var tcpHost: String?
     public var tcpPort: Int = 0
+    /// TLS (and optionally mutual TLS) on the TCP listener; plain TCP when nil.
+    public var tls: ServerTLS?
     /// Frames whose declared data length is larger are refused.
     public var maximumFrameLength: Int = FrameDecoder.defaultMaximumFrameLength
     /// How long shutdown waits for in-flight calls before closing anyway.
@@ -42,6 +44,8 @@ public struct BoundAddresses: Sendable {
     /// The TCP port chosen (useful with port 0).
     public var tcpPort: Int?
     public var tcpHost: String?
+    /// Whether the TCP listener speaks TLS.
+    public var tcpTLS = false
     /// The metrics listener's port, when there is one.
     public var metricsPort: Int?
 }

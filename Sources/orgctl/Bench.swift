@@ -49,7 +49,7 @@ struct Bench: AsyncParsableCommand {
         let benchData: BenchData
         do {
             if let seed {
-                let local = try await OrgdClient.connect(to: connection.endpoint.endpoint)
+                let local = try await OrgdClient.connect(to: connection.endpoint.endpoint, tls: connection.endpoint.tlsSettings)
                 benchData = try await BenchData.seed(try BenchData.Counts(seed), client: local, log: log)
                 await local.close()
                 if let data { try JSONEncoder().encode(benchData).write(to: URL(fileURLWithPath: data)) }
@@ -69,7 +69,7 @@ struct Bench: AsyncParsableCommand {
         let fallback: String? = connection.endpoint.isTCP ? benchData.serviceToken : nil
         let token: String? = connection.token ?? ProcessInfo.processInfo.environment["ORGD_TOKEN"] ?? fallback
         let progress: (@Sendable (String) -> Void)? = quiet ? nil : log
-        let runner = LoadRunner(plan: plan, data: benchData, endpoint: connection.endpoint.endpoint, token: token, log: progress)
+        let runner = LoadRunner(plan: plan, data: benchData, endpoint: connection.endpoint.endpoint, tls: connection.endpoint.tlsSettings, token: token, log: progress)
         let result = try await runner.run()
         if connection.json {
             let encoder = JSONEncoder()
@@ -150,6 +150,7 @@ struct LoadRunner: Sendable {
     let plan: LoadPlan
     let data: BenchData
     let endpoint: OrgdEndpoint
+    var tls: OrgdTLS? = nil
     let token: String?
     let log: (@Sendable (String) -> Void)?
 
@@ -160,7 +161,7 @@ struct LoadRunner: Sendable {
 
     func run() async throws -> BenchResult {
         var clients: [OrgdClient] = []
-        for _ in 0..<plan.connections { clients.append(try await OrgdClient.connect(to: endpoint, token: token)) }
+        for _ in 0..<plan.connections { clients.append(try await OrgdClient.connect(to: endpoint, token: token, tls: tls)) }
         let workers = plan.connections * plan.inFlight
         let completed = CallCounter()
         let start = ContinuousClock.now

@@ -30,6 +30,21 @@ struct EndpointOptions: ParsableArguments {
     @Option(help: "Act for this user id (service-account tokens only) [ORGD_ACT_AS].")
     var actAs: String?
 
+    @Flag(help: "Speak TLS to --address, trusting the system's CAs (implied by the other --tls options).")
+    var tls = false
+
+    @Option(help: "PEM file of the CA that signed orgd's certificate [ORGD_TLS_CA]; implies --tls.")
+    var tlsCa: String?
+
+    @Option(help: "PEM client certificate, for orgd with --tls-client-ca [ORGD_CLIENT_CERT]; implies --tls.")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key of --tls-cert [ORGD_CLIENT_KEY].")
+    var tlsKey: String?
+
+    @Option(help: "The name orgd's certificate must carry, when not the --address host.")
+    var tlsServerName: String?
+
     @Option(help: "Give up after this many seconds.")
     var timeout: Double = 30
 
@@ -41,6 +56,19 @@ struct EndpointOptions: ParsableArguments {
             throw ValidationError("--address must be HOST:PORT, not \(address)")
         }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        if tlsSettings != nil && !isTCP { throw ValidationError("TLS is for TCP: give --address") }
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
+    }
+
+    /// TLS settings from the flags and environment; nil for plain TCP.
+    var tlsSettings: OrgdTLS? {
+        let environment = ProcessInfo.processInfo.environment
+        func value(_ flag: String?, _ variable: String) -> String? {
+            flag ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 }
+        }
+        let ca = value(tlsCa, "ORGD_TLS_CA"), cert = value(tlsCert, "ORGD_CLIENT_CERT"), key = value(tlsKey, "ORGD_CLIENT_KEY")
+        guard tls || ca != nil || cert != nil || tlsServerName != nil else { return nil }
+        return OrgdTLS(trustRootsPath: ca, certificateChainPath: cert, privateKeyPath: key, serverHostname: tlsServerName)
     }
 
     var isTCP: Bool {
@@ -67,7 +95,8 @@ struct EndpointOptions: ParsableArguments {
             let client = try await OrgdClient.connect(
                 to: endpoint,
                 token: token ?? environment["ORGD_TOKEN"].flatMap { $0.isEmpty ? nil : $0 },
-                actAs: actAs ?? environment["ORGD_ACT_AS"].flatMap { $0.isEmpty ? nil : $0 }
+                actAs: actAs ?? environment["ORGD_ACT_AS"].flatMap { $0.isEmpty ? nil : $0 },
+                tls: tlsSettings
             )
             defer { Task { await client.close() } }
             try await body(client)

@@ -32,6 +32,15 @@ struct Orgd: AsyncParsableCommand {
     @Option(help: "TCP address HOST:PORT to listen on [ORGD_LISTEN]; port 0 picks a free port and prints it.")
     var listen: String?
 
+    @Option(help: "PEM certificate chain: TCP speaks TLS with it [ORGD_TLS_CERT]; needs --tls-key and --listen.")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key for --tls-cert [ORGD_TLS_KEY].")
+    var tlsKey: String?
+
+    @Option(help: "PEM CA certificates: TCP clients must present a certificate they signed (mutual TLS) [ORGD_TLS_CLIENT_CA].")
+    var tlsClientCa: String?
+
     @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics [ORGD_METRICS_LISTEN]; off by default.")
     var metricsListen: String?
 
@@ -97,7 +106,7 @@ struct Orgd: AsyncParsableCommand {
             onListening: { bound in
                 // One line per listener on stdout, for scripts and tests.
                 if let path = bound.unixSocketPath { print("orgd listening on unix:\(path)") }
-                if let port = bound.tcpPort, let host = bound.tcpHost { print("orgd listening on tcp:\(host):\(port)") }
+                if let port = bound.tcpPort, let host = bound.tcpHost { print("orgd listening on \(bound.tcpTLS ? "tls" : "tcp"):\(host):\(port)") }
                 if let port = bound.metricsPort, let host = settings.server.metricsHost { print("orgd listening on metrics:\(host):\(port)") }
                 fflush(nil)
             }
@@ -203,6 +212,17 @@ struct Settings {
         }
         if let seconds = try number(flags.outboxLeaseSeconds, "ORGD_OUTBOX_LEASE_SECONDS", "--outbox-lease-seconds", 1...86_400) {
             invitations.defaultLeaseSeconds = seconds
+        }
+        let tlsCert = value(flags.tlsCert, "ORGD_TLS_CERT"), tlsKey = value(flags.tlsKey, "ORGD_TLS_KEY")
+        let tlsClientCA = value(flags.tlsClientCa, "ORGD_TLS_CLIENT_CA")
+        switch (tlsCert, tlsKey) {
+        case (let cert?, let key?):
+            guard server.tcpHost != nil else { throw ValidationError("--tls-cert secures the TCP listener: give --listen too") }
+            server.tls = ServerTLS(certificateChainPath: cert, privateKeyPath: key, clientCAPath: tlsClientCA)
+        case (nil, nil):
+            if tlsClientCA != nil { throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key") }
+        default:
+            throw ValidationError("--tls-cert and --tls-key go together")
         }
         guard server.unixSocketPath != nil || server.tcpHost != nil else {
             throw ValidationError("nothing to listen on: give --socket or --listen")

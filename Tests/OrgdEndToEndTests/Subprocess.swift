@@ -19,13 +19,14 @@ enum Subprocess {
         var stderr: String
     }
 
-    /// Runs an executable to completion, off Swift's cooperative pool.
+    /// Runs an executable to completion, off Swift's cooperative pool: one
+    /// of ours by name, or any other by absolute path.
     static func run(_ name: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> Result {
         let process = Process()
-        process.executableURL = binDirectory.appendingPathComponent(name)
+        process.executableURL = name.hasPrefix("/") ? URL(fileURLWithPath: name) : binDirectory.appendingPathComponent(name)
         process.arguments = arguments
         var merged = ProcessInfo.processInfo.environment
-        for key in ["ORGD_SOCKET", "ORGD_ADDRESS", "ORGD_TOKEN", "ORGD_ACT_AS"] { merged[key] = nil }
+        for key in ["ORGD_SOCKET", "ORGD_ADDRESS", "ORGD_TOKEN", "ORGD_ACT_AS", "ORGD_TLS_CA", "ORGD_CLIENT_CERT", "ORGD_CLIENT_KEY"] { merged[key] = nil }
         merged.merge(environment) { $1 }
         process.environment = merged
         let out = Pipe()
@@ -61,6 +62,7 @@ final class DaemonProcess: @unchecked Sendable {
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         var environment = ProcessInfo.processInfo.environment
         environment["XDG_RUNTIME_DIR"] = nil
+        for key in environment.keys where key.hasPrefix("ORGD_") { environment[key] = nil }
         process.environment = environment
         process.standardOutput = stdout
         process.standardError = stderr
@@ -77,7 +79,7 @@ final class DaemonProcess: @unchecked Sendable {
                 text += String(decoding: data, as: UTF8.self)
             }
             let lines = text.components(separatedBy: "\n").filter { $0.hasPrefix("orgd listening on ") }
-            if let tcp = lines.first(where: { $0.contains("tcp:") }), let port = tcp.split(separator: ":").last.flatMap({ Int($0) }) {
+            if let tcp = lines.first(where: { $0.contains("tcp:") || $0.contains("tls:") }), let port = tcp.split(separator: ":").last.flatMap({ Int($0) }) {
                 self.tcpPort = port
             }
             return lines

@@ -1,6 +1,7 @@
 """One connection to orgd, shared by any number of threads."""
 import re
 import socket
+import ssl
 import threading
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 
@@ -52,18 +53,97 @@ class ServiceStub:
         return call
 
 
+def tls_context(ca=None, cert=None, key=None):
+    """An ``ssl.SSLContext`` for ``Client(tls=...)``: trusts the CA file ``ca``
+    (else the system's CAs) and, for orgd with ``--tls-client-ca``, presents the
+    client certificate ``cert`` with its key ``key`` (PEM files)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert is not None:
+        context.load_cert_chain(cert, key)
+    return context
+
+
+class _PlainTransport:
+    def __init__(self, sock):
+        self._socket = sock
+
+    def sendall(self, data):
+        self._socket.sendall(data)
+
+    def recv(self, count):
+        return self._socket.recv(count)
+
+
+class _TLSTransport:
+    """TLS through ``ssl.SSLObject`` and memory BIOs rather than an
+    ``SSLSocket``: the reader thread reads while other threads write, and an
+    OpenSSL connection must not be used from two threads at once. Every use of
+    the TLS object holds ``_lock``; raw socket reads happen outside it."""
+
+    def __init__(self, sock, context, server_hostname):
+        self._socket = sock
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_hostname)
+        self._lock = threading.Lock()
+        while True:
+            try:
+                self._tls.do_handshake()
+                self._flush()
+                return
+            except ssl.SSLWantReadError:
+                self._flush()
+                data = self._socket.recv(1 << 16)
+                if not data:
+                    raise ConnectionError("the server closed the connection during the TLS handshake")
+                self._incoming.write(data)
+
+    def _flush(self):
+        pending = self._outgoing.read()
+        if pending:
+            self._socket.sendall(pending)
+
+    def sendall(self, data):
+        with self._lock:
+            self._tls.write(data)
+            self._flush()
+
+    def recv(self, count):
+        while True:
+            with self._lock:
+                try:
+                    data = self._tls.read(count)
+                    self._flush()
+                    return data
+                except ssl.SSLWantReadError:
+                    pass
+                except ssl.SSLZeroReturnError:
+                    return b""
+            data = self._socket.recv(1 << 16)
+            if not data:
+                return b""
+            with self._lock:
+                self._incoming.write(data)
+
+
 class Client:
     """A connection to orgd that multiplexes concurrent calls.
 
     Connect with ``unix_path`` or ``address=(host, port)``. ``token`` is sent
     as ``authorization: Bearer``; ``act_as`` as ``orgd-act-as``. ``timeout`` (in
-    seconds) is the default deadline for each call.
+    seconds) is the default deadline for each call. ``tls`` (TCP only) is an
+    ``ssl.SSLContext`` (see ``tls_context``) or True for the system's CAs;
+    ``server_hostname`` is the name orgd's certificate must carry (default:
+    the address's host).
     """
 
     def __init__(self, unix_path=None, address=None, token=None, act_as=None, timeout=None,
-                 max_frame=wire.DEFAULT_MAX_FRAME, connect_timeout=10.0):
+                 max_frame=wire.DEFAULT_MAX_FRAME, connect_timeout=10.0, tls=None, server_hostname=None):
         if (unix_path is None) == (address is None):
             raise ValueError("give exactly one of unix_path and address")
+        if tls and unix_path is not None:
+            raise ValueError("TLS is for TCP: give address")
         try:
             if unix_path is not None:
                 self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -74,6 +154,15 @@ class Client:
                 self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as error:
             raise OrgdError(StatusCode.UNAVAILABLE, f"cannot connect to orgd: {error}") from error
+        if tls:
+            context = tls if isinstance(tls, ssl.SSLContext) else tls_context()
+            try:
+                self._transport = _TLSTransport(self._socket, context, server_hostname or address[0])
+            except (OSError, ssl.SSLError) as error:
+                self._socket.close()
+                raise OrgdError(StatusCode.UNAVAILABLE, f"TLS handshake with orgd failed: {error}") from error
+        else:
+            self._transport = _PlainTransport(self._socket)
         self._socket.settimeout(None)
         self._token = token
         self._act_as = act_as
@@ -125,7 +214,7 @@ class Client:
             self._pending[stream_id] = future
             frame = wire.encode_request(stream_id, service, method, payload, timeout_nano, entries)
             try:
-                self._socket.sendall(frame)
+                self._transport.sendall(frame)
             except OSError as error:
                 del self._pending[stream_id]
                 raise OrgdError(StatusCode.UNAVAILABLE, f"cannot send to orgd: {error}") from error
@@ -142,7 +231,7 @@ class Client:
     def _read_exact(self, count):
         chunks = []
         while count:
-            chunk = self._socket.recv(min(count, 1 << 20))
+            chunk = self._transport.recv(min(count, 1 << 20))
             if not chunk:
                 raise EOFError
             chunks.append(chunk)
@@ -172,9 +261,10 @@ class Client:
                     self._complete(stream_id, error=OrgdError(StatusCode.INTERNAL, "undecodable response envelope"))
                     continue
                 self._complete(stream_id, response=response)
-        except (EOFError, OSError):
-            pass
-        self._fail_all(OrgdError(StatusCode.UNAVAILABLE, "the connection to orgd closed"))
+        except EOFError:
+            self._fail_all(OrgdError(StatusCode.UNAVAILABLE, "the connection to orgd closed"))
+        except OSError as error:  # ssl.SSLError too, e.g. a TLS alert from the server
+            self._fail_all(OrgdError(StatusCode.UNAVAILABLE, f"the connection to orgd closed: {error}"))
 
     def _complete(self, stream_id, response=None, error=None):
         with self._lock:

@@ -21,13 +21,13 @@ def vectors():
 class Daemon:
     """A real orgd in a temporary directory, on a Unix socket and TCP port 0."""
 
-    def __init__(self):
+    def __init__(self, extra_arguments=()):
         self.directory = tempfile.mkdtemp(prefix="orgd-py-")
         binary = pathlib.Path(os.environ.get("ORGD_BIN_DIR", ROOT / ".build" / "debug")) / "orgd"
         self.socket = os.path.join(self.directory, "s")
         self.process = subprocess.Popen(
             [str(binary), "--database", os.path.join(self.directory, "orgd.sqlite"), "--socket", self.socket,
-             "--listen", "127.0.0.1:0", "--log-level", "warning"],
+             "--listen", "127.0.0.1:0", "--log-level", "warning", *extra_arguments],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.port = None
         deadline = time.time() + 30
@@ -35,7 +35,7 @@ class Daemon:
             line = self.process.stdout.readline()
             if not line:
                 break
-            if line.startswith("orgd listening on tcp:"):
+            if line.startswith(("orgd listening on tcp:", "orgd listening on tls:")):
                 self.port = int(line.rsplit(":", 1)[1])
         if self.port is None:
             self.process.kill()

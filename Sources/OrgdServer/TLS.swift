@@ -1,0 +1,97 @@
+import Logging
+import NIOCore
+import NIOSSL
+import NIOTLS
+
+/// TLS for the TCP listener: the server's certificate chain and key, and
+/// optionally the CA that client certificates must chain to (mutual TLS).
+public struct ServerTLS: Sendable, Equatable {
+    /// PEM file: the server's certificate, then any intermediates.
+    public var certificateChainPath: String
+    /// PEM file: the server's private key.
+    public var privateKeyPath: String
+    /// PEM file of CA certificates; when set, a client must present a
+    /// certificate that chains to one of them, or the handshake fails.
+    public var clientCAPath: String?
+
+    public init(certificateChainPath: String, privateKeyPath: String, clientCAPath: String? = nil) {
+        self.certificateChainPath = certificateChainPath
+        self.privateKeyPath = privateKeyPath
+        self.clientCAPath = clientCAPath
+    }
+
+    /// Reads the files and builds the context once, at start: a missing or
+    /// malformed file stops the server with the file named, never a handshake later.
+    func makeContext() throws -> NIOSSLContext {
+        let chain: [NIOSSLCertificate]
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(certificateChainPath)
+        } catch {
+            throw TLSSetupError("cannot read the TLS certificate chain \(certificateChainPath): \(error)")
+        }
+        guard !chain.isEmpty else { throw TLSSetupError("no PEM certificate in \(certificateChainPath)") }
+        let key: NIOSSLPrivateKey
+        do {
+            key = try NIOSSLPrivateKey(file: privateKeyPath, format: .pem)
+        } catch {
+            throw TLSSetupError("cannot read the TLS private key \(privateKeyPath): \(error)")
+        }
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        if let clientCAPath {
+            let roots: [NIOSSLCertificate]
+            do {
+                roots = try NIOSSLCertificate.fromPEMFile(clientCAPath)
+            } catch {
+                throw TLSSetupError("cannot read the client CA file \(clientCAPath): \(error)")
+            }
+            guard !roots.isEmpty else { throw TLSSetupError("no PEM certificate in \(clientCAPath)") }
+            configuration.trustRoots = .certificates(roots)
+            configuration.certificateVerification = .noHostnameVerification
+            configuration.sendCANameList = true
+        }
+        configuration.minimumTLSVersion = .tlsv12
+        do {
+            return try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw TLSSetupError("the TLS certificate and key do not make a usable TLS configuration: \(error)")
+        }
+    }
+}
+
+/// A TLS file that cannot be used; the message names it.
+public struct TLSSetupError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Sits after the TLS handler: logs failed handshakes (a client without an
+/// acceptable certificate, plain text on the TLS port) at notice, since an
+/// operator wants to see them, and the peer of every completed one at debug.
+final class TLSHandshakeLogger: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let logger: Logger
+    private let peer: String
+
+    init(logger: Logger, peer: String) {
+        self.logger = logger
+        self.peer = peer
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted(let protocolName) = event {
+            logger.debug("TLS handshake completed", metadata: ["peer": "\(peer)", "tls.alpn": "\(protocolName ?? "")"])
+            context.pipeline.syncOperations.removeHandler(self, promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if error is NIOSSLError || error is BoringSSLError {
+            logger.notice("TLS handshake failed; connection closed", metadata: ["peer": "\(peer)", "error": "\(error)"])
+        }
+        context.fireErrorCaught(error)
+    }
+}
