@@ -23,13 +23,7 @@ public struct ServerTLS: Sendable, Equatable {
     /// Reads the files and builds the context once, at start: a missing or
     /// malformed file stops the server with the file named, never a handshake later.
     func makeContext() throws -> NIOSSLContext {
-        let chain: [NIOSSLCertificate]
-        do {
-            chain = try NIOSSLCertificate.fromPEMFile(certificateChainPath)
-        } catch {
-            throw TLSSetupError("cannot read the TLS certificate chain \(certificateChainPath): \(error)")
-        }
-        guard !chain.isEmpty else { throw TLSSetupError("no PEM certificate in \(certificateChainPath)") }
+        let chain = try Self.certificates(certificateChainPath, "the TLS certificate chain")
         let key: NIOSSLPrivateKey
         do {
             key = try NIOSSLPrivateKey(file: privateKeyPath, format: .pem)
@@ -39,14 +33,7 @@ public struct ServerTLS: Sendable, Equatable {
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
         if let clientCAPath {
-            let roots: [NIOSSLCertificate]
-            do {
-                roots = try NIOSSLCertificate.fromPEMFile(clientCAPath)
-            } catch {
-                throw TLSSetupError("cannot read the client CA file \(clientCAPath): \(error)")
-            }
-            guard !roots.isEmpty else { throw TLSSetupError("no PEM certificate in \(clientCAPath)") }
-            configuration.trustRoots = .certificates(roots)
+            configuration.trustRoots = .certificates(try Self.certificates(clientCAPath, "the client CA file"))
             configuration.certificateVerification = .noHostnameVerification
             configuration.sendCANameList = true
         }
@@ -56,6 +43,19 @@ public struct ServerTLS: Sendable, Equatable {
         } catch {
             throw TLSSetupError("the TLS certificate and key do not make a usable TLS configuration: \(error)")
         }
+    }
+}
+
+extension ServerTLS {
+    private static func certificates(_ path: String, _ what: String) throws -> [NIOSSLCertificate] {
+        let certificates: [NIOSSLCertificate]
+        do {
+            certificates = try NIOSSLCertificate.fromPEMFile(path)
+        } catch {
+            throw TLSSetupError("cannot read \(what) \(path): \(error)")
+        }
+        guard !certificates.isEmpty else { throw TLSSetupError("no PEM certificate in \(what) \(path)") }
+        return certificates
     }
 }
 
