@@ -147,7 +147,7 @@ public final class OrgdServer: Service, Sendable {
                     let sync = channel.pipeline.syncOperations
                     if let tls {
                         try sync.addHandler(NIOSSLServerHandler(context: tls))
-                        try sync.addHandler(TLSHandshakeLogger(logger: logger, peer: peer))
+                        try sync.addHandler(TLSHandshakeGuard(logger: logger, peer: peer, deadline: configuration.frameTimeout))
                     }
                     try sync.addHandler(IdleStateHandler(readTimeout: idle))
                     try sync.addHandler(ByteToMessageHandler(FrameDecoder(maximumFrameLength: maximumFrameLength)))

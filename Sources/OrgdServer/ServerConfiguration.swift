@@ -25,7 +25,8 @@ public struct ServerConfiguration: Sendable {
     /// A connection with nothing in flight and nothing read for this long is closed.
     public var idleTimeout: TimeAmount = .seconds(300)
     /// A frame that has started must be complete within this long, or the
-    /// connection is closed (a client trickling bytes cannot hold it).
+    /// connection is closed (a client trickling bytes cannot hold it). A TLS
+    /// handshake must complete within it too.
     public var frameTimeout: TimeAmount = .seconds(10)
     /// Where to serve Prometheus metrics over HTTP (`GET /metrics`), or nil.
     public var metricsHost: String?

@@ -65,23 +65,46 @@ public struct TLSSetupError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Sits after the TLS handler: logs failed handshakes (a client without an
-/// acceptable certificate, plain text on the TLS port) at notice, since an
-/// operator wants to see them, and the peer of every completed one at debug.
-final class TLSHandshakeLogger: ChannelInboundHandler, RemovableChannelHandler {
+/// Sits after the TLS handler. The handshake must complete within
+/// `deadline` (the frame timeout) or the connection is closed: a client that
+/// connects and never finishes its hello cannot hold a connection slot until
+/// the idle timeout. Logs failed handshakes (no acceptable client certificate,
+/// plain text on the TLS port) at notice, since an operator wants to see them,
+/// and completed ones at debug.
+final class TLSHandshakeGuard: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
     private let logger: Logger
     private let peer: String
+    private let deadline: TimeAmount
+    private var timer: Scheduled<Void>?
 
-    init(logger: Logger, peer: String) {
+    init(logger: Logger, peer: String, deadline: TimeAmount) {
         self.logger = logger
         self.peer = peer
+        self.deadline = deadline
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        let (logger, peer, deadline) = (self.logger, self.peer, self.deadline)
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: deadline) {
+            logger.notice("TLS handshake not completed in time; connection closed",
+                          metadata: ["peer": "\(peer)", "limit.handshake_seconds": "\(Double(deadline.nanoseconds) / 1e9)"])
+            channel.close(promise: nil)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case TLSUserEvent.handshakeCompleted(let protocolName) = event {
+            timer?.cancel()
+            timer = nil
             logger.debug("TLS handshake completed", metadata: ["peer": "\(peer)", "tls.alpn": "\(protocolName ?? "")"])
             context.pipeline.syncOperations.removeHandler(self, promise: nil)
         }

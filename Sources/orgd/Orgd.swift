@@ -68,7 +68,7 @@ struct Orgd: AsyncParsableCommand {
     @Option(help: "Seconds before an idle connection is closed [ORGD_IDLE_TIMEOUT] (default: 300).")
     var idleTimeout: Int?
 
-    @Option(help: "Seconds a started frame may take to arrive whole [ORGD_FRAME_TIMEOUT] (default: 10).")
+    @Option(help: "Seconds a started frame (or a TLS handshake) may take to arrive whole [ORGD_FRAME_TIMEOUT] (default: 10).")
     var frameTimeout: Int?
 
     @Option(help: "Days an invitation stays valid when the inviter names none [ORGD_INVITE_EXPIRY_DAYS] (default: 7).")

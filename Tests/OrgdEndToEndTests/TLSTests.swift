@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import NIOPosix
 import OrgdClient
 import OrgdCore
 import OrgdProto
@@ -129,6 +131,34 @@ struct TLSTests {
         let anonymous = try await OrgdClient.connect(to: byName, tls: trusted)
         await #expect(throws: RPCError.self) { _ = try await anonymous.organizations.listOrganizations(Orgd_V1_ListOrganizationsRequest()) }
         for connection in [client, byAddress, anonymous] { await connection.close() }
+    }
+
+    @Test("a client that connects to the TLS port and never completes a handshake is closed after the frame timeout")
+    func silentHandshake() async throws {
+        let certificates = try await TestCertificates.make()
+        defer { certificates.remove() }
+        let daemon = try await TestDaemon.start {
+            $0.tls = ServerTLS(certificateChainPath: certificates.serverCertificatePath, privateKeyPath: certificates.serverKeyPath)
+            $0.frameTimeout = .milliseconds(300)
+            $0.idleTimeout = .seconds(600)
+        }
+        defer { Task { await daemon.stop() } }
+        let silent = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: daemon.bound.tcpPort!).get()
+        let started = ContinuousClock.now
+        // The idle timeout is ten minutes: only the handshake deadline can close
+        // it this soon. The watchdog closes it itself, so a broken deadline fails rather than hangs.
+        let watchdog = silent.eventLoop.scheduleTask(in: .seconds(30)) { silent.close(promise: nil) }
+        try await silent.closeFuture.get()
+        watchdog.cancel()
+        #expect(ContinuousClock.now - started < .seconds(20), "closed by the server's handshake deadline, not the watchdog")
+        // A client that does shake hands in time is served, and stays open past the deadline.
+        let token = try await Self.adminToken(daemon)
+        let client = try await OrgdClient.connect(
+            to: .tcp(host: "localhost", port: daemon.bound.tcpPort!), token: token, tls: OrgdTLS(trustRootsPath: certificates.caPath))
+        try await Task.sleep(for: .milliseconds(600))
+        try await Self.fullCall(client, name: "Shook hands in time")
+        await client.close()
     }
 
     @Test("mutual TLS: a client certificate from the configured CA gets in; none, or one from another CA, does not")
