@@ -189,8 +189,8 @@ struct LoadRunner: Sendable {
                     var scheduled = start + (interval.map { $0 * Double(worker) / Double(workers) } ?? .zero)
                     var sequence = 0
                     while true {
-                        if let interval {
-                            if ContinuousClock.now < scheduled { try await Task.sleep(until: scheduled, clock: .continuous) }
+                        if interval != nil, ContinuousClock.now < scheduled {
+                            try await Task.sleep(until: scheduled, clock: .continuous)
                         }
                         let began = interval == nil ? ContinuousClock.now : scheduled
                         if let perWorkerCount { if measured >= perWorkerCount { break } } else if began >= stopAt { break }

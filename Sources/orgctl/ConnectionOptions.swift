@@ -62,11 +62,7 @@ struct EndpointOptions: ParsableArguments {
 
     /// TLS settings from the flags and environment; nil for plain TCP.
     var tlsSettings: OrgdTLS? {
-        let environment = ProcessInfo.processInfo.environment
-        func value(_ flag: String?, _ variable: String) -> String? {
-            flag ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 }
-        }
-        let ca = value(tlsCa, "ORGD_TLS_CA"), cert = value(tlsCert, "ORGD_CLIENT_CERT"), key = value(tlsKey, "ORGD_CLIENT_KEY")
+        let ca = setting(tlsCa, "ORGD_TLS_CA"), cert = setting(tlsCert, "ORGD_CLIENT_CERT"), key = setting(tlsKey, "ORGD_CLIENT_KEY")
         guard tls || ca != nil || cert != nil || tlsServerName != nil else { return nil }
         return OrgdTLS(trustRootsPath: ca, certificateChainPath: cert, privateKeyPath: key, serverHostname: tlsServerName)
     }
@@ -90,12 +86,11 @@ struct EndpointOptions: ParsableArguments {
 
     /// Connects, runs `body`, and turns failures into one line and exit 1.
     func run(token: String?, _ body: (OrgdClient) async throws -> Void) async throws {
-        let environment = ProcessInfo.processInfo.environment
         do {
             let client = try await OrgdClient.connect(
                 to: endpoint,
-                token: token ?? environment["ORGD_TOKEN"].flatMap { $0.isEmpty ? nil : $0 },
-                actAs: actAs ?? environment["ORGD_ACT_AS"].flatMap { $0.isEmpty ? nil : $0 },
+                token: setting(token, "ORGD_TOKEN"),
+                actAs: setting(actAs, "ORGD_ACT_AS"),
                 tls: tlsSettings
             )
             defer { Task { await client.close() } }
@@ -113,4 +108,9 @@ struct EndpointOptions: ParsableArguments {
         let host = address[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
         return host.isEmpty ? nil : (host, port)
     }
+}
+
+/// A flag's value, else its environment variable's when that is set and not empty.
+func setting(_ flag: String?, _ variable: String) -> String? {
+    flag ?? ProcessInfo.processInfo.environment[variable].flatMap { $0.isEmpty ? nil : $0 }
 }
