@@ -75,7 +75,7 @@ struct LifecycleTests {
     func drainFinishesInFlightCalls() async throws {
         let daemon = try await TestDaemon.start()
         let client = try await daemon.client()
-        let holder = await Self.holdWriter(daemon.store, seconds: 0.5)
+        let (release, holder) = await Self.holdWriterUntilReleased(daemon.store)
         let inFlight = Task {
             try await withThrowingTaskGroup(of: Orgd_V1_Organization.self) { group in
                 for index in 0..<10 {
@@ -84,11 +84,22 @@ struct LifecycleTests {
                 return try await group.reduce(into: [Orgd_V1_Organization]()) { $0.append($1) }
             }
         }
-        try await Task.sleep(for: .milliseconds(100))
+        // All ten are in the server, queued behind the held writer, before shutdown starts
+        // (waiting on the queue, not a clock, so a slow machine cannot reorder them).
+        for _ in 0..<3000 where daemon.store.queuedWrites < 10 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(daemon.store.queuedWrites == 10)
         let shutdown = Task { await daemon.server.shutdown() }
-        try await Task.sleep(for: .milliseconds(100))
-        // Listeners are closed first: a new connection is refused.
-        await #expect(throws: RPCError.self) { _ = try await OrgdClient.connect(to: daemon.unix) }
+        // Listeners are closed first: a new connection is soon refused.
+        var refused = false
+        for _ in 0..<300 where !refused {
+            do {
+                let late = try await OrgdClient.connect(to: daemon.unix)
+                await late.close()
+                try await Task.sleep(for: .milliseconds(10))
+            } catch is RPCError { refused = true }
+        }
+        #expect(refused, "new connections are refused once shutdown starts")
+        release()
         await holder.value
         let finished = try await inFlight.value
         #expect(finished.count == 10)

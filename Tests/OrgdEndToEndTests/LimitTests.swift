@@ -34,7 +34,7 @@ struct LimitTests {
             held.removeAll()
             // Once one closes, a new connection is accepted again.
             var accepted = false
-            for _ in 0..<50 where !accepted {
+            for _ in 0..<250 where !accepted {
                 try await Task.sleep(for: .milliseconds(20))
                 if let client = try? await daemon.client(), (try? await client.health.check()) != nil {
                     accepted = true

@@ -139,7 +139,9 @@ struct TLSTests {
         defer { certificates.remove() }
         let daemon = try await TestDaemon.start {
             $0.tls = ServerTLS(certificateChainPath: certificates.serverCertificatePath, privateKeyPath: certificates.serverKeyPath)
-            $0.frameTimeout = .milliseconds(300)
+            // Long enough for a real handshake under TSan on a loaded 2-core machine
+            // (300 ms was not, in CI); short next to the idle timeout and the watchdog.
+            $0.frameTimeout = .seconds(3)
             $0.idleTimeout = .seconds(600)
         }
         defer { Task { await daemon.stop() } }
@@ -156,7 +158,7 @@ struct TLSTests {
         let token = try await Self.adminToken(daemon)
         let client = try await OrgdClient.connect(
             to: .tcp(host: "localhost", port: daemon.bound.tcpPort!), token: token, tls: OrgdTLS(trustRootsPath: certificates.caPath))
-        try await Task.sleep(for: .milliseconds(600))
+        try await Task.sleep(for: .milliseconds(3500))
         try await Self.fullCall(client, name: "Shook hands in time")
         await client.close()
     }
