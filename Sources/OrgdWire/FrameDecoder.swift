@@ -12,8 +12,10 @@ public enum InboundFrame: Sendable, Equatable {
 }
 
 /// Fired down the pipeline when a frame starts arriving (`true`) and when
-/// no partial frame is left (`false`) — only on change — so the connection
-/// can time out a client that starts a frame and never finishes it.
+/// that frame is complete (`false`), so the connection can time out a client
+/// that starts a frame and never finishes it. The deadline is per frame: a
+/// steady stream whose reads always end mid-frame reports `false` as each
+/// pending frame completes and `true` for the next, at most once each per read.
 public struct FramePending: Sendable, Equatable {
     public var pending: Bool
     public init(_ pending: Bool) { self.pending = pending }
@@ -47,6 +49,8 @@ public struct FrameDecoder: ByteToMessageDecoder {
             report(pending: buffer.readableBytes > 0 || bytesToSkip > 0, context: context)
             return .needMoreData
         }
+        // The frame that was arriving (if any) is complete: its deadline is over.
+        report(pending: false, context: context)
         context.fireChannelRead(wrapInboundOut(frame))
         return .continue
     }

@@ -32,7 +32,8 @@ final class TestDaemon: Sendable {
         configuration.drainTimeout = .seconds(5)
         configure(&configuration)
         var logger = Logger(label: "orgd.test")
-        logger.logLevel = .warning
+        // ORGD_TEST_LOG_LEVEL=debug shows why a test daemon closed a connection.
+        logger.logLevel = ProcessInfo.processInfo.environment["ORGD_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
         let server = OrgdServer(
             configuration: configuration, dispatcher: Dispatcher(store: store, logger: logger, metrics: metrics),
             logger: logger, metrics: metrics)
