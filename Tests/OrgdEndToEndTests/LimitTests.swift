@@ -106,25 +106,24 @@ struct LimitTests {
 
     @Test("the frame timeout is per frame: a steady stream whose reads always end mid-frame is not cut off")
     func frameTimeoutIsPerFrame() async throws {
-        try await withDaemon(configure: { $0.frameTimeout = .seconds(2) }) { daemon in
+        try await withDaemon(configure: { $0.frameTimeout = .seconds(3) }) { daemon in
             let socket = try RawSocket(unixPath: daemon.bound.unixSocketPath!)
-            // 40 health frames sent in pieces that each end in the middle of a
-            // frame, 100 ms apart: every frame completes within ~100 ms, but
-            // some frame is always partly in for 4 s, twice the timeout.
-            let frames = try (0..<40).map { index -> [UInt8] in
+            // 100 health frames sent in pieces that each end in the middle of a
+            // frame, 50 ms apart: every frame completes within ~50 ms (60 times
+            // less than the timeout), but some frame is always partly in, for 5 s.
+            let frames = try (0..<100).map { index -> [UInt8] in
                 let streamID = UInt32(2 * index + 1)
                 var buffer = ByteBuffer()
                 buffer.writeFrame(streamID: streamID, type: .request, payload: ByteBuffer(bytes: try Self.healthFrame(streamID)))
                 return Array(buffer.readableBytesView)
             }
-            var piece = Array(frames[0].prefix(frames[0].count / 2))
+            var pieces = [Array(frames[0].prefix(frames[0].count / 2))]
             for (index, frame) in frames.enumerated() {
-                try await socket.send(piece)
-                try await Task.sleep(for: .milliseconds(100))
-                piece = Array(frame.dropFirst(frame.count / 2))
+                var piece = Array(frame.dropFirst(frame.count / 2))
                 if index + 1 < frames.count { piece += frames[index + 1].prefix(frames[index + 1].count / 2) }
+                pieces.append(piece)
             }
-            try await socket.send(piece)
+            try await socket.send(pieces: pieces, pausing: 0.05)
             var answered: Set<UInt32> = []
             for _ in frames.indices {
                 let (streamID, response) = try await socket.receiveResponse()

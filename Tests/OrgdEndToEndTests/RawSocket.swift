@@ -50,6 +50,17 @@ final class RawSocket: @unchecked Sendable {
         try await Self.offPool { try self.sendBlocking(bytes) }
     }
 
+    /// Sends each piece in turn, pausing between them, from one thread of its
+    /// own (so a busy task pool cannot stretch the pauses).
+    func send(pieces: [[UInt8]], pausing seconds: Double) async throws {
+        try await Self.offPool {
+            for (index, piece) in pieces.enumerated() {
+                if index > 0 { Thread.sleep(forTimeInterval: seconds) }
+                try self.sendBlocking(piece)
+            }
+        }
+    }
+
     private func sendBlocking(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
