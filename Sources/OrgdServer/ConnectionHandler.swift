@@ -28,10 +28,18 @@ struct ConnectionLimits: Sendable {
 /// does, runs calls concurrently, and answers each on its own stream as soon
 /// as it finishes (so answers may come back out of order).
 ///
+/// Back-pressure: while the connection is not writable (the client is not
+/// taking its answers and more than the write buffer's high-water mark is
+/// queued), frames already read wait here unstarted and no more are read, so a
+/// client that sends without reading cannot make the server hold its answers
+/// without bound. Once the client catches up, the waiting frames are started
+/// in order and reading resumes.
+///
 /// All state is touched on the channel's event loop only. Calls run in tasks
 /// off the loop (the store's SQLite work runs on the store's own threads).
-final class ConnectionHandler: ChannelInboundHandler {
+final class ConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = InboundFrame
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private struct InFlightCall {
@@ -52,6 +60,13 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var draining = false
     /// Runs while a frame has started and not finished.
     private var frameTimer: Scheduled<Void>?
+    /// Frames read while the connection was not writable, not yet started.
+    private var waitingFrames = CircularBuffer<InboundFrame>()
+    /// Whether a read the channel asked for is held back (see back-pressure).
+    private var readHeld = false
+    /// Guards against starting waiting frames re-entrantly (a write can
+    /// change writability while one is being started).
+    private var resuming = false
 
     init(dispatcher: Dispatcher, info: ConnectionInfo, limits: ConnectionLimits, metrics: ServerMetrics, logger: Logger) {
         self.dispatcher = dispatcher
@@ -86,13 +101,59 @@ final class ConnectionHandler: ChannelInboundHandler {
             metrics.callEnded()
         }
         inFlight.removeAll()
+        waitingFrames.removeAll()
         frameTimer?.cancel()
         logger.debug("connection closed")
         context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        let frame = unwrapInboundIn(data)
+        guard waitingFrames.isEmpty && context.channel.isWritable else {
+            if waitingFrames.isEmpty {
+                logger.debug("the client is not taking its answers; reading paused",
+                             metadata: ["connection.peer": "\(info.peer)"])
+            }
+            waitingFrames.append(frame)
+            return
+        }
+        handle(frame, context: context)
+    }
+
+    /// Holds the channel's reads while answers are backed up.
+    func read(context: ChannelHandlerContext) {
+        if waitingFrames.isEmpty && context.channel.isWritable {
+            context.read()
+        } else {
+            readHeld = true
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        resumeIfWritable(context: context)
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Starts the waiting frames, in order, while the connection stays
+    /// writable; then lets reading go on.
+    private func resumeIfWritable(context: ChannelHandlerContext) {
+        guard !resuming else { return }
+        resuming = true
+        defer { resuming = false }
+        while context.channel.isWritable, let frame = waitingFrames.popFirst() {
+            handle(frame, context: context)
+        }
+        guard waitingFrames.isEmpty && context.channel.isWritable else { return }
+        if readHeld {
+            readHeld = false
+            logger.debug("the client caught up; reading resumed", metadata: ["connection.peer": "\(info.peer)"])
+            context.read()
+        }
+        closeIfDrained()
+    }
+
+    private func handle(_ frame: InboundFrame, context: ChannelHandlerContext) {
+        switch frame {
         case .oversized(let header):
             // ttrpc answers on the offending stream and carries on.
             respond(streamID: header.streamID, error: RPCError(
@@ -148,25 +209,40 @@ final class ConnectionHandler: ChannelInboundHandler {
         switch event {
         case is DrainEvent:
             draining = true
-            if inFlight.isEmpty { context.close(promise: nil) }
+            closeIfDrained()
         case let pending as FramePending:
             frameTimer?.cancel()
             frameTimer = nil
             if pending.pending {
-                frameTimer = context.eventLoop.assumeIsolated().scheduleTask(in: limits.frameTimeout) {
-                    self.logger.notice("closing a connection whose frame did not arrive in time",
-                                       metadata: ["connection.peer": "\(self.info.peer)"])
-                    self.context?.close(promise: nil)
-                }
+                armFrameTimer(context: context)
             }
         case let idle as IdleStateHandler.IdleStateEvent where idle == .read:
-            // Quiet and with nothing running: let it go.
+            // Quiet and with nothing running (or not taking its answers all
+            // that time): let it go.
             if inFlight.isEmpty {
-                logger.debug("closing an idle connection")
+                if waitingFrames.isEmpty {
+                    logger.debug("closing an idle connection")
+                } else {
+                    logger.notice("closing a connection that has not taken its answers for the idle timeout",
+                                  metadata: ["connection.peer": "\(info.peer)", "calls.waiting": "\(waitingFrames.count)"])
+                }
                 context.close(promise: nil)
             }
         default:
             context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    private func armFrameTimer(context: ChannelHandlerContext) {
+        frameTimer = context.eventLoop.assumeIsolated().scheduleTask(in: limits.frameTimeout) {
+            // While the server holds reads, the rest of the frame is not the client's to send yet.
+            if self.readHeld || !self.waitingFrames.isEmpty {
+                if let context = self.context { self.armFrameTimer(context: context) }
+                return
+            }
+            self.logger.notice("closing a connection whose frame did not arrive in time",
+                               metadata: ["connection.peer": "\(self.info.peer)"])
+            self.context?.close(promise: nil)
         }
     }
 
@@ -224,6 +300,6 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     private func closeIfDrained() {
-        if draining && inFlight.isEmpty { context?.close(promise: nil) }
+        if draining && inFlight.isEmpty && waitingFrames.isEmpty { context?.close(promise: nil) }
     }
 }

@@ -128,6 +128,8 @@ public final class OrgdServer: Service, Sendable {
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelOption(.writeBufferWaterMark, value: ChannelOptions.Types.WriteBufferWaterMark(
+                low: configuration.maximumQueuedResponseBytes / 2, high: configuration.maximumQueuedResponseBytes))
             .childChannelInitializer { [self] channel in
                 guard let id = register(channel) else {
                     logger.warning("connection refused: the connection limit is reached",

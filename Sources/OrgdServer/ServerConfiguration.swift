@@ -28,6 +28,10 @@ public struct ServerConfiguration: Sendable {
     /// connection is closed (a client trickling bytes cannot hold it). A TLS
     /// handshake must complete within it too.
     public var frameTimeout: TimeAmount = .seconds(10)
+    /// Bytes of answers a connection may have queued that the client has not
+    /// taken; past it the server stops reading that connection's calls until
+    /// it falls to half (back-pressure, so memory stays bounded).
+    public var maximumQueuedResponseBytes = 1 << 20
     /// Where to serve Prometheus metrics over HTTP (`GET /metrics`), or nil.
     public var metricsHost: String?
     public var metricsPort: Int = 0

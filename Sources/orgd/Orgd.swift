@@ -65,6 +65,9 @@ struct Orgd: AsyncParsableCommand {
     @Option(help: "Most bytes of metadata in one call [ORGD_MAX_METADATA_BYTES] (default: 16384).")
     var maxMetadataBytes: Int?
 
+    @Option(help: "Bytes of answers a client may leave untaken before orgd stops reading its calls [ORGD_MAX_QUEUED_RESPONSE_BYTES] (default: 1048576).")
+    var maxQueuedResponseBytes: Int?
+
     @Option(help: "Seconds before an idle connection is closed [ORGD_IDLE_TIMEOUT] (default: 300).")
     var idleTimeout: Int?
 
@@ -197,6 +200,9 @@ struct Settings {
         }
         if let value = try number(flags.maxMetadataBytes, "ORGD_MAX_METADATA_BYTES", "--max-metadata-bytes", 256...(1 << 20)) {
             server.maximumMetadataBytes = value
+        }
+        if let value = try number(flags.maxQueuedResponseBytes, "ORGD_MAX_QUEUED_RESPONSE_BYTES", "--max-queued-response-bytes", 4096...(1 << 30)) {
+            server.maximumQueuedResponseBytes = value
         }
         if let value = try number(flags.idleTimeout, "ORGD_IDLE_TIMEOUT", "--idle-timeout", 1...86_400) {
             server.idleTimeout = .seconds(Int64(value))

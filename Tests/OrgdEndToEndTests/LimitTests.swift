@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import OrgdClient
 import OrgdCore
@@ -132,6 +133,66 @@ struct LimitTests {
             }
             let asked = Set(frames.indices.map { UInt32(2 * $0 + 1) })
             #expect(answered == asked)
+        }
+    }
+
+    @Test("a client that sends calls without taking its answers: the server stops starting them at a bound, then answers every one")
+    func backPressure() async throws {
+        try await withDaemon(configure: { $0.maximumQueuedResponseBytes = 64 * 1024 }) { daemon in
+            let client = try await daemon.client()
+            let longName = String(repeating: "n", count: 190)
+            for index in 0..<100 { _ = try await client.organizations.createOrganization(LifecycleTests.createRequest("\(longName) \(index)")) }
+            await client.close()
+            func created() async throws -> Int {
+                try await daemon.store.read { tx in try tx.listOrganizations(.init(), after: nil, limit: 10_000) }.items.count - 100
+            }
+            // 300 pairs of calls, sent without reading: a list of those 100
+            // organisations (about 25 KB to answer) and a create (counted in the
+            // store), each padded with 7.5 KB of metadata: 4.5 MB in all, more
+            // than the socket's buffers and a read cycle hold, so the sender
+            // must wait if the server stops reading.
+            var bytes: [UInt8] = []
+            var list = Orgd_V1_ListOrganizationsRequest()
+            list.pageSize = 100
+            var padding = Ttrpc_KeyValue()
+            (padding.key, padding.value) = ("x-padding", String(repeating: "p", count: 7500))
+            for index in 0..<300 {
+                for (offset, method, payload) in [(UInt32(1), "ListOrganizations", try list.serializedData()),
+                                                  (3, "CreateOrganization", try LifecycleTests.createRequest("Pressed \(index)").serializedData())] {
+                    var request = Ttrpc_Request()
+                    request.service = "orgd.v1.OrganizationService"
+                    request.method = method
+                    request.payload = payload
+                    request.metadata = [padding]
+                    var buffer = ByteBuffer()
+                    buffer.writeFrame(streamID: UInt32(4 * index) + offset, type: .request,
+                                      payload: ByteBuffer(bytes: try request.serializedBytes() as [UInt8]))
+                    bytes += buffer.readableBytesView
+                }
+            }
+            let socket = try RawSocket(unixPath: daemon.bound.unixSocketPath!)
+            let sent = NIOLockedValueBox(false)
+            let sending = Task {
+                try await socket.send(bytes)
+                sent.withLockedValue { $0 = true }
+            }
+            // Wait until the server stops starting calls (the count holds for half a second).
+            var (count, steady) = (try await created(), 0)
+            for _ in 0..<100 where steady < 5 {
+                try await Task.sleep(for: .milliseconds(100))
+                let now = try await created()
+                (count, steady) = (now, now == count ? steady + 1 : 0)
+            }
+            // A few dozen pairs get started; without back-pressure all 300 would be,
+            // their answers held in memory, and the sender would be done.
+            #expect(count < 150, "the server stopped starting calls at \(count) of 300 creates")
+            #expect(!sent.withLockedValue { $0 }, "the server stopped reading, so the sender waits")
+            // Now the client reads: every call is answered, in the end, and all were created.
+            var failures = 0
+            for _ in 0..<600 where try await socket.receiveResponse().response.status.code != 0 { failures += 1 }
+            try await sending.value
+            #expect(failures == 0)
+            #expect(try await created() == 300)
         }
     }
 
