@@ -1,18 +1,54 @@
 #!/usr/bin/env bash
-# Runs the C client's tests against a fresh orgd (from $ORGD_BIN_DIR, else the
-# package's debug build) under valgrind: any leak or memory error fails.
+# Runs the C client's tests against fresh orgd daemons (from $ORGD_BIN_DIR,
+# else the package's debug build) under valgrind: any leak or memory error
+# fails. One daemon serves a Unix socket and plain TCP; a second serves mutual
+# TLS with certificates made here with openssl (a CA, a server certificate for
+# the name "localhost" only, a client certificate from the CA and one from a
+# foreign CA).
 set -euo pipefail
 cd "$(dirname "$0")"
 root="$(cd ../.. && pwd)"
 bin="${ORGD_BIN_DIR:-$root/.build/debug}"
 work="$(mktemp -d /tmp/orgd-c-XXXXXX)"
-"$bin/orgd" --database "$work/orgd.sqlite" --socket "$work/s" --listen 127.0.0.1:0 --log-level warning > "$work/out" 2> "$work/err" &
-daemon=$!
-trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do grep -q "tcp:" "$work/out" 2>/dev/null && break; sleep 0.1; done
-port="$(sed -n 's/^orgd listening on tcp:.*:\([0-9]*\)$/\1/p' "$work/out")"
-[ -n "$port" ] || { cat "$work/err"; echo "orgd did not start" >&2; exit 1; }
+daemons=()
+trap 'for d in "${daemons[@]}"; do kill "$d" 2>/dev/null; wait "$d" 2>/dev/null; done; rm -rf "$work"' EXIT
+
+# Starts orgd with the given arguments; prints the TCP port it chose.
+start_orgd() {
+  local name="$1"; shift
+  "$bin/orgd" --database "$work/$name.sqlite" --listen 127.0.0.1:0 --log-level warning "$@" > "$work/$name.out" 2> "$work/$name.err" &
+  daemons+=($!)
+  for _ in $(seq 100); do grep -q "tcp:\|tls:" "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
+  local port
+  port="$(sed -n 's/^orgd listening on t[a-z]*:.*:\([0-9]*\)$/\1/p' "$work/$name.out")"
+  [ -n "$port" ] || { cat "$work/$name.err" >&2; echo "orgd ($name) did not start" >&2; exit 1; }
+  echo "$port"
+}
+
+certs="$work/certs"
+mkdir -p "$certs"
+authority() { # name subject
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$certs/$1-key.pem" \
+    -out "$certs/$1.pem" -days 2 -subj "/CN=$2" 2>/dev/null
+}
+leaf() { # name ca subject extensions
+  printf '%s\n' "$4" > "$certs/$1.ext"
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$certs/$1-key.pem" \
+    -out "$certs/$1.csr" -subj "/CN=$3" 2>/dev/null
+  openssl x509 -req -in "$certs/$1.csr" -CA "$certs/$2.pem" -CAkey "$certs/$2-key.pem" -CAcreateserial \
+    -out "$certs/$1.pem" -days 2 -extfile "$certs/$1.ext" 2>/dev/null
+}
+authority ca "orgd C client test CA"
+authority foreign-ca "Some other CA"
+leaf server ca localhost "subjectAltName=DNS:localhost
+extendedKeyUsage=serverAuth"
+leaf client ca "a C client" "extendedKeyUsage=clientAuth"
+leaf foreign-client foreign-ca "a stranger" "extendedKeyUsage=clientAuth"
+
+port="$(start_orgd plain --socket "$work/s")"
+tls_port="$(start_orgd tls --socket none --tls-cert "$certs/server.pem" --tls-key "$certs/server-key.pem" \
+  --tls-client-ca "$certs/ca.pem")"
 valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible \
-  --error-exitcode=99 --trace-children=no build/test_client "$root/testdata/ttrpc-vectors.json" "$work/s" "$port"
+  --error-exitcode=99 --trace-children=no build/test_client "$root/testdata/ttrpc-vectors.json" "$work/s" "$port" "$tls_port" "$certs"
 valgrind --quiet --leak-check=full --error-exitcode=99 build/orgd_example unix "$work/s" "Example Practice" | grep -q "Example Practice"
 echo "example: ok"

@@ -4,8 +4,12 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,11 +18,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "ttrpc/ttrpc.pb-c.h"
 
 #define HEADER_SIZE 10
 #define TYPE_REQUEST 0x01
 #define TYPE_RESPONSE 0x02
+/* A TLS handshake must finish within this long. */
+#define HANDSHAKE_MS 10000
 
 /* An answer that arrived for a stream other than the one being waited for. */
 typedef struct stashed {
@@ -37,7 +47,61 @@ struct orgd_conn {
     size_t in_flight_count, in_flight_capacity;
     stashed *stash;
     int broken;             /* after an I/O or protocol error the stream is out of step */
+    SSL *ssl;               /* TLS, when connected with orgd_connect_tls (the socket is then non-blocking) */
+    SSL_CTX *ssl_ctx;
 };
+
+static _Thread_local char tls_error[256];
+
+const char *orgd_tls_error(void) {
+    return tls_error;
+}
+
+/* Records why TLS failed: `what`, then OpenSSL's reasons, if it queued any. */
+static void record_tls_error(SSL *ssl, const char *what) {
+    size_t used = (size_t)snprintf(tls_error, sizeof tls_error, "%s", what);
+    if (ssl && SSL_get_verify_result(ssl) != X509_V_OK && used < sizeof tls_error)
+        used += (size_t)snprintf(tls_error + used, sizeof tls_error - used, ": certificate: %s",
+                                 X509_verify_cert_error_string(SSL_get_verify_result(ssl)));
+    unsigned long code;
+    while ((code = ERR_get_error()) != 0 && used + 3 < sizeof tls_error) {
+        char reason[160];
+        ERR_error_string_n(code, reason, sizeof reason);
+        used += (size_t)snprintf(tls_error + used, sizeof tls_error - used, ": %s", reason);
+    }
+    ERR_clear_error();
+}
+
+/* OpenSSL writes with write(2), which raises SIGPIPE on a socket the server
+   closed; a library must not kill its host for that. SIGPIPE is blocked on
+   this thread around TLS I/O and one raised meanwhile is consumed. */
+typedef struct {
+    sigset_t old;
+    int was_pending;
+} pipe_guard;
+
+static void pipe_guard_begin(pipe_guard *guard) {
+    sigset_t pipe_set, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    sigpending(&pending);
+    guard->was_pending = sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &guard->old);
+}
+
+static void pipe_guard_end(pipe_guard *guard) {
+    if (!guard->was_pending) {
+        sigset_t pipe_set, pending;
+        sigemptyset(&pipe_set);
+        sigaddset(&pipe_set, SIGPIPE);
+        sigpending(&pending);
+        if (sigismember(&pending, SIGPIPE)) {
+            struct timespec zero = {0, 0};
+            while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {}
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &guard->old, NULL);
+}
 
 const char *orgd_strerror(int err) {
     switch (err) {
@@ -51,6 +115,7 @@ const char *orgd_strerror(int err) {
     case ORGD_E_TOO_LARGE: return "the answer is larger than the frame limit";
     case ORGD_E_NOMEM: return "out of memory";
     case ORGD_E_NO_CALL: return "no call in flight has this stream id";
+    case ORGD_E_TLS: return "TLS failed (see orgd_tls_error())";
     default: return "unknown error";
     }
 }
@@ -100,10 +165,11 @@ orgd_conn *orgd_connect_unix(const char *path, int *err) {
     return conn;
 }
 
-orgd_conn *orgd_connect_tcp(const char *host, uint16_t port, int *err) {
+/* A connected TCP socket, or -1 with *err set. */
+static int tcp_socket(const char *host, uint16_t port, int *err) {
     if (!host) {
         set_err(err, ORGD_E_ARG);
-        return NULL;
+        return -1;
     }
     char service[8];
     snprintf(service, sizeof service, "%u", (unsigned)port);
@@ -113,7 +179,7 @@ orgd_conn *orgd_connect_tcp(const char *host, uint16_t port, int *err) {
     hints.ai_socktype = SOCK_STREAM;
     if (getaddrinfo(host, service, &hints, &results) != 0) {
         set_err(err, ORGD_E_CONNECT);
-        return NULL;
+        return -1;
     }
     int fd = -1;
     for (struct addrinfo *candidate = results; candidate; candidate = candidate->ai_next) {
@@ -124,12 +190,116 @@ orgd_conn *orgd_connect_tcp(const char *host, uint16_t port, int *err) {
         fd = -1;
     }
     freeaddrinfo(results);
+    if (fd < 0) set_err(err, ORGD_E_CONNECT);
+    return fd;
+}
+
+orgd_conn *orgd_connect_tcp(const char *host, uint16_t port, int *err) {
+    int fd = tcp_socket(host, port, err);
+    if (fd < 0) return NULL;
+    orgd_conn *conn = orgd_from_fd(fd, err);
+    if (!conn) close(fd);
+    return conn;
+}
+
+static int64_t now_ms(void);
+static int wait_fd(int fd, short events, int64_t deadline);
+
+/* The TLS context for these options, or NULL with tls_error set. */
+static SSL_CTX *tls_context(const orgd_tls_options *tls) {
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        record_tls_error(NULL, "cannot create a TLS context");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    const char *failed = NULL;
+    if (tls->ca_file ? SSL_CTX_load_verify_locations(ctx, tls->ca_file, NULL) != 1
+                     : SSL_CTX_set_default_verify_paths(ctx) != 1)
+        failed = "cannot load the trusted CAs (ca_file)";
+    else if (tls->cert_file && SSL_CTX_use_certificate_chain_file(ctx, tls->cert_file) != 1)
+        failed = "cannot load the client certificate (cert_file)";
+    else if (tls->key_file && SSL_CTX_use_PrivateKey_file(ctx, tls->key_file, SSL_FILETYPE_PEM) != 1)
+        failed = "cannot load the client key (key_file)";
+    else if (tls->cert_file && SSL_CTX_check_private_key(ctx) != 1)
+        failed = "the client key does not match the certificate";
+    if (failed) {
+        record_tls_error(NULL, failed);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+orgd_conn *orgd_connect_tls(const char *host, uint16_t port, const orgd_tls_options *tls, int *err) {
+    tls_error[0] = 0;
+    if (!host || !tls || !tls->cert_file != !tls->key_file) {
+        set_err(err, ORGD_E_ARG);
+        return NULL;
+    }
+    SSL_CTX *ctx = tls_context(tls);
+    if (!ctx) {
+        set_err(err, ORGD_E_TLS);
+        return NULL;
+    }
+    int fd = tcp_socket(host, port, err);
     if (fd < 0) {
-        set_err(err, ORGD_E_CONNECT);
+        SSL_CTX_free(ctx);
         return NULL;
     }
     orgd_conn *conn = orgd_from_fd(fd, err);
-    if (!conn) close(fd);
+    SSL *ssl = conn ? SSL_new(ctx) : NULL;
+    if (!ssl) {
+        if (conn) orgd_close(conn); else close(fd);
+        SSL_CTX_free(ctx);
+        set_err(err, ORGD_E_NOMEM);
+        return NULL;
+    }
+    conn->ssl = ssl;
+    conn->ssl_ctx = ctx;
+    /* The name (or address) the server's certificate must carry. */
+    const char *name = tls->server_name ? tls->server_name : host;
+    unsigned char address[16];
+    X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+    int named = 1;
+    if (inet_pton(AF_INET, name, address) == 1 || inet_pton(AF_INET6, name, address) == 1) {
+        named = X509_VERIFY_PARAM_set1_ip_asc(param, name) == 1;
+    } else {
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        named = X509_VERIFY_PARAM_set1_host(param, name, 0) == 1 && SSL_set_tlsext_host_name(ssl, name) == 1;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (!named || flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0 || SSL_set_fd(ssl, fd) != 1) {
+        record_tls_error(ssl, "cannot set up TLS on the socket");
+        orgd_close(conn);
+        set_err(err, ORGD_E_TLS);
+        return NULL;
+    }
+    int64_t deadline = now_ms() + HANDSHAKE_MS;
+    pipe_guard guard;
+    pipe_guard_begin(&guard);
+    int result = ORGD_OK;
+    for (;;) {
+        ERR_clear_error();
+        int done = SSL_connect(ssl);
+        if (done == 1) break;
+        int why = SSL_get_error(ssl, done);
+        if (why == SSL_ERROR_WANT_READ || why == SSL_ERROR_WANT_WRITE) {
+            if (wait_fd(fd, why == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, deadline) == ORGD_OK) continue;
+            snprintf(tls_error, sizeof tls_error, "the TLS handshake did not finish within %d ms", HANDSHAKE_MS);
+        } else {
+            record_tls_error(ssl, "TLS handshake failed");
+        }
+        result = ORGD_E_TLS;
+        break;
+    }
+    pipe_guard_end(&guard);
+    if (result != ORGD_OK) {
+        orgd_close(conn);
+        set_err(err, result);
+        return NULL;
+    }
     return conn;
 }
 
@@ -158,6 +328,18 @@ void orgd_response_free(orgd_response *response) {
 
 void orgd_close(orgd_conn *conn) {
     if (!conn) return;
+    if (conn->ssl) {
+        /* Say goodbye if the socket takes it at once; never wait for the reply. */
+        if (!conn->broken && SSL_is_init_finished(conn->ssl)) {
+            pipe_guard guard;
+            pipe_guard_begin(&guard);
+            SSL_shutdown(conn->ssl);
+            pipe_guard_end(&guard);
+        }
+        SSL_free(conn->ssl);
+        SSL_CTX_free(conn->ssl_ctx);
+        ERR_clear_error();
+    }
     close(conn->fd);
     while (conn->stash) {
         stashed *next = conn->stash->next;
@@ -275,7 +457,59 @@ static int64_t now_ms(void) {
     return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
+/* Waits until fd is ready for `events`, or the deadline (< 0: none) passes. */
+static int wait_fd(int fd, short events, int64_t deadline) {
+    for (;;) {
+        int wait = -1;
+        if (deadline >= 0) {
+            int64_t left = deadline - now_ms();
+            if (left <= 0) return ORGD_E_TIMEOUT;
+            wait = left > 60000 ? 60000 : (int)left;
+        }
+        struct pollfd poller = {.fd = fd, .events = events};
+        int ready = poll(&poller, 1, wait);
+        if (ready > 0) return ORGD_OK;
+        if (ready < 0 && errno != EINTR) return ORGD_E_IO;
+    }
+}
+
+/* What an SSL_read/SSL_write failure means for the caller. */
+static int tls_failure(orgd_conn *conn, int why) {
+    if (why == SSL_ERROR_ZERO_RETURN) return ORGD_E_CLOSED;
+    if (why == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+        ERR_clear_error();
+        return errno == 0 || errno == EPIPE || errno == ECONNRESET ? ORGD_E_CLOSED : ORGD_E_IO;
+    }
+    record_tls_error(conn->ssl, "TLS failed");
+    return ORGD_E_TLS;
+}
+
+static int tls_write_all(orgd_conn *conn, const uint8_t *data, size_t length) {
+    pipe_guard guard;
+    pipe_guard_begin(&guard);
+    int result = ORGD_OK;
+    while (length && result == ORGD_OK) {
+        ERR_clear_error();
+        errno = 0;
+        int chunk = length > INT_MAX ? INT_MAX : (int)length;
+        int written = SSL_write(conn->ssl, data, chunk);
+        if (written > 0) {
+            data += written;
+            length -= (size_t)written;
+            continue;
+        }
+        int why = SSL_get_error(conn->ssl, written);
+        if (why == SSL_ERROR_WANT_READ || why == SSL_ERROR_WANT_WRITE)
+            result = wait_fd(conn->fd, why == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, -1);
+        else
+            result = tls_failure(conn, why);
+    }
+    pipe_guard_end(&guard);
+    return result;
+}
+
 static int write_all(orgd_conn *conn, const uint8_t *data, size_t length) {
+    if (conn->ssl) return tls_write_all(conn, data, length);
     while (length) {
         ssize_t written = send(conn->fd, data, length, MSG_NOSIGNAL);
         if (written < 0) {
@@ -288,32 +522,57 @@ static int write_all(orgd_conn *conn, const uint8_t *data, size_t length) {
     return ORGD_OK;
 }
 
+/* Reads at least one and at most `want` bytes before the deadline. */
+static int read_some(orgd_conn *conn, uint8_t *into, size_t want, int64_t deadline, size_t *got) {
+    if (!conn->ssl) {
+        for (;;) {
+            int result = wait_fd(conn->fd, POLLIN, deadline);
+            if (result != ORGD_OK) return result;
+            ssize_t received = recv(conn->fd, into, want, 0);
+            if (received == 0) return ORGD_E_CLOSED;
+            if (received > 0) {
+                *got = (size_t)received;
+                return ORGD_OK;
+            }
+            if (errno != EINTR && errno != EAGAIN) return ORGD_E_IO;
+        }
+    }
+    /* TLS: the socket is non-blocking; records that carry no data (session
+       tickets) are taken in passing, and the wait goes on. */
+    pipe_guard guard;
+    pipe_guard_begin(&guard);
+    int result = ORGD_OK;
+    for (;;) {
+        ERR_clear_error();
+        errno = 0;
+        int received = SSL_read(conn->ssl, into, want > INT_MAX ? INT_MAX : (int)want);
+        if (received > 0) {
+            *got = (size_t)received;
+            break;
+        }
+        int why = SSL_get_error(conn->ssl, received);
+        if (why == SSL_ERROR_WANT_READ || why == SSL_ERROR_WANT_WRITE) {
+            result = wait_fd(conn->fd, why == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, deadline);
+            if (result == ORGD_OK) continue;
+        } else {
+            result = tls_failure(conn, why);
+        }
+        break;
+    }
+    pipe_guard_end(&guard);
+    return result;
+}
+
 /* Reads exactly `length` bytes (or discards them when into is NULL). */
 static int read_exact(orgd_conn *conn, uint8_t *into, size_t length, int64_t deadline) {
     uint8_t scratch[4096];
     while (length) {
-        int wait = -1;
-        if (deadline >= 0) {
-            int64_t left = deadline - now_ms();
-            if (left <= 0) return ORGD_E_TIMEOUT;
-            wait = left > 60000 ? 60000 : (int)left;
-        }
-        struct pollfd poller = {.fd = conn->fd, .events = POLLIN};
-        int ready = poll(&poller, 1, wait);
-        if (ready < 0) {
-            if (errno == EINTR) continue;
-            return ORGD_E_IO;
-        }
-        if (ready == 0) continue;
         size_t want = into ? length : (length < sizeof scratch ? length : sizeof scratch);
-        ssize_t got = recv(conn->fd, into ? into : scratch, want, 0);
-        if (got == 0) return ORGD_E_CLOSED;
-        if (got < 0) {
-            if (errno == EINTR || errno == EAGAIN) continue;
-            return ORGD_E_IO;
-        }
+        size_t got = 0;
+        int result = read_some(conn, into ? into : scratch, want, deadline, &got);
+        if (result != ORGD_OK) return result;
         if (into) into += got;
-        length -= (size_t)got;
+        length -= got;
     }
     return ORGD_OK;
 }
@@ -375,22 +634,6 @@ int orgd_start(orgd_conn *conn, const char *service, const char *method,
     return ORGD_OK;
 }
 
-/* Waits until a byte can be read, or the deadline passes. */
-static int wait_readable(orgd_conn *conn, int64_t deadline) {
-    for (;;) {
-        int wait = -1;
-        if (deadline >= 0) {
-            int64_t left = deadline - now_ms();
-            if (left <= 0) return ORGD_E_TIMEOUT;
-            wait = left > 60000 ? 60000 : (int)left;
-        }
-        struct pollfd poller = {.fd = conn->fd, .events = POLLIN};
-        int ready = poll(&poller, 1, wait);
-        if (ready > 0) return ORGD_OK;
-        if (ready < 0 && errno != EINTR) return ORGD_E_IO;
-    }
-}
-
 /* Once a frame has begun it must finish within this long, deadline or not. */
 #define FRAME_GRACE_MS 10000
 
@@ -398,11 +641,13 @@ static int wait_readable(orgd_conn *conn, int64_t deadline) {
    before the frame begins leaves the connection usable; one in the middle
    of a frame does not. */
 static int read_one(orgd_conn *conn, int64_t deadline) {
-    int result = wait_readable(conn, deadline);
+    /* The frame's first byte, under the caller's deadline: until it comes,
+       nothing of a frame has been read. */
+    uint8_t header[HEADER_SIZE];
+    int result = read_exact(conn, header, 1, deadline);
     if (result != ORGD_OK) return result;
     deadline = now_ms() + FRAME_GRACE_MS + (deadline >= 0 && deadline > now_ms() ? deadline - now_ms() : 0);
-    uint8_t header[HEADER_SIZE];
-    result = read_exact(conn, header, HEADER_SIZE, deadline);
+    result = read_exact(conn, header + 1, HEADER_SIZE - 1, deadline);
     if (result != ORGD_OK) return result == ORGD_E_TIMEOUT ? ORGD_E_PROTOCOL : result;
     uint32_t length = get_u32(header);
     uint32_t stream_id = get_u32(header + 4);

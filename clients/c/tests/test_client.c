@@ -1,5 +1,6 @@
 /*
  * Tests for orgd_client. Usage: test_client VECTORS.json SOCKET_PATH TCP_PORT
+ * [TLS_PORT CERTIFICATE_DIR] (an orgd with mutual TLS; see run-tests.sh)
  * The daemon behind SOCKET_PATH must be fresh (empty database): the shared
  * vectors' ListOrganizations answer is the empty list. Prints one line per
  * check and ends with "N passed, M failed".
@@ -243,6 +244,115 @@ static void test_tcp(int port) {
     orgd_close(conn);
 }
 
+/* A health check over `conn`: ORGD_OK and SERVING, or why not. */
+static int health_check(orgd_conn *conn) {
+    Grpc__Health__V1__HealthCheckRequest check = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    uint8_t payload[64];
+    size_t length = grpc__health__v1__health_check_request__pack(&check, payload);
+    orgd_response response;
+    int err = orgd_call(conn, "grpc.health.v1.Health", "Check", payload, length, NULL, 0, 2000000000LL, &response);
+    if (err != ORGD_OK) return err;
+    Grpc__Health__V1__HealthCheckResponse *answer =
+        grpc__health__v1__health_check_response__unpack(NULL, response.payload_len, response.payload);
+    int serving = response.code == ORGD_STATUS_OK && answer &&
+                  answer->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    if (answer) grpc__health__v1__health_check_response__free_unpacked(answer, NULL);
+    orgd_response_free(&response);
+    return serving ? ORGD_OK : ORGD_E_PROTOCOL;
+}
+
+/* Against orgd with mutual TLS on `port` (its certificate names only
+   "localhost"; client certificates must come from the test CA). */
+static void test_tls(int port, const char *dir) {
+    char ca[512], cert[512], key[512], foreign_cert[512], foreign_key[512];
+    snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+    snprintf(cert, sizeof cert, "%s/client.pem", dir);
+    snprintf(key, sizeof key, "%s/client-key.pem", dir);
+    snprintf(foreign_cert, sizeof foreign_cert, "%s/foreign-client.pem", dir);
+    snprintf(foreign_key, sizeof foreign_key, "%s/foreign-client-key.pem", dir);
+    uint16_t tls_port = (uint16_t)port;
+    int err;
+
+    orgd_tls_options good = {.ca_file = ca, .cert_file = cert, .key_file = key};
+    orgd_conn *conn = orgd_connect_tls("localhost", tls_port, &good, &err);
+    CHECK(conn != NULL, "tls connect: %s: %s", orgd_strerror(err), orgd_tls_error());
+    if (conn) {
+        int served = 0;
+        for (int i = 0; i < 20; i++) served += health_check(conn) == ORGD_OK;
+        CHECK(served == 20, "20 health checks over mutual TLS: %d served", served);
+        /* Calls in flight together, collected out of order. */
+        uint32_t ids[3];
+        int started = 0;
+        for (int i = 0; i < 3; i++)
+            started += orgd_start(conn, "orgd.v1.OrganizationService", "ListOrganizations", NULL, 0, NULL, 0, 0, &ids[i]) == ORGD_OK;
+        CHECK(started == 3, "three calls started over TLS");
+        for (int i = 2; i >= 0 && started == 3; i--) {
+            orgd_response response;
+            err = orgd_wait(conn, ids[i], 5000, &response);
+            CHECK(err == ORGD_OK && response.code == ORGD_STATUS_UNAUTHENTICATED,
+                  "over TLS a token is still needed (call %d): %d", i, err == ORGD_OK ? response.code : err);
+            if (err == ORGD_OK) orgd_response_free(&response);
+        }
+        /* A call started, then collected on its own. */
+        uint32_t id;
+        orgd_start(conn, "grpc.health.v1.Health", "Check", NULL, 0, NULL, 0, 0, &id);
+        orgd_response response;
+        err = orgd_wait(conn, id, 5000, &response);
+        CHECK(err == ORGD_OK && response.code == ORGD_STATUS_OK, "a started health check is collected over TLS");
+        if (err == ORGD_OK) orgd_response_free(&response);
+        orgd_close(conn);
+    }
+
+    orgd_tls_options by_address = {.ca_file = ca, .cert_file = cert, .key_file = key, .server_name = "localhost"};
+    conn = orgd_connect_tls("127.0.0.1", tls_port, &by_address, &err);
+    CHECK(conn != NULL && health_check(conn) == ORGD_OK, "by address, naming the certificate's host: %s", orgd_tls_error());
+    orgd_close(conn);
+
+    /* The server's certificate is checked: its CA, its name, its address. */
+    orgd_tls_options system_cas = {.cert_file = cert, .key_file = key};
+    conn = orgd_connect_tls("localhost", tls_port, &system_cas, &err);
+    CHECK(conn == NULL && err == ORGD_E_TLS && strstr(orgd_tls_error(), "certificate"),
+          "an untrusted server certificate is refused: %s", orgd_tls_error());
+    orgd_close(conn);
+    orgd_tls_options wrong_name = {.ca_file = ca, .cert_file = cert, .key_file = key, .server_name = "orgd.example"};
+    conn = orgd_connect_tls("localhost", tls_port, &wrong_name, &err);
+    CHECK(conn == NULL && err == ORGD_E_TLS, "a name the certificate lacks is refused: %s", orgd_tls_error());
+    orgd_close(conn);
+    conn = orgd_connect_tls("127.0.0.1", tls_port, &good, &err);
+    CHECK(conn == NULL && err == ORGD_E_TLS, "an address the certificate lacks is refused: %s", orgd_tls_error());
+    orgd_close(conn);
+
+    /* The server checks the client: no certificate, or one from another CA,
+       is not served (with TLS 1.3 the refusal may come after the handshake). */
+    orgd_tls_options anonymous = {.ca_file = ca};
+    orgd_tls_options foreign = {.ca_file = ca, .cert_file = foreign_cert, .key_file = foreign_key};
+    orgd_tls_options *refused[] = {&anonymous, &foreign};
+    for (int i = 0; i < 2; i++) {
+        conn = orgd_connect_tls("localhost", tls_port, refused[i], &err);
+        if (conn) err = health_check(conn);
+        CHECK(err == ORGD_E_TLS || err == ORGD_E_CLOSED, "%s client certificate is not served: %s (%s)",
+              i == 0 ? "no" : "a foreign", orgd_strerror(err), orgd_tls_error());
+        orgd_close(conn);
+    }
+
+    /* Bad options are reported, not crashed on. */
+    orgd_tls_options missing = {.ca_file = "/nonexistent/ca.pem"};
+    conn = orgd_connect_tls("localhost", tls_port, &missing, &err);
+    CHECK(conn == NULL && err == ORGD_E_TLS && strstr(orgd_tls_error(), "ca_file"), "a missing CA file: %s", orgd_tls_error());
+    orgd_tls_options half = {.ca_file = ca, .cert_file = cert};
+    conn = orgd_connect_tls("localhost", tls_port, &half, &err);
+    CHECK(conn == NULL && err == ORGD_E_ARG, "a certificate without its key is a bad argument");
+    orgd_tls_options mismatched = {.ca_file = ca, .cert_file = cert, .key_file = foreign_key};
+    conn = orgd_connect_tls("localhost", tls_port, &mismatched, &err);
+    CHECK(conn == NULL && err == ORGD_E_TLS, "a key that does not match the certificate: %s", orgd_tls_error());
+
+    /* Plain ttrpc to the TLS port gets nowhere, and says so. */
+    conn = orgd_connect_tcp("127.0.0.1", tls_port, &err);
+    if (conn) err = health_check(conn);
+    CHECK(err != ORGD_OK, "plain TCP to the TLS port is not served: %s", orgd_strerror(err));
+    orgd_close(conn);
+}
+
 /* A fake server on a socketpair sends `bytes` after reading the request. */
 static int hostile(const uint8_t *bytes, size_t length, size_t max_frame, int timeout_ms) {
     int pair[2];
@@ -303,8 +413,8 @@ static void test_hostile_server(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s VECTORS.json SOCKET_PATH TCP_PORT\n", argv[0]);
+    if (argc != 4 && argc != 6) {
+        fprintf(stderr, "usage: %s VECTORS.json SOCKET_PATH TCP_PORT [TLS_PORT CERTIFICATE_DIR]\n", argv[0]);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -313,6 +423,7 @@ int main(int argc, char **argv) {
     test_multiplexing(argv[2]);
     test_tcp(atoi(argv[3]));
     test_hostile_server();
+    if (argc == 6) test_tls(atoi(argv[4]), argv[5]);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
