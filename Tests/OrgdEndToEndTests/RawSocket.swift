@@ -115,6 +115,17 @@ final class RawSocket: @unchecked Sendable {
         }
     }
 
+    /// Reads `count` response frames on one thread and returns their status codes.
+    func receiveResponseCodes(_ count: Int) async throws -> [Int32] {
+        try await Self.offPool {
+            try (0..<count).map { _ in
+                var header = ByteBuffer(bytes: try self.receiveBlocking(exactly: FrameHeader.size))
+                let parsed = header.readFrameHeader()!
+                return try Ttrpc_Response(serializedBytes: try self.receiveBlocking(exactly: Int(parsed.length))).status.code
+            }
+        }
+    }
+
     /// Reads one response frame and decodes its envelope.
     func receiveResponse() async throws -> (streamID: UInt32, response: Ttrpc_Response) {
         let (header, data) = try await receiveFrame()

@@ -13,17 +13,21 @@ final class TestDaemon: Sendable {
     let store: Store
     let server: OrgdServer
     let bound: BoundAddresses
+    /// The daemon's metrics, as its endpoint would serve them.
+    let registry: PrometheusCollectorRegistry
 
-    private init(directory: String, store: Store, server: OrgdServer, bound: BoundAddresses) {
+    private init(directory: String, store: Store, server: OrgdServer, bound: BoundAddresses, registry: PrometheusCollectorRegistry) {
         self.directory = directory
         self.store = store
         self.server = server
         self.bound = bound
+        self.registry = registry
     }
 
     static func start(maximumFrameLength: Int? = nil, configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestDaemon {
         let directory = try makeTemporaryDirectory()
-        let metrics = PrometheusMetricsFactory(registry: PrometheusCollectorRegistry())
+        let registry = PrometheusCollectorRegistry()
+        let metrics = PrometheusMetricsFactory(registry: registry)
         let store = try Store(path: directory + "/orgd.sqlite", metrics: metrics)
         // Short socket paths: sun_path holds 108 bytes.
         var configuration = ServerConfiguration(unixSocketPath: directory + "/s", tcpHost: "127.0.0.1", tcpPort: 0)
@@ -38,7 +42,15 @@ final class TestDaemon: Sendable {
             configuration: configuration, dispatcher: Dispatcher(store: store, logger: logger, metrics: metrics),
             logger: logger, metrics: metrics)
         let bound = try await server.start()
-        return TestDaemon(directory: directory, store: store, server: server, bound: bound)
+        return TestDaemon(directory: directory, store: store, server: server, bound: bound, registry: registry)
+    }
+
+    /// Calls of `method` ("service/Method") answered so far, whatever their code (orgd_calls_total).
+    func answeredCalls(_ method: String) -> Int {
+        registry.emitToString().split(separator: "\n")
+            .filter { $0.hasPrefix("orgd_calls_total{") && $0.contains("method=\"\(method)\"") }
+            .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }
+            .reduce(0) { $0 + Int($1) }
     }
 
     var unix: OrgdEndpoint { .unix(path: bound.unixSocketPath!) }
