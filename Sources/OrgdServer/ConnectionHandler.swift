@@ -109,15 +109,17 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        guard waitingFrames.isEmpty && context.channel.isWritable else {
-            if waitingFrames.isEmpty {
-                logger.debug("the client is not taking its answers; reading paused",
-                             metadata: ["connection.peer": "\(info.peer)"])
-            }
-            waitingFrames.append(frame)
+        if waitingFrames.isEmpty && context.channel.isWritable {
+            handle(frame, context: context)
             return
         }
-        handle(frame, context: context)
+        if waitingFrames.isEmpty {
+            logger.debug("the client is not taking its answers; reading paused", metadata: ["connection.peer": "\(info.peer)"])
+        }
+        waitingFrames.append(frame)
+        // Behind others that wait (order is kept); if the connection is
+        // writable again already, they all go now rather than at the next change.
+        resumeIfWritable(context: context)
     }
 
     /// Holds the channel's reads while answers are backed up.
@@ -126,6 +128,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             context.read()
         } else {
             readHeld = true
+            resumeIfWritable(context: context)
         }
     }
 
@@ -137,7 +140,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Starts the waiting frames, in order, while the connection stays
     /// writable; then lets reading go on.
     private func resumeIfWritable(context: ChannelHandlerContext) {
-        guard !resuming else { return }
+        guard !resuming && context.channel.isWritable else { return }
         resuming = true
         defer { resuming = false }
         while context.channel.isWritable, let frame = waitingFrames.popFirst() {
