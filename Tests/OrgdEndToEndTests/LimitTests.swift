@@ -61,9 +61,7 @@ struct LimitTests {
                 request.service = "orgd.v1.OrganizationService"
                 request.method = "CreateOrganization"
                 request.payload = try LifecycleTests.createRequest("Limited \(index)").serializedData()
-                var buffer = ByteBuffer()
-                buffer.writeFrame(streamID: streamID, type: .request, payload: ByteBuffer(bytes: Array(try request.serializedData())))
-                frames += buffer.readableBytesView
+                frames += RawSocket.frame(streamID: streamID, body: try request.serializedBytes())
             }
             try await socket.send(frames)
             var refused: [UInt32] = []
@@ -116,9 +114,7 @@ struct LimitTests {
             // less than the timeout), but some frame is always partly in, for 5 s.
             let frames = try (0..<100).map { index -> [UInt8] in
                 let streamID = UInt32(2 * index + 1)
-                var buffer = ByteBuffer()
-                buffer.writeFrame(streamID: streamID, type: .request, payload: ByteBuffer(bytes: try Self.healthFrame(streamID)))
-                return Array(buffer.readableBytesView)
+                return RawSocket.frame(streamID: streamID, body: try Self.healthFrame(streamID))
             }
             var pieces = [Array(frames[0].prefix(frames[0].count / 2))]
             for (index, frame) in frames.enumerated() {
@@ -157,9 +153,7 @@ struct LimitTests {
             request.payload = Data(payload)
             let body: [UInt8] = try request.serializedBytes()
             func frames(_ streams: Range<Int>) -> [UInt8] {
-                var buffer = ByteBuffer()
-                for index in streams { buffer.writeFrame(streamID: UInt32(2 * index + 1), type: .request, payload: ByteBuffer(bytes: body)) }
-                return Array(buffer.readableBytesView)
+                streams.flatMap { RawSocket.frame(streamID: UInt32(2 * $0 + 1), body: body) }
             }
             let method = "orgd.v1.OrganizationService/ListOrganizations"
             /// The answered count once it has held for half a second.

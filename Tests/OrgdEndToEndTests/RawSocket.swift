@@ -80,9 +80,14 @@ final class RawSocket: @unchecked Sendable {
     }
 
     func sendFrame(streamID: UInt32, type: MessageType = .request, body: [UInt8]) async throws {
+        try await send(Self.frame(streamID: streamID, type: type, body: body))
+    }
+
+    /// The bytes of one whole frame (header and body).
+    static func frame(streamID: UInt32, type: MessageType = .request, body: [UInt8]) -> [UInt8] {
         var buffer = ByteBuffer()
         buffer.writeFrame(streamID: streamID, type: type, payload: ByteBuffer(bytes: body))
-        try await send(Array(buffer.readableBytesView))
+        return Array(buffer.readableBytesView)
     }
 
     private func receiveBlocking(exactly count: Int) throws -> [UInt8] {
@@ -106,23 +111,21 @@ final class RawSocket: @unchecked Sendable {
         }
     }
 
+    private func receiveFrameBlocking() throws -> (header: FrameHeader, data: [UInt8]) {
+        var header = ByteBuffer(bytes: try receiveBlocking(exactly: FrameHeader.size))
+        let parsed = header.readFrameHeader()!
+        return (parsed, try receiveBlocking(exactly: Int(parsed.length)))
+    }
+
     /// Reads one whole frame and returns its header and raw data.
     func receiveFrame() async throws -> (header: FrameHeader, data: [UInt8]) {
-        try await Self.offPool {
-            var header = ByteBuffer(bytes: try self.receiveBlocking(exactly: FrameHeader.size))
-            let parsed = header.readFrameHeader()!
-            return (parsed, try self.receiveBlocking(exactly: Int(parsed.length)))
-        }
+        try await Self.offPool { try self.receiveFrameBlocking() }
     }
 
     /// Reads `count` response frames on one thread and returns their status codes.
     func receiveResponseCodes(_ count: Int) async throws -> [Int32] {
         try await Self.offPool {
-            try (0..<count).map { _ in
-                var header = ByteBuffer(bytes: try self.receiveBlocking(exactly: FrameHeader.size))
-                let parsed = header.readFrameHeader()!
-                return try Ttrpc_Response(serializedBytes: try self.receiveBlocking(exactly: Int(parsed.length))).status.code
-            }
+            try (0..<count).map { _ in try Ttrpc_Response(serializedBytes: try self.receiveFrameBlocking().data).status.code }
         }
     }
 

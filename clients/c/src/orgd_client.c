@@ -76,29 +76,27 @@ static void record_tls_error(SSL *ssl, const char *what) {
    closed; a library must not kill its host for that. SIGPIPE is blocked on
    this thread around TLS I/O and one raised meanwhile is consumed. */
 typedef struct {
-    sigset_t old;
+    sigset_t pipe_set, old;
     int was_pending;
 } pipe_guard;
 
-static void pipe_guard_begin(pipe_guard *guard) {
-    sigset_t pipe_set, pending;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
+static int sigpipe_pending(void) {
+    sigset_t pending;
     sigpending(&pending);
-    guard->was_pending = sigismember(&pending, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &guard->old);
+    return sigismember(&pending, SIGPIPE);
+}
+
+static void pipe_guard_begin(pipe_guard *guard) {
+    sigemptyset(&guard->pipe_set);
+    sigaddset(&guard->pipe_set, SIGPIPE);
+    guard->was_pending = sigpipe_pending();
+    pthread_sigmask(SIG_BLOCK, &guard->pipe_set, &guard->old);
 }
 
 static void pipe_guard_end(pipe_guard *guard) {
-    if (!guard->was_pending) {
-        sigset_t pipe_set, pending;
-        sigemptyset(&pipe_set);
-        sigaddset(&pipe_set, SIGPIPE);
-        sigpending(&pending);
-        if (sigismember(&pending, SIGPIPE)) {
-            struct timespec zero = {0, 0};
-            while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {}
-        }
+    if (!guard->was_pending && sigpipe_pending()) {
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&guard->pipe_set, NULL, &zero) < 0 && errno == EINTR) {}
     }
     pthread_sigmask(SIG_SETMASK, &guard->old, NULL);
 }
@@ -204,6 +202,7 @@ orgd_conn *orgd_connect_tcp(const char *host, uint16_t port, int *err) {
 
 static int64_t now_ms(void);
 static int wait_fd(int fd, short events, int64_t deadline);
+static int wait_tls(int fd, int why, int64_t deadline);
 
 /* The TLS context for these options, or NULL with tls_error set. */
 static SSL_CTX *tls_context(const orgd_tls_options *tls) {
@@ -284,13 +283,12 @@ orgd_conn *orgd_connect_tls(const char *host, uint16_t port, const orgd_tls_opti
         ERR_clear_error();
         int done = SSL_connect(ssl);
         if (done == 1) break;
-        int why = SSL_get_error(ssl, done);
-        if (why == SSL_ERROR_WANT_READ || why == SSL_ERROR_WANT_WRITE) {
-            if (wait_fd(fd, why == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, deadline) == ORGD_OK) continue;
-            snprintf(tls_error, sizeof tls_error, "the TLS handshake did not finish within %d ms", HANDSHAKE_MS);
-        } else {
+        int waited = wait_tls(fd, SSL_get_error(ssl, done), deadline);
+        if (waited == ORGD_OK) continue;
+        if (waited == ORGD_E_TLS)
             record_tls_error(ssl, "TLS handshake failed");
-        }
+        else
+            snprintf(tls_error, sizeof tls_error, "the TLS handshake did not finish within %d ms", HANDSHAKE_MS);
         result = ORGD_E_TLS;
         break;
     }
@@ -473,6 +471,15 @@ static int wait_fd(int fd, short events, int64_t deadline) {
     }
 }
 
+/* After an OpenSSL call said `why`: waits for the socket when OpenSSL wants to
+   read or write (ORGD_OK, or ORGD_E_TIMEOUT / ORGD_E_IO); ORGD_E_TLS when
+   `why` is not a wish to wait. */
+static int wait_tls(int fd, int why, int64_t deadline) {
+    if (why == SSL_ERROR_WANT_READ) return wait_fd(fd, POLLIN, deadline);
+    if (why == SSL_ERROR_WANT_WRITE) return wait_fd(fd, POLLOUT, deadline);
+    return ORGD_E_TLS;
+}
+
 /* What an SSL_read/SSL_write failure means for the caller. */
 static int tls_failure(orgd_conn *conn, int why) {
     if (why == SSL_ERROR_ZERO_RETURN) return ORGD_E_CLOSED;
@@ -499,10 +506,8 @@ static int tls_write_all(orgd_conn *conn, const uint8_t *data, size_t length) {
             continue;
         }
         int why = SSL_get_error(conn->ssl, written);
-        if (why == SSL_ERROR_WANT_READ || why == SSL_ERROR_WANT_WRITE)
-            result = wait_fd(conn->fd, why == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, -1);
-        else
-            result = tls_failure(conn, why);
+        result = wait_tls(conn->fd, why, -1);
+        if (result == ORGD_E_TLS) result = tls_failure(conn, why);
     }
     pipe_guard_end(&guard);
     return result;
@@ -551,12 +556,9 @@ static int read_some(orgd_conn *conn, uint8_t *into, size_t want, int64_t deadli
             break;
         }
         int why = SSL_get_error(conn->ssl, received);
-        if (why == SSL_ERROR_WANT_READ || why == SSL_ERROR_WANT_WRITE) {
-            result = wait_fd(conn->fd, why == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, deadline);
-            if (result == ORGD_OK) continue;
-        } else {
-            result = tls_failure(conn, why);
-        }
+        result = wait_tls(conn->fd, why, deadline);
+        if (result == ORGD_OK) continue;
+        if (result == ORGD_E_TLS) result = tls_failure(conn, why);
         break;
     }
     pipe_guard_end(&guard);
