@@ -59,6 +59,7 @@ let package = Package(
             name: "OrgdServices",
             dependencies: [
                 "OrgdCore", "OrgdProto", "OrgdStore",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -45,6 +45,12 @@ final class ClientHandler: ChannelDuplexHandler {
             call.promise.fail(RPCError(.internal, "could not serialise the request: \(error)"))
             return
         }
+        // A frame header holds a 32-bit length: a bigger request is refused here, not trapped on.
+        guard let length = UInt32(exactly: body.count) else {
+            call.promise.fail(RPCError(.resourceExhausted, "the request is \(body.count) bytes, more than a frame can carry"))
+            promise?.fail(ChannelError.writeMessageTooLarge)
+            return
+        }
         var timer: Scheduled<Void>?
         if let deadline = call.deadline {
             timer = context.eventLoop.assumeIsolated().scheduleTask(in: deadline) { [self] in
@@ -54,7 +60,7 @@ final class ClientHandler: ChannelDuplexHandler {
         }
         pending[streamID] = (call.promise, timer)
         var buffer = context.channel.allocator.buffer(capacity: FrameHeader.size + body.count)
-        buffer.writeFrameHeader(FrameHeader(length: UInt32(body.count), streamID: streamID, type: .request))
+        buffer.writeFrameHeader(FrameHeader(length: length, streamID: streamID, type: .request))
         buffer.writeBytes(body)
         context.write(wrapOutboundOut(buffer), promise: promise)
     }

@@ -90,15 +90,30 @@ struct ConsentService {
         return response
     }
 
-    /// A scope named by id, or by coding system and code; nil when there is none.
+    /// A scope named by id, or by coding system and code, or by both when
+    /// they name the same scope; nil when there is none. Every ScopeRef in
+    /// every request is resolved here. A reference whose id and code name
+    /// different scopes (or only one of them names a scope) is refused
+    /// naming `field`: deciding by either half would answer for a scope the
+    /// caller may not have meant.
     static func resolve(_ reference: Orgd_V1_ScopeRef, field: String, _ tx: StoreTransaction) throws -> ScopeRecord? {
-        if !reference.id.isEmpty {
-            return try tx.scope(id: try Validation.id(reference.id, field: "\(field).id"))
+        let hasCode = !reference.codingSystem.isEmpty || !reference.codingCode.isEmpty
+        if hasCode && (reference.codingSystem.isEmpty || reference.codingCode.isEmpty) {
+            let missing = reference.codingSystem.isEmpty ? "coding_system" : "coding_code"
+            throw RPCError.invalidArgument(field: "\(field).\(missing)", "required with \(missing == "coding_code" ? "coding_system" : "coding_code")")
         }
-        guard !reference.codingSystem.isEmpty, !reference.codingCode.isEmpty else {
-            throw RPCError.invalidArgument(field: field, "required: an id, or a coding_system and coding_code")
+        guard !reference.id.isEmpty else {
+            guard hasCode else { throw RPCError.invalidArgument(field: field, "required: an id, or a coding_system and coding_code") }
+            return try tx.scope(codingSystem: reference.codingSystem, codingCode: reference.codingCode)
         }
-        return try tx.scope(codingSystem: reference.codingSystem, codingCode: reference.codingCode)
+        let byID = try tx.scope(id: try Validation.id(reference.id, field: "\(field).id"))
+        guard hasCode else { return byID }
+        let byCode = try tx.scope(codingSystem: reference.codingSystem, codingCode: reference.codingCode)
+        guard byID?.id == byCode?.id else {
+            throw RPCError.invalidArgument(
+                field: field, "id and coding_system|coding_code name different scopes; send one of them, or both naming the same scope")
+        }
+        return byID
     }
 
     static func resolveAll(_ references: [Orgd_V1_ScopeRef], field: String, _ tx: StoreTransaction) throws -> [String] {
@@ -117,8 +132,8 @@ struct ConsentService {
         let kind = try ConsentRequestKind(validating: request.kind)
         let name = try Validation.text(request.name, field: "name")
         guard !request.scopes.isEmpty else { throw RPCError.invalidArgument(field: "scopes", "at least one scope") }
-        let start = request.hasStartTime ? request.startTime.date : nil
-        let end = request.hasEndTime ? request.endTime.date : nil
+        let start = request.hasStartTime ? try Validation.timestamp(request.startTime, field: "start_time") : nil
+        let end = request.hasEndTime ? try Validation.timestamp(request.endTime, field: "end_time") : nil
         if let start, let end, start >= end { throw RPCError.invalidArgument(field: "end_time", "must be after start_time") }
         let bytes = try await store.write(idempotency: try context.idempotencyKey(for: request)) { tx in
             let scopeIDs = try Self.resolveAll(request.scopes, field: "scopes", tx)
@@ -136,8 +151,9 @@ struct ConsentService {
         if request.hasEndTime && request.removeEndTime {
             throw RPCError.invalidArgument(field: "remove_end_time", "cannot both set and remove the end time")
         }
-        let start: Date?? = request.hasStartTime ? .some(request.startTime.date) : nil
-        let end: Date?? = request.hasEndTime ? .some(request.endTime.date) : request.removeEndTime ? .some(nil) : nil
+        let start: Date?? = request.hasStartTime ? .some(try Validation.timestamp(request.startTime, field: "start_time")) : nil
+        let end: Date?? = request.hasEndTime
+            ? .some(try Validation.timestamp(request.endTime, field: "end_time")) : request.removeEndTime ? .some(nil) : nil
         if name == nil && request.addScopes.isEmpty && start == nil && end == nil {
             throw RPCError(.invalidArgument, "the update names no field")
         }
@@ -169,7 +185,7 @@ struct ConsentService {
         let patientIDs = try request.patientIds.enumerated().map { try Validation.id($1, field: "patient_ids[\($0)]") }
         let actor = Self.actor(context)
         var response = Orgd_V1_AskPatientsResponse()
-        response.asked = Int32(try await store.write { tx in try tx.askPatients(requestID: requestID, patientIDs: patientIDs, actor: actor) })
+        response.asked = Int32(clamping: try await store.write { tx in try tx.askPatients(requestID: requestID, patientIDs: patientIDs, actor: actor) })
         return response
     }
 

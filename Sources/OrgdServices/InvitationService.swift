@@ -203,7 +203,7 @@ struct InvitationService {
             proto.organizationID = message.organizationID
             proto.invitationID = message.invitationID
             proto.token = message.token
-            proto.attempts = Int32(message.attempts)
+            proto.attempts = Int32(clamping: message.attempts)
             if let expire = message.leaseExpireTime { proto.leaseExpireTime = Google_Protobuf_Timestamp(expire) }
             return proto
         }
@@ -251,7 +251,7 @@ extension InvitationRecord {
         message.createTime = Google_Protobuf_Timestamp(createTime)
         message.lastSentTime = Google_Protobuf_Timestamp(lastSentTime)
         message.expireTime = Google_Protobuf_Timestamp(expireTime)
-        message.sendCount = Int32(sendCount)
+        message.sendCount = Int32(clamping: sendCount)
         if let respondTime { message.respondTime = Google_Protobuf_Timestamp(respondTime) }
         return message
     }

@@ -103,7 +103,7 @@ struct MembershipService {
     func listUsers(_ request: Orgd_V1_ListUsersRequest, _ context: CallContext) async throws -> Orgd_V1_ListUsersResponse {
         let limit = try PageToken.pageSize(request.pageSize)
         let status = request.hasStatus ? try UserStatus(validating: request.status, field: "status") : nil
-        let prefix = try Validation.text(request.emailPrefix, field: "email_prefix", maximum: 254, required: false)
+        let prefix = try Validation.prefix(request.emailPrefix, field: "email_prefix", maximum: 254)
         let scope = "users|\(prefix.lowercased())|\(status?.rawValue ?? "")"
         let after = try PageToken.decode(request.pageToken, scope: scope)
         let page = try await store.read { tx in try tx.listUsers(emailPrefix: prefix, status: status, after: after, limit: limit) }
@@ -154,7 +154,7 @@ struct MembershipService {
 
     func listPatients(_ request: Orgd_V1_ListPatientsRequest, _ context: CallContext) async throws -> Orgd_V1_ListPatientsResponse {
         let limit = try PageToken.pageSize(request.pageSize)
-        let prefix = try Validation.text(request.familyNamePrefix, field: "family_name_prefix", required: false)
+        let prefix = try Validation.prefix(request.familyNamePrefix, field: "family_name_prefix")
         let scope = "patients|\(prefix)"
         let after = try PageToken.decode(request.pageToken, scope: scope)
         let page = try await store.read { tx in try tx.listPatients(familyNamePrefix: prefix, after: after, limit: limit) }

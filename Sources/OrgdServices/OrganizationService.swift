@@ -87,7 +87,7 @@ struct OrganizationService {
         let filter = OrganizationFilter(
             kind: request.hasType ? try OrganizationKind(validating: request.type) : nil,
             active: request.hasActive ? request.active : nil,
-            namePrefix: try Validation.text(request.namePrefix, field: "name_prefix", required: false)
+            namePrefix: try Validation.prefix(request.namePrefix, field: "name_prefix")
         )
         let scope = "organizations|\(filter.kind?.rawValue ?? "")|\(filter.active.map(String.init) ?? "")|\(filter.namePrefix)"
         let after = try PageToken.decode(request.pageToken, scope: scope)

@@ -1,9 +1,11 @@
+import Crypto
 import Foundation
 import OrgdCore
 
 /// Opaque page tokens: the position to continue after, bound to the list and
 /// the filters it was issued for, so a token is never silently applied to a
-/// different query.
+/// different query, and authenticated with a key only this daemon run holds,
+/// so a caller cannot make one up for a position of their choosing.
 enum PageToken {
     static let defaultPageSize = 50
     static let maximumPageSize = 1000
@@ -16,39 +18,67 @@ enum PageToken {
         return min(Int(requested), maximumPageSize)
     }
 
+    /// The key page tokens are signed with: 256 random bits made when orgd
+    /// starts, kept only in memory. A token therefore works only with the
+    /// daemon run that issued it; after a restart the caller is asked to list
+    /// again, which costs one page and never shows a wrong one.
+    static let processKey: [UInt8] = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
+
+    /// A token is 8 bytes of position (big-endian) and an HMAC-SHA256 over
+    /// the position and `scope` (the list and its filters), base64url.
+    private static let positionBytes = 8
+    private static let tokenBytes = positionBytes + SHA256.byteCount
+    /// Base64url without padding of `tokenBytes` bytes.
+    private static let tokenCharacters = (tokenBytes * 4 + 2) / 3
+
     static func encode(after position: Int64?, scope: String) -> String {
+        encode(after: position, scope: scope, key: processKey)
+    }
+
+    static func encode(after position: Int64?, scope: String, key: [UInt8]) -> String {
         guard let position else { return "" }
-        let raw = "\(position).\(fingerprint(scope))"
-        return Data(raw.utf8).base64EncodedString()
+        let positionData = withUnsafeBytes(of: position.bigEndian) { Array($0) }
+        let raw = positionData + Array(mac(position: positionData, scope: scope, key: key))
+        return Data(raw).base64EncodedString()
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")
     }
 
-    /// The position in `token`, nil for an empty token (the first page).
+    /// The position in `token`, nil for an empty token (the first page). A
+    /// token this daemon run did not issue for this very list and filters —
+    /// garbled, truncated, forged, from before a restart, or for other
+    /// filters — is INVALID_ARGUMENT naming the field, asking to list again.
     static func decode(_ token: String, scope: String, field: String = "page_token") throws -> Int64? {
+        try decode(token, scope: scope, field: field, key: processKey)
+    }
+
+    static func decode(_ token: String, scope: String, field: String = "page_token", key: [UInt8]) throws -> Int64? {
         guard !token.isEmpty else { return nil }
+        let refused = RPCError.invalidArgument(
+            field: field,
+            "not a page token this server issued for this list and these filters (tokens do not survive a restart); list again from the first page")
+        guard token.utf8.count == tokenCharacters,
+              token.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || (0x30...0x39).contains($0)
+                  || (0x41...0x5a).contains($0) || (0x61...0x7a).contains($0) })
+        else { throw refused }
         var base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while base64.count % 4 != 0 { base64 += "=" }
-        guard token.count <= 64, let data = Data(base64Encoded: base64), let raw = String(data: data, encoding: .utf8) else {
-            throw RPCError.invalidArgument(field: field, "not a page token issued by this server")
-        }
-        let parts = raw.split(separator: ".")
-        guard parts.count == 2, let position = Int64(parts[0]), position >= 0 else {
-            throw RPCError.invalidArgument(field: field, "not a page token issued by this server")
-        }
-        guard parts[1] == fingerprint(scope) else {
-            throw RPCError.invalidArgument(field: field, "was issued for a different list or different filters")
-        }
+        while base64.utf8.count % 4 != 0 { base64 += "=" }
+        guard let data = Data(base64Encoded: base64), data.count == tokenBytes else { throw refused }
+        let bytes = [UInt8](data)
+        let positionData = Array(bytes[..<positionBytes])
+        let code = Array(bytes[positionBytes...])
+        guard HMAC<SHA256>.isValidAuthenticationCode(code, authenticating: macInput(position: positionData, scope: scope), using: SymmetricKey(data: key))
+        else { throw refused }
+        let position = positionData.reduce(Int64(0)) { ($0 << 8) | Int64($1) }
+        guard position >= 0 else { throw refused }
         return position
     }
 
-    /// FNV-1a, 64 bits: stable across runs and machines (unlike `Hasher`).
-    private static func fingerprint(_ scope: String) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in scope.utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x100_0000_01b3
-        }
-        return String(hash, radix: 36)
+    private static func macInput(position: [UInt8], scope: String) -> [UInt8] {
+        Array("orgd page token v1\u{0}".utf8) + position + Array(scope.utf8)
+    }
+
+    private static func mac(position: [UInt8], scope: String, key: [UInt8]) -> HMAC<SHA256>.MAC {
+        HMAC<SHA256>.authenticationCode(for: macInput(position: position, scope: scope), using: SymmetricKey(data: key))
     }
 }

@@ -190,8 +190,18 @@ enum StoreErrors {
 }
 
 extension Date {
-    /// Microseconds since the Unix epoch, as stored.
-    var storedMicros: Int64 { Int64((timeIntervalSince1970 * 1_000_000).rounded()) }
+    /// Microseconds since the Unix epoch, as stored. Never traps: a date
+    /// beyond what Int64 microseconds hold (about ±292,000 years) is clamped
+    /// to Int64.min/max, and NaN is stored as the epoch. Requests cannot get
+    /// here with such dates (`Validation.timestamp` refuses anything outside
+    /// 0001–9999); this keeps a bad date from anywhere else from killing orgd.
+    var storedMicros: Int64 {
+        let micros = (timeIntervalSince1970 * 1_000_000).rounded()
+        // 2^63 is exactly representable as a Double; Int64.max is not.
+        if micros >= 9_223_372_036_854_775_808.0 { return .max }
+        if micros <= -9_223_372_036_854_775_808.0 { return .min }
+        return Int64(exactly: micros) ?? 0
+    }
 
     init(storedMicros: Int64) {
         self.init(timeIntervalSince1970: Double(storedMicros) / 1_000_000)

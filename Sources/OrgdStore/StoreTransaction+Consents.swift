@@ -179,7 +179,8 @@ extension StoreTransaction {
     }
 
     /// Makes the request pending for each patient (who must be a patient
-    /// member of the request's organisation). Returns how many were newly asked.
+    /// member of the request's organisation; an unknown id gets the same
+    /// answer as another organisation's patient). Returns how many were newly asked.
     public func askPatients(requestID: String, patientIDs: [String], actor: Actor) throws -> Int {
         let request = try consentRequest(id: requestID)
         if let end = request.endTime, end <= now {
@@ -187,16 +188,12 @@ extension StoreTransaction {
         }
         var asked = 0
         for (index, patientID) in patientIDs.enumerated() {
-            guard try fetchOne("SELECT 1 FROM patient WHERE id = ?", [patientID]) != nil else {
-                throw RPCError.invalidArgument(field: "patient_ids[\(index)]", "no patient \(patientID)")
-            }
+            // One question and one answer for "no such patient" and "another
+            // organisation's patient", so a manager cannot learn which ids exist.
             guard try fetchOne(
                 "SELECT 1 FROM organization_patient_member WHERE organization_id = ? AND patient_id = ?", [request.organizationID, patientID]
             ) != nil else {
-                throw RPCError(
-                    .failedPrecondition, "patient_ids[\(index)]: patient \(patientID) is not a patient of organization \(request.organizationID)",
-                    fieldViolations: [.init(field: "patient_ids[\(index)]", description: "not a patient of the request's organization")]
-                )
+                throw RPCError.invalidArgument(field: "patient_ids[\(index)]", "not a patient of the consent request's organization")
             }
             try execute(
                 "INSERT OR IGNORE INTO consent_ask (patient_id, consent_request_id, ask_time) VALUES (?, ?, ?)",

@@ -24,17 +24,32 @@ public enum Envelope {
         return buffer
     }
 
-    /// A whole response frame for `streamID`: header and envelope.
+    /// A whole response frame for `streamID`: header and envelope. An answer
+    /// whose envelope would exceed `maximumLength` (the frame limit, which a
+    /// ttrpc client enforces on what it reads too; never more than a frame
+    /// header can say) is replaced by a RESOURCE_EXHAUSTED answer on the same
+    /// stream: the caller learns to ask for less (a smaller page) instead of
+    /// getting a frame it must refuse, or a trap.
     public static func responseFrame(
-        streamID: UInt32, status: Google_Rpc_Status, payload: [UInt8] = [], allocator: ByteBufferAllocator
+        streamID: UInt32, status: Google_Rpc_Status, payload: [UInt8] = [],
+        maximumLength: Int = FrameDecoder.defaultMaximumFrameLength, allocator: ByteBufferAllocator
     ) -> ByteBuffer {
         var response = Ttrpc_Response()
         response.status = status
         response.payload = Data(payload)
         // Serialising a message built in memory cannot fail.
-        let bytes: [UInt8] = (try? response.serializedBytes()) ?? []
+        var bytes: [UInt8] = (try? response.serializedBytes()) ?? []
+        let limit = min(maximumLength, Int(UInt32.max))
+        if bytes.count > limit {
+            var refusal = Ttrpc_Response()
+            refusal.status = RPCError(
+                .resourceExhausted,
+                "the answer is \(bytes.count) bytes, more than the frame limit of \(limit); ask for less (a smaller page_size)"
+            ).status
+            bytes = (try? refusal.serializedBytes()) ?? []
+        }
         var buffer = allocator.buffer(capacity: FrameHeader.size + bytes.count)
-        buffer.writeFrameHeader(FrameHeader(length: UInt32(bytes.count), streamID: streamID, type: .response))
+        buffer.writeFrameHeader(FrameHeader(length: UInt32(clamping: bytes.count), streamID: streamID, type: .response))
         buffer.writeBytes(bytes)
         return buffer
     }

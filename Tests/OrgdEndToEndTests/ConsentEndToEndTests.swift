@@ -99,9 +99,27 @@ struct ConsentEndToEndTests {
             outsider.familyName = "Sider"
             ask.patientIds = [world.patient.id, try await world.local.memberships.createPatient(outsider).id]
             let refused = await rpcError { _ = try await world.managerClient.consents.askPatients(ask) }
-            #expect(refused?.code == .failedPrecondition && refused?.fieldViolations.first?.field == "patient_ids[1]")
+            #expect(refused?.code == .invalidArgument && refused?.fieldViolations.first?.field == "patient_ids[1]")
             ask.patientIds = [UUID().uuidString]
             #expect(await rpcError { _ = try await world.managerClient.consents.askPatients(ask) }?.fieldViolations.first?.field == "patient_ids[0]")
+        }
+    }
+
+    @Test("asking: an unknown patient id and another organisation's patient get the very same answer")
+    func askingRevealsNoPatients() async throws {
+        try await withConsentWorld { (world: ConsentWorld) async throws in
+            let study = try await world.request("Study", [world.bloodPressure])
+            let elsewhere = try await MembershipEndToEndTests.organization(world.local, "Elsewhere")
+            let outsider = try await ConsentWorld.addPatient(world.local, organization: elsewhere.id, family: "Outsider")
+            var ask = Orgd_V1_AskPatientsRequest()
+            ask.consentRequestID = study.id
+            ask.patientIds = [outsider.id]
+            let foreign = try #require(await rpcError { _ = try await world.managerClient.consents.askPatients(ask) })
+            ask.patientIds = [UUID().uuidString.lowercased()]
+            let unknown = try #require(await rpcError { _ = try await world.managerClient.consents.askPatients(ask) })
+            #expect(foreign.code == .invalidArgument)
+            #expect(foreign == unknown, "\(foreign) vs \(unknown)")
+            #expect(foreign.message == "patient_ids[0]: not a patient of the consent request's organization")
         }
     }
 

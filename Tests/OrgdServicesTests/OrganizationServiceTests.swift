@@ -5,10 +5,12 @@ import Testing
 
 @Suite("OrganizationService rules")
 struct OrganizationServiceTests {
-    @Test("create trims the name, starts at version 1, active, stamped with the clock")
+    @Test("create stores the name as sent (a name with edge whitespace is refused, not trimmed), starts at version 1, active, stamped with the clock")
     func create() async throws {
         let harness = try Harness()
-        let organization = try await harness.createOrganization("  Ward 7 Team \n", type: .hospitalTeam, identifier: ("https://ods", "A81001"))
+        let untrimmed = await rpcError { _ = try await harness.createOrganization("  Ward 7 Team \n", type: .hospitalTeam) }
+        #expect(untrimmed?.code == .invalidArgument && untrimmed?.fieldViolations.first?.field == "name")
+        let organization = try await harness.createOrganization("Ward 7 Team", type: .hospitalTeam, identifier: ("https://ods", "A81001"))
         #expect(organization.name == "Ward 7 Team")
         #expect(organization.type == .hospitalTeam)
         #expect(organization.identifier.system == "https://ods" && organization.identifier.value == "A81001")
