@@ -14,13 +14,19 @@ struct ConnectionLimits: Sendable {
     var maximumFrameLength: Int
     var maximumCalls: Int
     var maximumMetadataBytes: Int
+    var maximumMetadataEntries: Int
     var frameTimeout: TimeAmount
+    /// How long a connection may go without an authenticated call (or a
+    /// health check) before it is closed; nil for none (the Unix socket).
+    var authenticationTimeout: TimeAmount?
 
-    init(_ configuration: ServerConfiguration) {
+    init(_ configuration: ServerConfiguration, transport: Transport) {
         maximumFrameLength = configuration.maximumFrameLength
         maximumCalls = configuration.maximumCallsPerConnection
         maximumMetadataBytes = configuration.maximumMetadataBytes
+        maximumMetadataEntries = configuration.maximumMetadataEntries
         frameTimeout = configuration.frameTimeout
+        authenticationTimeout = transport == .tcp ? configuration.authenticationTimeout : nil
     }
 }
 
@@ -34,6 +40,15 @@ struct ConnectionLimits: Sendable {
 /// client that sends without reading cannot make the server hold its answers
 /// without bound. Once the client catches up, the waiting frames are started
 /// in order and reading resumes.
+///
+/// Memory: what the decoder holds of unfinished frames and the answers written
+/// and not yet taken by the client are counted against the server's
+/// `MemoryBudget`; past it the largest holders are closed.
+///
+/// Ending: on drain (shutdown) or when the client shuts its write side
+/// (half-close), calls already read still run, frames waiting behind
+/// back-pressure are answered UNAVAILABLE (drain) or started (half-close), and
+/// the connection closes only once every answer has been written out.
 ///
 /// All state is touched on the channel's event loop only. Calls run in tasks
 /// off the loop (the store's SQLite work runs on the store's own threads).
@@ -52,6 +67,18 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private let dispatcher: Dispatcher
     private let limits: ConnectionLimits
     private let metrics: ServerMetrics
+    private let budget: MemoryBudget
+    private var account: MemoryBudget.Account?
+    /// Bytes of the unfinished frame the decoder holds, as last reported.
+    private var frameBytes = 0
+    /// Bytes of answers written and not yet handed to the socket.
+    private var answerBytes = 0
+    /// The client shut its write side: answer what it sent, then close.
+    private var inputClosed = false
+    /// Whether a call on this connection got past authentication.
+    private var authenticated = false
+    /// Runs until the first authenticated call, on TCP.
+    private var authenticationTimer: Scheduled<Void>?
     private var info: ConnectionInfo
     private var logger: Logger
     private var context: ChannelHandlerContext?
@@ -68,9 +95,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// change writability while one is being started).
     private var resuming = false
 
-    init(dispatcher: Dispatcher, info: ConnectionInfo, limits: ConnectionLimits, metrics: ServerMetrics, logger: Logger) {
+    init(dispatcher: Dispatcher, info: ConnectionInfo, limits: ConnectionLimits, metrics: ServerMetrics,
+         budget: MemoryBudget, logger: Logger) {
         self.dispatcher = dispatcher
         self.metrics = metrics
+        self.budget = budget
         self.info = info
         self.limits = limits
         var logger = logger
@@ -91,7 +120,25 @@ final class ConnectionHandler: ChannelDuplexHandler {
             info.peer = credentials.description
         }
         logger.debug("connection opened", metadata: ["connection.peer": "\(info.peer)", "connection.transport": "\(info.transport)"])
+        account = budget.open(channel: context.channel, peer: info.peer)
+        if let timeout = limits.authenticationTimeout { armAuthenticationTimer(context: context, in: timeout) }
         context.fireChannelActive()
+    }
+
+    /// Closes the connection if no call has got past authentication by then
+    /// (a call still running is waited for: it may be the one).
+    private func armAuthenticationTimer(context: ChannelHandlerContext, in timeout: TimeAmount) {
+        authenticationTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
+            guard !self.authenticated, let context = self.context else { return }
+            if !self.inFlight.isEmpty || !self.waitingFrames.isEmpty {
+                self.armAuthenticationTimer(context: context, in: .milliseconds(100))
+                return
+            }
+            self.logger.notice("closing a connection that made no authenticated call in time",
+                               metadata: ["connection.peer": "\(self.info.peer)"])
+            self.metrics.connectionClosed(reason: .unauthenticated)
+            context.close(promise: nil)
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -103,12 +150,20 @@ final class ConnectionHandler: ChannelDuplexHandler {
         inFlight.removeAll()
         waitingFrames.removeAll()
         frameTimer?.cancel()
+        authenticationTimer?.cancel()
+        if let account { budget.close(account) }
+        account = nil
         logger.debug("connection closed")
         context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        if draining {
+            refuseUnstarted(frame)
+            closeIfDrained()
+            return
+        }
         if waitingFrames.isEmpty && context.channel.isWritable {
             handle(frame, context: context)
             return
@@ -124,7 +179,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     /// Holds the channel's reads while answers are backed up.
     func read(context: ChannelHandlerContext) {
-        if waitingFrames.isEmpty && context.channel.isWritable {
+        if draining || (waitingFrames.isEmpty && context.channel.isWritable) {
             context.read()
         } else {
             readHeld = true
@@ -166,6 +221,24 @@ final class ConnectionHandler: ChannelDuplexHandler {
         case .frame(let header, let payload):
             // Types other than request are skipped, for forward compatibility.
             guard header.type == .request else { return }
+            // The metadata limits are checked on the bytes, before decoding
+            // builds a value per entry.
+            switch EnvelopeScan.check(payload, maximumEntries: limits.maximumMetadataEntries, maximumBytes: limits.maximumMetadataBytes) {
+            case .fits:
+                break
+            case .tooManyEntries(let limit):
+                respond(streamID: header.streamID, error: RPCError(
+                    .resourceExhausted, "metadata has more than \(limit) entries; the limit is \(limit)"))
+                return
+            case .tooManyBytes(let bytes, let limit):
+                respond(streamID: header.streamID, error: RPCError(
+                    .resourceExhausted, "metadata is at least \(bytes) bytes; the limit is \(limit)"))
+                return
+            case .tooManyFields(let limit):
+                respond(streamID: header.streamID, error: RPCError(
+                    .invalidArgument, "unmarshal request error: more than \(limit) fields besides metadata in the envelope"))
+                return
+            }
             let request: Ttrpc_Request
             do {
                 request = try Envelope.decodeRequest(payload)
@@ -189,12 +262,6 @@ final class ConnectionHandler: ChannelDuplexHandler {
                     .resourceExhausted, "too many calls in flight on this connection (the limit is \(limits.maximumCalls))"))
                 return
             }
-            let metadataBytes = request.metadata.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
-            guard metadataBytes <= limits.maximumMetadataBytes else {
-                respond(streamID: header.streamID, error: RPCError(
-                    .resourceExhausted, "metadata is \(metadataBytes) bytes; the limit is \(limits.maximumMetadataBytes)"))
-                return
-            }
             guard request.timeoutNano >= 0 else {
                 // A negative timeout has already passed (as in Go's context.WithTimeout): don't run it.
                 respond(streamID: header.streamID, error: RPCError(.deadlineExceeded, "the call's deadline (timeout_nano) passed"))
@@ -212,12 +279,30 @@ final class ConnectionHandler: ChannelDuplexHandler {
         switch event {
         case is DrainEvent:
             draining = true
+            // Frames held back by back-pressure never started: say so, and
+            // read on, answering what the client sent before the drain the
+            // same way, until the connection closes.
+            while let frame = waitingFrames.popFirst() {
+                refuseUnstarted(frame)
+            }
+            if readHeld {
+                readHeld = false
+                context.read()
+            }
+            closeIfDrained()
+        case ChannelEvent.inputClosed:
+            // Half-close: the client has sent all it will; answer it all.
+            inputClosed = true
             closeIfDrained()
         case let pending as FramePending:
-            frameTimer?.cancel()
-            frameTimer = nil
-            if pending.pending {
-                armFrameTimer(context: context)
+            if let account, pending.bufferedBytes != frameBytes {
+                budget.change(account, by: pending.bufferedBytes - frameBytes)
+                frameBytes = pending.bufferedBytes
+            }
+            if pending.pending != (frameTimer != nil) || !pending.pending {
+                frameTimer?.cancel()
+                frameTimer = nil
+                if pending.pending { armFrameTimer(context: context) }
             }
         case let idle as IdleStateHandler.IdleStateEvent where idle == .read:
             // Quiet and with nothing running (or not taking its answers all
@@ -229,6 +314,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
                     logger.notice("closing a connection that has not taken its answers for the idle timeout",
                                   metadata: ["connection.peer": "\(info.peer)", "calls.waiting": "\(waitingFrames.count)"])
                 }
+                metrics.connectionClosed(reason: .idle)
                 context.close(promise: nil)
             }
         default:
@@ -245,6 +331,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             }
             self.logger.notice("closing a connection whose frame did not arrive in time",
                                metadata: ["connection.peer": "\(self.info.peer)"])
+            self.metrics.connectionClosed(reason: .frameTimeout)
             self.context?.close(promise: nil)
         }
     }
@@ -287,22 +374,54 @@ final class ConnectionHandler: ChannelDuplexHandler {
         guard let call = inFlight.removeValue(forKey: streamID) else { return }
         metrics.callEnded()
         call.deadline?.cancel()
+        if outcome.authenticated && !authenticated {
+            authenticated = true
+            authenticationTimer?.cancel()
+            authenticationTimer = nil
+        }
         guard let context else { return }
         let frame = Envelope.responseFrame(
             streamID: streamID, status: outcome.status, payload: outcome.payload, allocator: context.channel.allocator
         )
-        context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+        send(frame, context: context)
         closeIfDrained()
     }
 
     private func respond(streamID: UInt32, error: RPCError) {
         guard let context else { return }
         logger.debug("frame refused", metadata: ["rpc.stream_id": "\(streamID)", "rpc.code": "\(error.code)"])
-        let frame = Envelope.errorFrame(streamID: streamID, error: error, allocator: context.channel.allocator)
-        context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+        send(Envelope.errorFrame(streamID: streamID, error: error, allocator: context.channel.allocator), context: context)
     }
 
+    /// Answers a frame that was read but never started, at drain.
+    private func refuseUnstarted(_ frame: InboundFrame) {
+        switch frame {
+        case .frame(let header, _) where header.type == .request, .oversized(let header):
+            respond(streamID: header.streamID, error: RPCError(.unavailable, "the server is shutting down; the call did not run"))
+        case .frame:
+            break
+        }
+    }
+
+    /// Writes an answer, counting its bytes against the budget until the
+    /// socket has taken them (which is also what drain waits for).
+    private func send(_ frame: ByteBuffer, context: ChannelHandlerContext) {
+        let bytes = frame.readableBytes
+        answerBytes += bytes
+        if let account { budget.change(account, by: bytes) }
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenComplete { _ in
+            self.answerBytes -= bytes
+            if let account = self.account { self.budget.change(account, by: -bytes) }
+            self.closeIfDrained()
+        }
+        context.writeAndFlush(wrapOutboundOut(frame), promise: written)
+    }
+
+    /// Closes once the connection is ending (drain or half-close) and every
+    /// call read has been answered and written out.
     private func closeIfDrained() {
-        if draining && inFlight.isEmpty && waitingFrames.isEmpty { context?.close(promise: nil) }
+        guard draining || inputClosed, inFlight.isEmpty, waitingFrames.isEmpty, answerBytes == 0 else { return }
+        context?.close(promise: nil)
     }
 }

@@ -1,19 +1,42 @@
+import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Prometheus
+import Synchronization
 
 /// Serves `GET /metrics` in Prometheus text format from a registry.
+///
+/// Every connection must complete a request within `timeout` of opening or
+/// of its last answer, or it is closed: an idle keep-alive connection and a
+/// client trickling its headers are treated alike.
 final class MetricsHTTPHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
     private let registry: PrometheusCollectorRegistry
+    private let timeout: TimeAmount
     private var path: String?
     private var keepAlive = false
+    private var timer: Scheduled<Void>?
 
-    init(registry: PrometheusCollectorRegistry) {
+    init(registry: PrometheusCollectorRegistry, timeout: TimeAmount) {
         self.registry = registry
+        self.timeout = timeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        armTimer(context: context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+    }
+
+    private func armTimer(context: ChannelHandlerContext) {
+        timer?.cancel()
+        let channel = context.channel
+        timer = context.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -35,23 +58,45 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
             let keepAlive = self.keepAlive
             context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
-                if !keepAlive { context.close(promise: nil) }
+                if keepAlive { self.armTimer(context: context) } else { context.close(promise: nil) }
             }
         }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // Malformed HTTP: the decoder has said so; close.
+        context.close(promise: nil)
     }
 }
 
 enum MetricsEndpoint {
-    /// Binds the metrics listener.
-    static func bind(host: String, port: Int, registry: PrometheusCollectorRegistry, group: any EventLoopGroup) async throws -> Channel {
-        try await ServerBootstrap(group: group)
+    /// Binds the metrics listener: at most `maximumConnections` at once (more
+    /// are closed at once), each closed when a request does not complete
+    /// within `timeout`.
+    static func bind(
+        host: String, port: Int, registry: PrometheusCollectorRegistry, group: any EventLoopGroup,
+        maximumConnections: Int, timeout: TimeAmount, logger: Logger
+    ) async throws -> Channel {
+        let open = OpenConnections()
+        return try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                guard open.value.add(1, ordering: .relaxed).newValue <= maximumConnections else {
+                    open.value.subtract(1, ordering: .relaxed)
+                    logger.warning("metrics connection refused: the limit is reached", metadata: ["limit.connections": "\(maximumConnections)"])
+                    return channel.close()
+                }
+                channel.closeFuture.whenComplete { _ in open.value.subtract(1, ordering: .relaxed) }
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(registry: registry))
+                    try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(registry: registry, timeout: timeout))
                 }
             }
             .bind(host: host, port: port).get()
     }
+}
+
+/// The metrics listener's open connections, shared by its closures.
+private final class OpenConnections: Sendable {
+    let value = Atomic<Int>(0)
 }

@@ -18,8 +18,18 @@ public final class OrgdServer: Service, Sendable {
     private struct State {
         var listeners: [Channel] = []
         var connections: [ObjectIdentifier: Channel] = [:]
+        /// Open connections by listener: each has its own budget.
+        var open: [Transport: Int] = [:]
+        /// Open TCP connections by peer address.
+        var byAddress: [String: Int] = [:]
         var nextConnectionID: UInt64 = 1
         var bound: BoundAddresses?
+    }
+
+    /// Why a new connection was not taken.
+    private enum Refusal: Error {
+        case listenerFull(limit: Int)
+        case addressFull(address: String, limit: Int)
     }
 
     private let configuration: ServerConfiguration
@@ -30,6 +40,7 @@ public final class OrgdServer: Service, Sendable {
     private let onListening: @Sendable (BoundAddresses) -> Void
     private let metrics: PrometheusMetricsFactory
     private let serverMetrics: ServerMetrics
+    private let budget: MemoryBudget
 
     /// `metrics` is where every component records; its registry is what the
     /// metrics listener serves. Give the Store and Dispatcher the same factory.
@@ -46,6 +57,7 @@ public final class OrgdServer: Service, Sendable {
         self.logger = logger
         self.metrics = metrics
         self.serverMetrics = ServerMetrics(factory: metrics)
+        self.budget = MemoryBudget(limit: configuration.maximumBufferedBytes, metrics: serverMetrics, logger: logger)
         self.group = group
         self.onListening = onListening
     }
@@ -84,7 +96,9 @@ public final class OrgdServer: Service, Sendable {
                 ])
             }
             if let host = configuration.metricsHost {
-                let channel = try await MetricsEndpoint.bind(host: host, port: configuration.metricsPort, registry: metrics.registry, group: group)
+                let channel = try await MetricsEndpoint.bind(
+                    host: host, port: configuration.metricsPort, registry: metrics.registry, group: group,
+                    maximumConnections: configuration.maximumMetricsConnections, timeout: configuration.frameTimeout, logger: logger)
                 state.withLockedValue { $0.listeners.append(channel) }
                 bound.metricsPort = channel.localAddress?.port
                 logger.info("listening", metadata: ["listen.metrics": "\(host):\(bound.metricsPort ?? 0)"])
@@ -98,8 +112,9 @@ public final class OrgdServer: Service, Sendable {
     }
 
     /// Stops accepting, asks every connection to drain (finish in-flight
-    /// calls, refuse new ones), waits up to the drain timeout, then closes
-    /// whatever is left. Safe to call twice.
+    /// calls and write out their answers, answer the calls that did not start
+    /// UNAVAILABLE), waits up to the drain timeout, then closes whatever is
+    /// left. Safe to call twice.
     public func shutdown() async {
         dispatcher.markNotServing()
         let (listeners, connections) = state.withLockedValue { state in
@@ -124,24 +139,48 @@ public final class OrgdServer: Service, Sendable {
 
     private func bootstrap(transport: Transport, tls: NIOSSLContext?) -> ServerBootstrap {
         let maximumFrameLength = configuration.maximumFrameLength
+        let acceptLogger = logger
+        let serverMetrics = serverMetrics
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    // Accept failures (EMFILE, ENFILE, ENOMEM) back off for a
+                    // moment instead of spinning, and are logged and counted.
+                    try channel.pipeline.syncOperations.addHandlers(
+                        AcceptBackoffHandler(shouldForwardIOErrorCaught: true, backoffProvider: { _ in .milliseconds(250) }),
+                        AcceptErrorLogger(transport: transport, logger: acceptLogger, metrics: serverMetrics))
+                }
+            }
+            // A client may shut its write side and still read its answers.
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelOption(.writeBufferWaterMark, value: ChannelOptions.Types.WriteBufferWaterMark(
                 low: configuration.maximumQueuedResponseBytes / 2, high: configuration.maximumQueuedResponseBytes))
             .childChannelInitializer { [self] channel in
-                guard let id = register(channel) else {
-                    logger.warning("connection refused: the connection limit is reached",
-                                   metadata: ["limit.connections": "\(configuration.maximumConnections)"])
+                let id: UInt64
+                switch register(channel, transport: transport) {
+                case .success(let registered):
+                    id = registered
+                case .failure(.listenerFull(let limit)):
+                    logger.warning("connection refused: the listener's connection limit is reached",
+                                   metadata: ["listen.transport": "\(transport)", "limit.connections": "\(limit)"])
+                    serverMetrics.connectionClosed(reason: .connectionLimit)
+                    return channel.close()
+                case .failure(.addressFull(let address, let limit)):
+                    logger.warning("connection refused: the address's connection limit is reached",
+                                   metadata: ["connection.address": "\(address)", "limit.connections_per_address": "\(limit)"])
+                    serverMetrics.connectionClosed(reason: .addressLimit)
                     return channel.close()
                 }
                 let peer = channel.remoteAddress.map { "\($0)" } ?? "unknown"
                 let handler = ConnectionHandler(
                     dispatcher: dispatcher,
                     info: ConnectionInfo(transport: transport, peer: peer, connectionID: id),
-                    limits: ConnectionLimits(configuration),
+                    limits: ConnectionLimits(configuration, transport: transport),
                     metrics: serverMetrics,
+                    budget: budget,
                     logger: logger
                 )
                 let idle = configuration.idleTimeout
@@ -158,22 +197,39 @@ public final class OrgdServer: Service, Sendable {
             }
     }
 
-    /// Records a new connection; nil when the limit is reached.
-    private func register(_ channel: Channel) -> UInt64? {
+    /// Records a new connection against its listener's budget and, on TCP,
+    /// its address's; the reason when either is full.
+    private func register(_ channel: Channel, transport: Transport) -> Result<UInt64, Refusal> {
         let key = ObjectIdentifier(channel)
-        let limit = configuration.maximumConnections
-        let registered: UInt64? = state.withLockedValue { state in
-            guard state.connections.count < limit else { return nil }
+        let limit = transport == .unix ? configuration.maximumUnixConnections : configuration.maximumConnections
+        let perAddress = configuration.maximumConnectionsPerAddress
+        let address = transport == .tcp ? channel.remoteAddress?.ipAddress : nil
+        let registered: Result<UInt64, Refusal> = state.withLockedValue { state in
+            guard state.open[transport, default: 0] < limit else { return .failure(.listenerFull(limit: limit)) }
+            if let address {
+                guard state.byAddress[address, default: 0] < perAddress else {
+                    return .failure(.addressFull(address: address, limit: perAddress))
+                }
+                state.byAddress[address, default: 0] += 1
+            }
+            state.open[transport, default: 0] += 1
             state.connections[key] = channel
             defer { state.nextConnectionID += 1 }
-            return state.nextConnectionID
+            return .success(state.nextConnectionID)
         }
-        guard let id = registered else { return nil }
+        guard case .success = registered else { return registered }
         serverMetrics.connectionOpened()
         channel.closeFuture.whenComplete { [state, serverMetrics] _ in
-            _ = state.withLockedValue { $0.connections.removeValue(forKey: key) }
+            state.withLockedValue { state in
+                state.connections.removeValue(forKey: key)
+                state.open[transport, default: 1] -= 1
+                if let address {
+                    let left = state.byAddress[address, default: 1] - 1
+                    state.byAddress[address] = left > 0 ? left : nil
+                }
+            }
             serverMetrics.connectionClosed()
         }
-        return id
+        return registered
     }
 }

@@ -16,12 +16,29 @@ public struct ServerConfiguration: Sendable {
     public var maximumFrameLength: Int = FrameDecoder.defaultMaximumFrameLength
     /// How long shutdown waits for in-flight calls before closing anyway.
     public var drainTimeout: TimeAmount = .seconds(30)
-    /// Past this many open connections, new ones are closed at once (logged).
+    /// Past this many open TCP connections, new ones are closed at once
+    /// (logged, counted). The Unix socket has a budget of its own, so no TCP
+    /// flood can lock the operator out.
     public var maximumConnections = 10_000
+    /// Past this many open connections on the Unix socket, new ones are closed.
+    public var maximumUnixConnections = 1024
+    /// Most open TCP connections from one peer address.
+    public var maximumConnectionsPerAddress = 1024
+    /// A TCP connection must make a call that gets past authentication (or a
+    /// health check) within this long of connecting, or it is closed.
+    public var authenticationTimeout: TimeAmount = .seconds(10)
+    /// One budget for the bytes all connections make the server hold
+    /// (unfinished frames, answers not yet taken); past it the largest
+    /// holders are closed.
+    public var maximumBufferedBytes = 256 << 20
+    /// Most open connections to the metrics listener.
+    public var maximumMetricsConnections = 64
     /// Calls one connection may have in flight; more are RESOURCE_EXHAUSTED.
     public var maximumCallsPerConnection = 1024
-    /// Total bytes of one call's metadata keys and values.
+    /// Total bytes of one call's metadata entries (keys, values and their framing).
     public var maximumMetadataBytes = 16 * 1024
+    /// Most metadata entries in one call.
+    public var maximumMetadataEntries = 64
     /// A connection with nothing in flight and nothing read for this long is closed.
     public var idleTimeout: TimeAmount = .seconds(300)
     /// A frame that has started must be complete within this long, or the

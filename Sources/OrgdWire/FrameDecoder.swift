@@ -16,9 +16,19 @@ public enum InboundFrame: Sendable, Equatable {
 /// that starts a frame and never finishes it. The deadline is per frame: a
 /// steady stream whose reads always end mid-frame reports `false` as each
 /// pending frame completes and `true` for the next, at most once each per read.
+/// An oversized frame whose data is still being skipped is pending too: its
+/// bytes must arrive within the frame timeout like any other frame's.
+///
+/// `bufferedBytes` is what the decoder holds of unfinished frames after the
+/// read, so the server can count it against its memory budget; it is reported
+/// whenever it changes.
 public struct FramePending: Sendable, Equatable {
     public var pending: Bool
-    public init(_ pending: Bool) { self.pending = pending }
+    public var bufferedBytes: Int
+    public init(_ pending: Bool, bufferedBytes: Int = 0) {
+        self.pending = pending
+        self.bufferedBytes = bufferedBytes
+    }
 }
 
 /// Splits a byte stream into ttrpc frames.
@@ -38,6 +48,7 @@ public struct FrameDecoder: ByteToMessageDecoder {
     private var bytesToSkip = 0
     /// What was last reported with `FramePending`.
     private var reportedPending = false
+    private var reportedBytes = 0
 
     public init(maximumFrameLength: Int = FrameDecoder.defaultMaximumFrameLength) {
         precondition(maximumFrameLength >= 0)
@@ -46,19 +57,22 @@ public struct FrameDecoder: ByteToMessageDecoder {
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let frame = decodeFrame(from: &buffer) else {
-            report(pending: buffer.readableBytes > 0 || bytesToSkip > 0, context: context)
+            report(pending: buffer.readableBytes > 0 || bytesToSkip > 0, bytes: buffer.readableBytes, context: context)
             return .needMoreData
         }
-        // The frame that was arriving (if any) is complete: its deadline is over.
-        report(pending: false, context: context)
+        // The frame that was arriving (if any) is complete: its deadline is
+        // over. A refused frame whose data is still to come starts the next.
+        report(pending: false, bytes: 0, context: context)
         context.fireChannelRead(wrapInboundOut(frame))
+        if bytesToSkip > 0 { report(pending: true, bytes: 0, context: context) }
         return .continue
     }
 
-    private mutating func report(pending: Bool, context: ChannelHandlerContext) {
-        guard pending != reportedPending else { return }
+    private mutating func report(pending: Bool, bytes: Int, context: ChannelHandlerContext) {
+        guard pending != reportedPending || bytes != reportedBytes else { return }
         reportedPending = pending
-        context.fireUserInboundEventTriggered(FramePending(pending))
+        reportedBytes = bytes
+        context.fireUserInboundEventTriggered(FramePending(pending, bufferedBytes: bytes))
     }
 
     public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {

@@ -56,8 +56,26 @@ struct Orgd: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical [ORGD_LOG_LEVEL] (default: info).")
     var logLevel: String?
 
-    @Option(help: "Most open connections; past it new ones are closed and logged [ORGD_MAX_CONNECTIONS] (default: 10000).")
+    @Option(help: "Most open TCP connections; past it new ones are closed and logged [ORGD_MAX_CONNECTIONS] (default: 10000).")
     var maxConnections: Int?
+
+    @Option(help: "Most open connections on the Unix socket, a budget of its own [ORGD_MAX_UNIX_CONNECTIONS] (default: 1024).")
+    var maxUnixConnections: Int?
+
+    @Option(help: "Most open TCP connections from one address [ORGD_MAX_CONNECTIONS_PER_ADDRESS] (default: 1024).")
+    var maxConnectionsPerAddress: Int?
+
+    @Option(help: "Seconds a TCP connection has to make an authenticated call or a health check before it is closed [ORGD_AUTHENTICATION_TIMEOUT] (default: 10).")
+    var authenticationTimeout: Int?
+
+    @Option(help: "Bytes all connections together may hold in unfinished frames and untaken answers; past it the largest holders are closed [ORGD_MAX_BUFFERED_BYTES] (default: 268435456).")
+    var maxBufferedBytes: Int?
+
+    @Option(help: "Most metadata entries in one call [ORGD_MAX_METADATA_ENTRIES] (default: 64).")
+    var maxMetadataEntries: Int?
+
+    @Option(help: "Most open connections to the metrics listener [ORGD_MAX_METRICS_CONNECTIONS] (default: 64).")
+    var maxMetricsConnections: Int?
 
     @Option(help: "Most calls in flight on one connection [ORGD_MAX_CALLS_PER_CONNECTION] (default: 1024).")
     var maxCallsPerConnection: Int?
@@ -91,13 +109,18 @@ struct Orgd: AsyncParsableCommand {
             print(try Self.authorizationMatrix())
             return
         }
-        let settings = try Settings(self, environment: ProcessInfo.processInfo.environment)
+        var settings = try Settings(self, environment: ProcessInfo.processInfo.environment)
+        let level = settings.logLevel
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = settings.logLevel
+            handler.logLevel = level
             return handler
         }
         let logger = Logger(label: "orgd")
+        for note in try settings.server.fitDescriptorLimit() {
+            logger.warning("\(note)")
+        }
+        let metricsHost = settings.server.metricsHost
         var metrics = PrometheusMetricsFactory(registry: PrometheusCollectorRegistry())
         metrics.valueHistogramBuckets["orgd_commit_batch_size"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
         let store = try Store(path: settings.database, durability: settings.durability, logger: logger, metrics: metrics)
@@ -110,7 +133,7 @@ struct Orgd: AsyncParsableCommand {
                 // One line per listener on stdout, for scripts and tests.
                 if let path = bound.unixSocketPath { print("orgd listening on unix:\(path)") }
                 if let port = bound.tcpPort, let host = bound.tcpHost { print("orgd listening on \(bound.tcpTLS ? "tls" : "tcp"):\(host):\(port)") }
-                if let port = bound.metricsPort, let host = settings.server.metricsHost { print("orgd listening on metrics:\(host):\(port)") }
+                if let port = bound.metricsPort, let host = metricsHost { print("orgd listening on metrics:\(host):\(port)") }
                 fflush(nil)
             }
         )
@@ -118,8 +141,26 @@ struct Orgd: AsyncParsableCommand {
             configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
         try await group.run()
-        try store.close()
-        logger.info("orgd stopped; database closed")
+        // Calls stuck in the database (behind another process's lock, say)
+        // were cut off at the drain timeout and never acknowledged; closing
+        // must not wait for them, so the drain timeout bounds the exit.
+        if Self.close(store, within: .seconds(1)) {
+            logger.info("orgd stopped; database closed")
+        } else {
+            logger.warning("orgd stopped; the database was still busy with calls cut off at the drain timeout (none was acknowledged), exiting without waiting for them")
+            Foundation.exit(0)
+        }
+    }
+
+    /// Closes the store on a thread of its own; false when that takes longer than `limit`.
+    static func close(_ store: Store, within limit: Duration) -> Bool {
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            try? store.close()
+            done.signal()
+        }.start()
+        let (seconds, attoseconds) = limit.components
+        return done.wait(timeout: .now() + .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000))) == .success
     }
 }
 
@@ -194,6 +235,24 @@ struct Settings {
         }
         if let value = try number(flags.maxConnections, "ORGD_MAX_CONNECTIONS", "--max-connections", 1...1_000_000) {
             server.maximumConnections = value
+        }
+        if let value = try number(flags.maxUnixConnections, "ORGD_MAX_UNIX_CONNECTIONS", "--max-unix-connections", 1...1_000_000) {
+            server.maximumUnixConnections = value
+        }
+        if let value = try number(flags.maxConnectionsPerAddress, "ORGD_MAX_CONNECTIONS_PER_ADDRESS", "--max-connections-per-address", 1...1_000_000) {
+            server.maximumConnectionsPerAddress = value
+        }
+        if let value = try number(flags.authenticationTimeout, "ORGD_AUTHENTICATION_TIMEOUT", "--authentication-timeout", 1...3600) {
+            server.authenticationTimeout = .seconds(Int64(value))
+        }
+        if let value = try number(flags.maxBufferedBytes, "ORGD_MAX_BUFFERED_BYTES", "--max-buffered-bytes", (1 << 20)...(1 << 40)) {
+            server.maximumBufferedBytes = value
+        }
+        if let value = try number(flags.maxMetadataEntries, "ORGD_MAX_METADATA_ENTRIES", "--max-metadata-entries", 1...10_000) {
+            server.maximumMetadataEntries = value
+        }
+        if let value = try number(flags.maxMetricsConnections, "ORGD_MAX_METRICS_CONNECTIONS", "--max-metrics-connections", 1...10_000) {
+            server.maximumMetricsConnections = value
         }
         if let value = try number(flags.maxCallsPerConnection, "ORGD_MAX_CALLS_PER_CONNECTION", "--max-calls-per-connection", 1...1_000_000) {
             server.maximumCallsPerConnection = value

@@ -22,7 +22,7 @@ struct LimitTests {
 
     @Test("past the connection limit new connections are closed; existing ones are served")
     func connections() async throws {
-        try await withDaemon(configure: { $0.maximumConnections = 3 }) { daemon in
+        try await withDaemon(configure: { $0.maximumUnixConnections = 3 }) { daemon in
             var held: [RawSocket] = []
             for streamID in [UInt32(1), 1, 1] {
                 let socket = try RawSocket(unixPath: daemon.bound.unixSocketPath!)

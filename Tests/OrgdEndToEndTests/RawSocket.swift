@@ -44,7 +44,32 @@ final class RawSocket: @unchecked Sendable {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
+    /// A TCP connection to `host:port` (an IPv4 address).
+    init(tcpHost host: String = "127.0.0.1", port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "socket() failed") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, host, &address.sin_addr)
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else {
+            close(fd)
+            throw Failure(description: "connect(\(host):\(port)) failed: errno \(errno)")
+        }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     deinit { close(fd) }
+
+    /// Shuts the write side (a half-close): the server sees end of input and
+    /// may still answer.
+    func shutdownWrite() {
+        _ = shutdown(fd, Int32(SHUT_WR))
+    }
 
     func send(_ bytes: [UInt8]) async throws {
         try await Self.offPool { try self.sendBlocking(bytes) }
@@ -101,13 +126,29 @@ final class RawSocket: @unchecked Sendable {
         return bytes
     }
 
+    /// Everything the server sends until it closes (or 10 s pass), as text.
+    func receiveAll() async throws -> String {
+        try await Self.offPool {
+            var bytes: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let received = chunk.withUnsafeMutableBytes { recv(self.fd, $0.baseAddress, $0.count, 0) }
+                guard received > 0 else { break }
+                bytes += chunk[..<received]
+            }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+    }
+
     /// Whether the server has closed the connection (waits up to `seconds`).
     func closedByServer(within seconds: Int) async throws -> Bool {
         try await Self.offPool {
             var timeout = timeval(tv_sec: seconds, tv_usec: 0)
             setsockopt(self.fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             var byte: UInt8 = 0
-            return recv(self.fd, &byte, 1, 0) == 0
+            let received = recv(self.fd, &byte, 1, 0)
+            // A close with unread data in the server's buffer arrives as a reset.
+            return received == 0 || (received < 0 && errno == ECONNRESET)
         }
     }
 

@@ -56,10 +56,17 @@ final class DaemonProcess: @unchecked Sendable {
     let stderr = Pipe()
     private(set) var tcpPort: Int?
 
-    init(directory: String, arguments: [String]) throws {
+    /// `descriptorLimit` starts orgd under `ulimit -n` (soft and hard).
+    init(directory: String, arguments: [String], descriptorLimit: Int? = nil) throws {
         self.directory = directory
-        process.executableURL = Subprocess.binDirectory.appendingPathComponent("orgd")
-        process.arguments = arguments
+        let orgd = Subprocess.binDirectory.appendingPathComponent("orgd")
+        if let descriptorLimit {
+            process.executableURL = URL(fileURLWithPath: "/bin/bash")
+            process.arguments = ["-c", "ulimit -n \(descriptorLimit) && exec \"$0\" \"$@\"", orgd.path] + arguments
+        } else {
+            process.executableURL = orgd
+            process.arguments = arguments
+        }
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         var environment = ProcessInfo.processInfo.environment
         environment["XDG_RUNTIME_DIR"] = nil

@@ -34,6 +34,9 @@ final class TestDaemon: Sendable {
         configuration.metricsHost = "127.0.0.1"
         if let maximumFrameLength { configuration.maximumFrameLength = maximumFrameLength }
         configuration.drainTimeout = .seconds(5)
+        // Some tests keep a connection whose every call fails authentication
+        // (a revoked token) for a long while; the deadline has its own test.
+        configuration.authenticationTimeout = .seconds(600)
         configure(&configuration)
         var logger = Logger(label: "orgd.test")
         // ORGD_TEST_LOG_LEVEL=debug shows why a test daemon closed a connection.

@@ -1,0 +1,35 @@
+import Foundation
+import OrgdCore
+import OrgdProto
+import Testing
+
+/// orgd under a tight file-descriptor limit (as a service manager may set
+/// it): it lowers its connection limits to fit and says so, and a TCP flood
+/// past them cannot starve the Unix socket of descriptors.
+@Suite("file-descriptor limit", .timeLimit(.minutes(2)))
+struct DescriptorLimitTests {
+    @Test("with ulimit -n 200, orgd lowers --max-connections to fit, logs it, and the Unix socket is served through a TCP flood")
+    func descriptorLimit() async throws {
+        let directory = try TestDaemon.makeTemporaryDirectory()
+        let daemon = try DaemonProcess(directory: directory, arguments: [
+            "--database", directory + "/orgd.sqlite", "--socket", directory + "/s", "--listen", "127.0.0.1:0",
+        ], descriptorLimit: 200)
+        _ = try await daemon.waitUntilListening(count: 2)
+        let port = try #require(daemon.tcpPort)
+        // 200 − 64 kept for the database and the rest = 136; the Unix socket
+        // keeps a quarter (34), TCP gets 102.
+        var flood: [RawSocket] = []
+        for _ in 0..<130 {
+            flood.append(try RawSocket(tcpHost: "127.0.0.1", port: port))
+        }
+        let unix = try RawSocket(unixPath: directory + "/s")
+        try await unix.sendFrame(streamID: 1, body: try LimitTests.healthFrame(1))
+        #expect(try await unix.receiveResponse().response.status.code == 0, "the operator's socket is served")
+        #expect(try await flood.last!.closedByServer(within: 5), "TCP connections past the lowered limit are closed")
+        flood.removeAll()
+        #expect(try await daemon.stop() == 0)
+        let log = daemon.errorOutput()
+        #expect(log.contains("--max-connections lowered from 10000 to 102"), "\(log)")
+        #expect(log.contains("--max-unix-connections lowered from 1024 to 34"), "\(log)")
+    }
+}
