@@ -77,6 +77,15 @@ final class DaemonProcess: @unchecked Sendable {
         try process.run()
     }
 
+    /// A test that fails (throws or returns early) before `stop()` still
+    /// leaves no daemon behind.
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
     /// Reads stdout until the daemon has announced `count` listeners.
     func waitUntilListening(count: Int) async throws -> [String] {
         try await RawSocket.offPool {

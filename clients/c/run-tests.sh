@@ -9,20 +9,29 @@ set -euo pipefail
 cd "$(dirname "$0")"
 root="$(cd ../.. && pwd)"
 bin="${ORGD_BIN_DIR:-$root/.build/debug}"
-work="$(mktemp -d /tmp/orgd-c-XXXXXX)"
+work="$(mktemp -d "${TMPDIR:-/tmp}/orgd-c-XXXXXX")"
 daemons=()
-trap 'for d in "${daemons[@]}"; do kill "$d" 2>/dev/null; wait "$d" 2>/dev/null; done; rm -rf "$work"' EXIT
+# Every daemon this script started is stopped and waited for however the
+# script ends (success, a failed check, an error, ^C).
+stop_daemons() {
+  for d in "${daemons[@]}"; do kill "$d" 2>/dev/null || true; done
+  for d in "${daemons[@]}"; do wait "$d" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap stop_daemons EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
-# Starts orgd with the given arguments; prints the TCP port it chose.
+# Starts orgd with the given arguments; sets $started_port to the TCP port it
+# chose. Not in a command substitution: that would start orgd in a subshell,
+# whose `daemons` this shell never sees (the daemons then outlived the script).
 start_orgd() {
   local name="$1"; shift
   "$bin/orgd" --database "$work/$name.sqlite" --listen 127.0.0.1:0 --log-level warning "$@" > "$work/$name.out" 2> "$work/$name.err" &
   daemons+=($!)
   for _ in $(seq 100); do grep -q "tcp:\|tls:" "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
-  local port
-  port="$(sed -n 's/^orgd listening on t[a-z]*:.*:\([0-9]*\)$/\1/p' "$work/$name.out")"
-  [ -n "$port" ] || { cat "$work/$name.err" >&2; echo "orgd ($name) did not start" >&2; exit 1; }
-  echo "$port"
+  started_port="$(sed -n 's/^orgd listening on t[a-z]*:.*:\([0-9]*\)$/\1/p' "$work/$name.out")"
+  [ -n "$started_port" ] || { cat "$work/$name.err" >&2; echo "orgd ($name) did not start" >&2; exit 1; }
 }
 
 certs="$work/certs"
@@ -45,9 +54,11 @@ extendedKeyUsage=serverAuth"
 leaf client ca "a C client" "extendedKeyUsage=clientAuth"
 leaf foreign-client foreign-ca "a stranger" "extendedKeyUsage=clientAuth"
 
-port="$(start_orgd plain --socket "$work/s")"
-tls_port="$(start_orgd tls --socket none --tls-cert "$certs/server.pem" --tls-key "$certs/server-key.pem" \
-  --tls-client-ca "$certs/ca.pem")"
+start_orgd plain --socket "$work/s"
+port="$started_port"
+start_orgd tls --socket none --tls-cert "$certs/server.pem" --tls-key "$certs/server-key.pem" \
+  --tls-client-ca "$certs/ca.pem"
+tls_port="$started_port"
 valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible \
   --error-exitcode=99 --trace-children=no build/test_client "$root/testdata/ttrpc-vectors.json" "$work/s" "$port" "$tls_port" "$certs"
 valgrind --quiet --leak-check=full --error-exitcode=99 build/orgd_example unix "$work/s" "Example Practice" | grep -q "Example Practice"

@@ -39,15 +39,26 @@ class Daemon:
                 self.port = int(line.rsplit(":", 1)[1])
         if self.port is None:
             self.process.kill()
+            self.process.wait()
             raise RuntimeError("orgd did not start: " + self.process.stderr.read())
 
     def stop(self):
+        """Stops the daemon and waits for it; killed if it does not drain in 30 s."""
+        if self.process.poll() is not None:
+            return
         self.process.terminate()
-        self.process.wait(timeout=30)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 @pytest.fixture
 def daemon():
     running = Daemon()
-    yield running
-    running.stop()
+    try:
+        yield running
+    finally:
+        # pytest runs this after a failing test too.
+        running.stop()
