@@ -144,6 +144,7 @@ let package = Package(
                 "OrgdServer", "OrgdClient", "OrgdStore", "OrgdServices", "OrgdProto", "OrgdCore", "OrgdWire",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

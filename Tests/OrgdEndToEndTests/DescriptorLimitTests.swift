@@ -1,6 +1,11 @@
 import Foundation
+import Logging
+import NIOCore
+import NIOEmbedded
 import OrgdCore
 import OrgdProto
+@testable import OrgdServer
+import Prometheus
 import Testing
 
 /// orgd under a tight file-descriptor limit (as a service manager may set
@@ -31,5 +36,47 @@ struct DescriptorLimitTests {
         let log = daemon.errorOutput()
         #expect(log.contains("--max-connections lowered from 10000 to 102"), "\(log)")
         #expect(log.contains("--max-unix-connections lowered from 1024 to 34"), "\(log)")
+    }
+}
+
+/// A listener that cannot accept (EMFILE) says so, at most every ten seconds,
+/// and counts every failure.
+@Suite("accept failures")
+struct AcceptFailureTests {
+    @Test("failed accepts are counted each time and logged once per ten seconds, with the count of those not logged")
+    func acceptErrorsLoggedAndCounted() throws {
+        let registry = PrometheusCollectorRegistry()
+        let lines = LockedLines()
+        var logger = Logger(label: "test") { _ in CapturingLogHandler(lines: lines) }
+        logger.logLevel = .info
+        let handler = AcceptErrorLogger(transport: .tcp, logger: logger, metrics: ServerMetrics(factory: PrometheusMetricsFactory(registry: registry)))
+        let channel = EmbeddedChannel(handler: handler)
+        for _ in 0..<5 {
+            channel.pipeline.fireErrorCaught(IOError(errnoCode: EMFILE, reason: "accept"))
+        }
+        #expect(lines.value.count == 1, "logged once")
+        #expect(lines.value.first?.contains("accepting a connection failed") == true)
+        #expect(registry.emitToString().contains("orgd_accept_errors_total 5"))
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+}
+
+final class LockedLines: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [String] = []
+    func append(_ line: String) { lock.withLock { lines.append(line) } }
+    var value: [String] { lock.withLock { lines } }
+}
+
+struct CapturingLogHandler: LogHandler {
+    let lines: LockedLines
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .info
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+        lines.append("\(message)")
     }
 }
