@@ -149,9 +149,13 @@ extension Validation {
             && labels.allSatisfy(isDomainLabel)
             && !labels[labels.count - 1].unicodeScalars.allSatisfy { ("0"..."9").contains($0) }
         guard valid else {
-            // Controls are shown escaped, so the message stays one printable line.
+            // Controls, format characters and separators are shown escaped, so
+            // the message stays one line that reads as what was sent.
             let shown = value.unicodeScalars.prefix(254).map { scalar in
-                scalar.properties.generalCategory == .control ? "\\u{\(hex(scalar))}" : String(scalar)
+                switch scalar.properties.generalCategory {
+                case .control, .format, .lineSeparator, .paragraphSeparator: "\\u{\(hex(scalar))}"
+                default: String(scalar)
+                }
             }.joined()
             throw RPCError.invalidArgument(field: field, "not a valid e-mail address: \(shown)")
         }
