@@ -143,8 +143,10 @@ public final class OrgdConnection: Sendable {
         if let timeout = options.timeout {
             let nanos = Self.nanoseconds(timeout)
             request.timeoutNano = max(1, nanos)
-            // Leave the server time to say DEADLINE_EXCEEDED itself.
-            deadline = .nanoseconds(nanos) + .milliseconds(250)
+            // Leave the server time to say DEADLINE_EXCEEDED itself (a
+            // timeout of nearly 300 years needs no local deadline).
+            let grace: Int64 = 250_000_000
+            deadline = nanos <= Int64.max - grace ? .nanoseconds(nanos + grace) : nil
         }
         let promise = channel.eventLoop.makePromise(of: Ttrpc_Response.self)
         // On a connection that has closed, the write never reaches the
@@ -163,8 +165,14 @@ public final class OrgdConnection: Sendable {
         try? await channel.close()
     }
 
-    private static func nanoseconds(_ duration: Duration) -> Int64 {
+    /// The duration in nanoseconds, clamped to what Int64 holds (a Duration
+    /// holds far more: `.seconds(Int64.max)` must not trap).
+    static func nanoseconds(_ duration: Duration) -> Int64 {
         let (seconds, attoseconds) = duration.components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return seconds < 0 ? .min : .max }
+        let (total, overflowAgain) = whole.addingReportingOverflow(attoseconds / 1_000_000_000)
+        if overflowAgain { return whole < 0 ? .min : .max }
+        return total
     }
 }

@@ -70,4 +70,17 @@ struct BadTimestampTests {
             await adminClient.close()
         }
     }
+
+    @Test("a client timeout beyond what Int64 nanoseconds hold, or negative, is clamped, not trapped on")
+    func hugeClientTimeout() async throws {
+        try await withDaemon { daemon in
+            let client = try await daemon.client()
+            for timeout: Duration in [.seconds(Int64.max), .seconds(Int64.min), .seconds(9_223_372_036), .nanoseconds(Int64.max)] {
+                let answer = await rpcError { _ = try await client.health.check(options: CallOptions(timeout: timeout)) }
+                #expect(answer == nil || answer?.code == .deadlineExceeded, "\(timeout): \(String(describing: answer))")
+            }
+            #expect(try await client.health.check(options: CallOptions(timeout: .seconds(Int64.max))).status == .serving)
+            await client.close()
+        }
+    }
 }
