@@ -381,7 +381,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
         guard let context else { return }
         let frame = Envelope.responseFrame(
-            streamID: streamID, status: outcome.status, payload: outcome.payload, allocator: context.channel.allocator
+            streamID: streamID, status: outcome.status, payload: outcome.payload,
+            maximumLength: limits.maximumFrameLength, allocator: context.channel.allocator
         )
         send(frame, context: context)
         closeIfDrained()

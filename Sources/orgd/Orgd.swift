@@ -289,6 +289,9 @@ struct Settings {
         default:
             throw ValidationError("--tls-cert and --tls-key go together")
         }
+        guard server.maximumBufferedBytes >= 2 * server.maximumFrameLength else {
+            throw ValidationError("--max-buffered-bytes (\(server.maximumBufferedBytes)) must be at least twice --max-frame-bytes (\(server.maximumFrameLength)), or one large call would be closed")
+        }
         guard server.unixSocketPath != nil || server.tcpHost != nil else {
             throw ValidationError("nothing to listen on: give --socket or --listen")
         }
