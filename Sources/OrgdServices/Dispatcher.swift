@@ -38,7 +38,8 @@ public struct Dispatcher: Sendable {
         for (service, methods) in ServiceCatalog.declared { table.addUnimplemented(service, methods) }
         let services = Set(ServiceCatalog.declared.keys)
         HealthService.register(
-            in: &table, isServing: { serving.withLockedValue { $0 } },
+            // NOT_SERVING while draining, and once the database files are gone.
+            in: &table, isServing: { serving.withLockedValue { $0 } && store.isUsable },
             knows: { services.contains($0) || $0 == HealthService.name }
         )
         self.table = table

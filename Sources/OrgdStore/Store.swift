@@ -23,6 +23,7 @@ public enum Durability: String, Sendable, CaseIterable {
 public struct Store: Sendable {
     private let pool: DatabasePool
     private let writer: GroupCommitWriter
+    private let files: DatabaseFiles
     /// Where timestamps come from; tests inject a fixed clock.
     public let clock: @Sendable () -> Date
     public let path: String
@@ -49,12 +50,25 @@ public struct Store: Sendable {
         let statementTrace = trace
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+            // Deleted and overwritten content is zeroed in the pages (and
+            // freed pages), so an erased secret leaves no copy in the file.
+            try db.execute(sql: "PRAGMA secure_delete = ON")
             if let statementTrace { db.trace { statementTrace($0.description) } }
         }
-        let pool = try DatabasePool(path: path, configuration: configuration)
-        try Migrations.migrator.migrate(pool)
+        let pool: DatabasePool
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Migrations.migrator.migrate(pool)
+        } catch let error as DatabaseError where StoreErrors.isStorageFault(error.resultCode) {
+            // Said plainly, naming the file, rather than as the statement
+            // that happened to fail.
+            throw StoreOpenError(description: "cannot open the database \(path): \(StoreErrors.rpcError(from: error).message)")
+        }
+        // The migrations have run, so the WAL file exists too.
+        let files = DatabaseFiles(path: path, logger: logger)
         self.pool = pool
-        self.writer = GroupCommitWriter(pool: pool, clock: clock, metrics: metrics)
+        self.files = files
+        self.writer = GroupCommitWriter(pool: pool, clock: clock, files: files, logger: logger, metrics: metrics)
         self.clock = clock
         self.path = path
         logger.info("store opened", metadata: ["store.path": "\(path)", "store.durability": "\(durability.rawValue)"])
@@ -128,6 +142,17 @@ public struct Store: Sendable {
     /// Writes waiting for the next group commit.
     public var queuedWrites: Int { writer.queued }
 
+    /// False once the database files were deleted or replaced under this
+    /// process: writes are refused from then on (health reports NOT_SERVING).
+    public var isUsable: Bool { files.problem() == nil }
+
+    /// Returns once no secret erased by a committed write (an invitation
+    /// token, after the mailer's acknowledgement or a cancellation) is left
+    /// in the WAL file. The writer scrubs within about 50 ms of the erasure.
+    public func waitForSecretScrub() async {
+        await writer.waitForScrub()
+    }
+
     /// Closes every connection; later calls fail.
     public func close() throws {
         try pool.close()
@@ -163,12 +188,35 @@ public struct IdempotencyKey: Sendable, Hashable {
     }
 }
 
+/// Why the store could not be opened (a read-only or damaged file, say).
+public struct StoreOpenError: Error, CustomStringConvertible, LocalizedError {
+    public var description: String
+    public var errorDescription: String? { description }
+}
+
 /// Maps SQLite's refusals to status codes. Specific cases (a taken unique
 /// identifier, say) are caught where they happen and named precisely; this is
 /// the fallback for what slips through.
-enum StoreErrors {
+public enum StoreErrors {
     static func rpcError(from error: DatabaseError) -> RPCError {
-        switch error.resultCode {
+        rpcError(resultCode: error.resultCode, extendedResultCode: error.extendedResultCode, message: error.message)
+    }
+
+    /// Faults of the files or the disk rather than refusals of a request.
+    static func isStorageFault(_ code: ResultCode) -> Bool {
+        [.SQLITE_READONLY, .SQLITE_IOERR, .SQLITE_CANTOPEN, .SQLITE_PROTOCOL, .SQLITE_NOLFS, .SQLITE_CORRUPT, .SQLITE_NOTADB, .SQLITE_FULL].contains(code)
+    }
+
+    /// The status for an SQLite result code (primary or extended), as a
+    /// client sees it; public for tests.
+    public static func rpcError(sqliteResultCode code: Int32) -> RPCError {
+        let extended = ResultCode(rawValue: code)
+        return rpcError(resultCode: extended.primaryResultCode, extendedResultCode: extended, message: nil)
+    }
+
+    static func rpcError(resultCode: ResultCode, extendedResultCode: ResultCode, message: String?) -> RPCError {
+        let error = (extendedResultCode: extendedResultCode, message: message)
+        switch resultCode {
         case .SQLITE_CONSTRAINT:
             if error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE
                 || error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY
@@ -183,8 +231,14 @@ enum StoreErrors {
             return RPCError(.unavailable, "the database is busy; retry")
         case .SQLITE_FULL:
             return RPCError(.resourceExhausted, "the disk is full")
+        case .SQLITE_READONLY:
+            return RPCError(.unavailable, "the database is read-only (SQLite error \(error.extendedResultCode.rawValue)): check the permissions of the database file, its directory and file system, then restart orgd")
+        case .SQLITE_IOERR, .SQLITE_CANTOPEN, .SQLITE_PROTOCOL, .SQLITE_NOLFS:
+            return RPCError(.unavailable, "the database file could not be read or written (SQLite I/O error \(error.extendedResultCode.rawValue)): check the disk and the database file, then restart orgd")
+        case .SQLITE_CORRUPT, .SQLITE_NOTADB:
+            return RPCError(.dataLoss, "the database file is damaged (SQLite error \(error.extendedResultCode.rawValue)): stop orgd and restore it from a backup")
         default:
-            return RPCError(.internal, "database error \(error.resultCode.rawValue)")
+            return RPCError(.internal, "database error \(resultCode.rawValue)")
         }
     }
 }

@@ -141,6 +141,7 @@ extension StoreTransaction {
             "UPDATE outbox SET status = 'cancelled', token = NULL, finish_time = ? WHERE invitation_id = ? AND status = 'queued'",
             [now.storedMicros, invitationID]
         )
+        if changes > 0 { erasedSecret() }
     }
 
     /// Accepts with the secret token: activates the user and makes them a
@@ -289,6 +290,9 @@ extension StoreTransaction {
             "UPDATE outbox SET status = ?, token = NULL, finish_time = ?, error = ?, lease_expire_time = NULL WHERE id = ?",
             [delivered ? "delivered" : "failed", now.storedMicros, delivered ? nil : error, id]
         )
+        // secure_delete zeroes the old cell in the page; the writer then
+        // checkpoints the page images that still hold it out of the WAL.
+        erasedSecret()
     }
 
     /// Runs `body` in a savepoint: if it throws, only its own changes are undone.

@@ -9,10 +9,20 @@ public struct StoreTransaction {
     let db: Database
     /// The transaction's clock reading: every timestamp it writes is this one.
     public let now: Date
+    /// What the writer must do after the commit (nil in reads).
+    let effects: TransactionEffects?
 
-    init(db: Database, now: Date) {
+    init(db: Database, now: Date, effects: TransactionEffects? = nil) {
         self.db = db
         self.now = now
+        self.effects = effects
+    }
+
+    /// Says that this write erased a secret (a plain invitation token): once
+    /// it commits, the writer scrubs the old page images out of the
+    /// write-ahead log (`Store.waitForSecretScrub`).
+    func erasedSecret() {
+        effects?.erasedSecret = true
     }
 
     func fetchOne(_ sql: String, _ arguments: StatementArguments = StatementArguments()) throws -> Row? {

@@ -123,6 +123,9 @@ struct Orgd: AsyncParsableCommand {
         let metricsHost = settings.server.metricsHost
         var metrics = PrometheusMetricsFactory(registry: PrometheusCollectorRegistry())
         metrics.valueHistogramBuckets["orgd_commit_batch_size"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+        // One daemon per database: a second one exits here, naming the first.
+        let lock = try DatabaseLock(databasePath: settings.database)
+        defer { withExtendedLifetime(lock) {} }
         let store = try Store(path: settings.database, durability: settings.durability, logger: logger, metrics: metrics)
         let server = OrgdServer(
             configuration: settings.server,
