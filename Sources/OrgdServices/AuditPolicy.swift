@@ -1,3 +1,5 @@
+import SwiftProtobuf
+
 /// Which calls are administrative changes, recorded in the audit log
 /// (organisations, people and memberships, tokens, invitations, consent
 /// requests). Reads are not changes; a patient's own consent answers have
@@ -22,5 +24,15 @@ enum AuditPolicy {
 
     static func isAudited(service: String, method: String) -> Bool {
         audited[service]?.contains(method) ?? false
+    }
+
+    /// The request as the audit log keeps it: JSON with the schema's field
+    /// names, or only that a call was made for secrets. `AuditRecord` caps it
+    /// at `AuditRecord.maximumRequestJSONBytes`.
+    static func requestJSON(_ request: some SwiftProtobuf.Message, method: String) -> String {
+        if secret.contains(method) { return #"{"token":"(not recorded)"}"# }
+        var options = JSONEncodingOptions()
+        options.preserveProtoFieldNames = true
+        return (try? request.jsonString(options: options)) ?? "{}"
     }
 }

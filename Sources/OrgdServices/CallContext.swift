@@ -48,13 +48,16 @@ public struct CallContext: Sendable {
     public var logger: Logger
     /// The store, for access rules that depend on the data.
     let store: Store
+    /// Whether the call's changes go to the audit log (`AuditPolicy`).
+    let audited: Bool
 
-    init(principal: Principal, connection: ConnectionInfo, metadata: Metadata, method: String, logger: Logger, store: Store) {
+    init(principal: Principal, connection: ConnectionInfo, metadata: Metadata, method: String, logger: Logger, store: Store, audited: Bool = false) {
         self.principal = principal
         self.connection = connection
         self.metadata = metadata
         self.method = method
         self.logger = logger
         self.store = store
+        self.audited = audited
     }
 }

@@ -161,16 +161,12 @@ public struct Dispatcher: Sendable {
             }
             if logger.logLevel <= .debug { logger[metadataKey: "rpc.principal"] = "\(principal.key)" }
             try handler.rule.check(principal, method: method)
-            let context = CallContext(principal: principal, connection: connection, metadata: metadata, method: method, logger: logger, store: store)
-            let payload: [UInt8]
-            if AuditPolicy.isAudited(service: request.service, method: request.method) {
-                let record = AuditRecord(
-                    actor: principal.actor, actingFor: principal.actingForKey, method: method,
-                    requestJSON: AuditPolicy.secret.contains(method) ? #"{"token":"(not recorded)"}"# : handler.describe([UInt8](request.payload)))
-                payload = try await AuditRecord.$current.withValue(record) { try await handler.call(context, [UInt8](request.payload)) }
-            } else {
-                payload = try await handler.call(context, [UInt8](request.payload))
-            }
+            // Audited calls get their audit record once past the access check
+            // on the request (in `MethodTable.add`), not before.
+            let context = CallContext(
+                principal: principal, connection: connection, metadata: metadata, method: method, logger: logger, store: store,
+                audited: AuditPolicy.isAudited(service: request.service, method: request.method))
+            let payload = try await handler.call(context, [UInt8](request.payload))
             logger.debug("call ok")
             return CallOutcome(status: Self.okStatus, payload: payload)
         } catch {

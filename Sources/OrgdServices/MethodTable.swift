@@ -10,16 +10,12 @@ public struct MethodHandler: Sendable {
     /// For read-only methods: the whole call inside a read transaction the
     /// dispatcher already holds (the fast path, with no Swift task).
     let read: (@Sendable (CallContext, [UInt8], StoreTransaction) throws -> [UInt8])?
-    /// The request as JSON, for the audit log.
-    let describe: @Sendable ([UInt8]) -> String
 
     init(rule: AccessRule, call: @escaping @Sendable (CallContext, [UInt8]) async throws -> [UInt8],
-         read: (@Sendable (CallContext, [UInt8], StoreTransaction) throws -> [UInt8])? = nil,
-         describe: @escaping @Sendable ([UInt8]) -> String = { _ in "{}" }) {
+         read: (@Sendable (CallContext, [UInt8], StoreTransaction) throws -> [UInt8])? = nil) {
         self.rule = rule
         self.call = call
         self.read = read
-        self.describe = describe
     }
 }
 
@@ -46,11 +42,12 @@ public struct MethodTable: Sendable {
             if let subject {
                 try await rule.check(context.principal, subject: subject(request), store: context.store, method: context.method)
             }
-            return try await body(request, context).serializedBytes()
-        }, describe: { payload in
-            var options = JSONEncodingOptions()
-            options.preserveProtoFieldNames = true
-            return (try? Request(serializedBytes: payload).jsonString(options: options)) ?? "{}"
+            guard context.audited else { return try await body(request, context).serializedBytes() }
+            // Past every access check: what this call changes is audited.
+            let record = AuditRecord(
+                actor: context.principal.actor, actingFor: context.principal.actingForKey, method: context.method,
+                requestJSON: AuditPolicy.requestJSON(request, method: context.method))
+            return try await AuditRecord.$current.withValue(record) { try await body(request, context).serializedBytes() }
         })
     }
 

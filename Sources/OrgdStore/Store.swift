@@ -113,8 +113,12 @@ public struct Store: Sendable {
         return try await mapErrors {
             // The writer hands back exactly what `body` returned.
             try await writer.submit { tx in
+                let before = tx.totalChanges
                 let result = try body(tx)
-                if let audit { try tx.appendAudit(audit) }
+                // Audit what changed: a write that changed no row (a bulk
+                // invite whose rows were all refused, an idempotent repeat)
+                // leaves no audit row.
+                if let audit, tx.totalChanges != before { try tx.appendAudit(audit) }
                 return result
             } as! T
         }
