@@ -47,6 +47,10 @@ public nonisolated struct Orgd_V1_ServiceAccount: Sendable {
   /// Clears the value of `createTime`. Subsequent reads from it will return its default value.
   public mutating func clearCreateTime() {self._createTime = nil}
 
+  /// May claim and acknowledge the invitation outbox (ClaimOutbox, AckOutbox):
+  /// the mailer. Claimed messages carry live invitation tokens in plain text.
+  public var mailer: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -139,6 +143,9 @@ public nonisolated struct Orgd_V1_CreateServiceAccountRequest: Sendable {
   public var systemRole: Orgd_V1_SystemRole = .unspecified
 
   public var mayActAs: Bool = false
+
+  /// The mailer permission: may claim and acknowledge the invitation outbox.
+  public var mailer: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -284,7 +291,7 @@ fileprivate nonisolated let _protobuf_package = "orgd.v1"
 
 nonisolated extension Orgd_V1_ServiceAccount: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ServiceAccount"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{3}system_role\0\u{3}may_act_as\0\u{3}create_time\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{3}system_role\0\u{3}may_act_as\0\u{3}create_time\0\u{1}mailer\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -297,6 +304,7 @@ nonisolated extension Orgd_V1_ServiceAccount: SwiftProtobuf.Message, SwiftProtob
       case 3: try { try decoder.decodeSingularEnumField(value: &self.systemRole) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.mayActAs) }()
       case 5: try { try decoder.decodeSingularMessageField(value: &self._createTime) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.mailer) }()
       default: break
       }
     }
@@ -322,6 +330,9 @@ nonisolated extension Orgd_V1_ServiceAccount: SwiftProtobuf.Message, SwiftProtob
     try { if let v = self._createTime {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
     } }()
+    if self.mailer != false {
+      try visitor.visitSingularBoolField(value: self.mailer, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -331,6 +342,7 @@ nonisolated extension Orgd_V1_ServiceAccount: SwiftProtobuf.Message, SwiftProtob
     if lhs.systemRole != rhs.systemRole {return false}
     if lhs.mayActAs != rhs.mayActAs {return false}
     if lhs._createTime != rhs._createTime {return false}
+    if lhs.mailer != rhs.mailer {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -425,7 +437,7 @@ nonisolated extension Orgd_V1_ApiToken: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Orgd_V1_CreateServiceAccountRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateServiceAccountRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}system_role\0\u{3}may_act_as\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}system_role\0\u{3}may_act_as\0\u{1}mailer\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -436,6 +448,7 @@ nonisolated extension Orgd_V1_CreateServiceAccountRequest: SwiftProtobuf.Message
       case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 2: try { try decoder.decodeSingularEnumField(value: &self.systemRole) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.mayActAs) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.mailer) }()
       default: break
       }
     }
@@ -451,6 +464,9 @@ nonisolated extension Orgd_V1_CreateServiceAccountRequest: SwiftProtobuf.Message
     if self.mayActAs != false {
       try visitor.visitSingularBoolField(value: self.mayActAs, fieldNumber: 3)
     }
+    if self.mailer != false {
+      try visitor.visitSingularBoolField(value: self.mailer, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -458,6 +474,7 @@ nonisolated extension Orgd_V1_CreateServiceAccountRequest: SwiftProtobuf.Message
     if lhs.name != rhs.name {return false}
     if lhs.systemRole != rhs.systemRole {return false}
     if lhs.mayActAs != rhs.mayActAs {return false}
+    if lhs.mailer != rhs.mailer {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -13,7 +13,9 @@ public enum AccessRule: String, Sendable, Hashable, CaseIterable {
     /// System role admin or superadmin (seed 001: organisation CRUD and direct
     /// membership changes).
     case admin
-    /// System role superadmin (tokens and service accounts).
+    /// System role superadmin (tokens, service accounts, the audit log), held
+    /// by the caller itself: never through `orgd-act-as`, so acting for
+    /// someone can never mint tokens or accounts.
     case superadmin
     /// An admin, or a membership manager of the organisation the request
     /// names (seed 001: a manager may list their own organisation's members).
@@ -21,12 +23,18 @@ public enum AccessRule: String, Sendable, Hashable, CaseIterable {
     /// An admin, or the user the request is about (a user reads their own
     /// record and their own patient record).
     case adminOrSelf
-    /// Only the patient the request is about, or a service acting for them.
-    /// Not even a superadmin answers consents for a patient (seed 002).
+    /// Only the patient the request is about, or a service account acting for
+    /// them. Not even a superadmin answers consents for a patient (seed 002):
+    /// a user who holds a system role is never answered for as a patient, and
+    /// the local operator does not answer consents even with `orgd-act-as`.
     case patientSelf
     /// A service account, or an admin: the callers of the access check, which
     /// data services ask before they return data (design section 4).
     case serviceOrAdmin
+    /// The mailer: a service account holding the mailer permission (its own,
+    /// not through `orgd-act-as`), or the local operator. Claimed outbox
+    /// messages carry live invitation tokens in plain text.
+    case mailer
 
     /// Whether the rule needs to see the request before it can decide.
     var needsSubject: Bool {
@@ -49,9 +57,28 @@ public enum AccessRule: String, Sendable, Hashable, CaseIterable {
             guard principal.systemRole >= .superadmin else {
                 throw RPCError.permissionDenied("\(method) requires the superadmin system role")
             }
+            guard principal.actingFor == nil else {
+                throw RPCError.permissionDenied("\(method) is not available through orgd-act-as: call with the superadmin's own credentials")
+            }
         case .patientSelf:
-            guard principal.effectiveUser != nil else {
+            guard let user = principal.effectiveUser else {
                 throw RPCError.permissionDenied("\(method) is for the patient themself (or a service acting for them)")
+            }
+            if case .localOperator = principal.identity {
+                throw RPCError.permissionDenied("\(method): the local operator does not answer consents for a patient, even with orgd-act-as")
+            }
+            guard user.systemRole == .none else {
+                throw RPCError.permissionDenied(
+                    "\(method): user \(user.id) holds the \(user.systemRole.rawValue) system role; consents are answered by patients, never by an admin")
+            }
+        case .mailer:
+            switch principal.identity {
+            case .localOperator where principal.actingFor == nil:
+                return
+            case .serviceAccount(let account) where account.mailer && principal.actingFor == nil:
+                return
+            default:
+                throw RPCError.permissionDenied("\(method) is for mail services: a service account created with the mailer permission")
             }
         case .serviceOrAdmin:
             if principal.systemRole >= .admin { return }

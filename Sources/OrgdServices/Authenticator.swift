@@ -46,7 +46,15 @@ public struct Authenticator: Sendable {
             if actAs != nil && !account.mayActAs {
                 throw RPCError.permissionDenied("service account \(account.name) may not act for users (orgd-act-as)")
             }
-            return try principal(.serviceAccount(account), actingFor: actAs, tx)
+            let acting = try principal(.serviceAccount(account), actingFor: actAs, tx)
+            // Acting for someone never adds rights: a service acts for an
+            // admin or superadmin only if it holds that role itself.
+            if let user = acting.actingFor, user.systemRole > account.systemRole {
+                throw RPCError.permissionDenied(
+                    "orgd-act-as: service account \(account.name) holds system role \(account.systemRole.rawValue) "
+                        + "and may not act for user \(user.id), who holds \(user.systemRole.rawValue)")
+            }
+            return acting
         }
     }
 

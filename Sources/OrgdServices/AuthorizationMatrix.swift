@@ -27,6 +27,8 @@ public enum AuthorizationMatrix {
         case service
         /// A service account allowed to act as users, acting for P's user.
         case serviceActingForPatient
+        /// A service account with no system role and the mailer permission.
+        case mailerService
         /// A token whose user has been disabled.
         case disabledUser
         /// A token that has been revoked.
@@ -46,6 +48,7 @@ public enum AuthorizationMatrix {
             case .patient: "the patient"
             case .service: "service, no act-as"
             case .serviceActingForPatient: "service acting for the patient"
+            case .mailerService: "mailer service"
             case .disabledUser: "disabled user"
             case .revokedToken: "revoked token"
             case .noToken: "no token over TCP"
@@ -67,16 +70,17 @@ public enum AuthorizationMatrix {
     private static let y = Outcome.allowed, n = Outcome.denied, u = Outcome.unauthenticated
 
     /// Each rule's row, one cell per `Caller` in declaration order:
-    /// local, super, admin, mgr here, mgr other, agent, patient, service, svc→P, disabled, revoked, no token.
+    /// local, super, admin, mgr here, mgr other, agent, patient, service, svc→P, mailer, disabled, revoked, no token.
     static let rows: [AccessRule: [Outcome]] = [
-        .anyone:                     [y, y, y, y, y, y, y, y, y, u, u, y],
-        .authenticated:              [y, y, y, y, y, y, y, y, y, u, u, u],
-        .admin:                      [y, y, y, n, n, n, n, n, n, u, u, u],
-        .superadmin:                 [y, y, n, n, n, n, n, n, n, u, u, u],
-        .adminOrOrganizationManager: [y, y, y, y, n, n, n, n, n, u, u, u],
-        .adminOrSelf:                [y, y, y, n, n, n, y, n, y, u, u, u],
-        .patientSelf:                [n, n, n, n, n, n, y, n, y, u, u, u],
-        .serviceOrAdmin:             [y, y, y, n, n, n, n, y, y, u, u, u],
+        .anyone:                     [y, y, y, y, y, y, y, y, y, y, u, u, y],
+        .authenticated:              [y, y, y, y, y, y, y, y, y, y, u, u, u],
+        .admin:                      [y, y, y, n, n, n, n, n, n, n, u, u, u],
+        .superadmin:                 [y, y, n, n, n, n, n, n, n, n, u, u, u],
+        .adminOrOrganizationManager: [y, y, y, y, n, n, n, n, n, n, u, u, u],
+        .adminOrSelf:                [y, y, y, n, n, n, y, n, y, n, u, u, u],
+        .patientSelf:                [n, n, n, n, n, n, y, n, y, n, u, u, u],
+        .serviceOrAdmin:             [y, y, y, n, n, n, n, y, y, y, u, u, u],
+        .mailer:                     [y, n, n, n, n, n, n, n, n, y, u, u, u],
     ]
 
     /// What `caller` gets from a method with `rule`.

@@ -65,8 +65,9 @@ struct InvitationService {
             let token = try Self.token(request.token)
             return try await store.write { tx in try tx.declineInvitation(token: token).proto(at: tx.now) }
         }
-        table.add(Self.name, "ClaimOutbox", rule: .serviceOrAdmin, claim)
-        table.add(Self.name, "AckOutbox", rule: .serviceOrAdmin) { (request: Orgd_V1_AckOutboxRequest, _) in
+        // Only the mailer: claimed messages carry live invitation tokens.
+        table.add(Self.name, "ClaimOutbox", rule: .mailer, claim)
+        table.add(Self.name, "AckOutbox", rule: .mailer) { (request: Orgd_V1_AckOutboxRequest, _) in
             let id = try Validation.id(request.id)
             let mailer = try Validation.text(request.mailerID, field: "mailer_id")
             let error = try Validation.text(request.error, field: "error", maximum: 2000, required: false)

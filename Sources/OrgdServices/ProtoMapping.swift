@@ -85,6 +85,7 @@ extension ServiceAccountRecord {
         message.name = name
         message.systemRole = systemRole.proto
         message.mayActAs = mayActAs
+        message.mailer = mailer
         message.createTime = Google_Protobuf_Timestamp(createTime)
         return message
     }

@@ -26,7 +26,7 @@ struct TokenService {
         let name = try Validation.text(request.name, field: "name")
         let role = request.systemRole == .unspecified ? .none : try SystemRole(validating: request.systemRole, field: "system_role")
         let bytes = try await store.write(idempotency: try context.idempotencyKey(for: request)) { tx in
-            try tx.createServiceAccount(name: name, systemRole: role, mayActAs: request.mayActAs).proto.serializedBytes()
+            try tx.createServiceAccount(name: name, systemRole: role, mayActAs: request.mayActAs, mailer: request.mailer).proto.serializedBytes()
         }
         return try Orgd_V1_ServiceAccount(serializedBytes: bytes)
     }

@@ -20,6 +20,9 @@ enum Migrations {
         migrator.registerMigration("v5: audit log") { db in
             try db.execute(sql: v5)
         }
+        migrator.registerMigration("v6: the mailer permission on service accounts") { db in
+            try db.execute(sql: v6)
+        }
         return migrator
     }
 
@@ -293,5 +296,12 @@ enum Migrations {
           BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
         CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
           BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        """
+
+    /// Claiming and acknowledging the invitation outbox is its own permission
+    /// (claimed messages carry live invitation tokens): existing accounts do
+    /// not hold it.
+    private static let v6 = """
+        ALTER TABLE service_account ADD COLUMN mailer INTEGER NOT NULL DEFAULT 0 CHECK (mailer IN (0, 1));
         """
 }

@@ -72,6 +72,8 @@ public struct ServiceAccountRecord: Sendable, Equatable {
     public var systemRole: SystemRole
     public var mayActAs: Bool
     public var createTime: Date
+    /// May claim and acknowledge the invitation outbox (the mailer).
+    public var mailer: Bool = false
 }
 
 /// Who a token speaks for.

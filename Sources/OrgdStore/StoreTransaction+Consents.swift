@@ -134,16 +134,25 @@ extension StoreTransaction {
 
     /// Renames, re-dates or adds scopes; a scope is never taken away, so
     /// answers already given keep their meaning.
+    ///
+    /// The period is part of what a patient agreed to: once a request has
+    /// ended its period never changes again, and a running request's period
+    /// may be narrowed (or ended) but not widened once a patient has consented
+    /// under it — that would grant access for time nobody agreed to.
     public func updateConsentRequest(
         id: String, expectedVersion: Int64, name: String?, addScopeIDs: [String], startTime: Date??, endTime: Date??
     ) throws -> ConsentRequestRecord {
         var request = try consentRequest(id: id)
         try checkVersion(request.version, expected: expectedVersion, what: "consent request \(id)")
+        let old = (start: request.startTime, end: request.endTime)
         if let name { request.name = name }
         if let startTime { request.startTime = startTime }
         if let endTime { request.endTime = endTime }
         if let start = request.startTime, let end = request.endTime, start >= end {
             throw RPCError.invalidArgument(field: "end_time", "must be after start_time")
+        }
+        if old.start != request.startTime || old.end != request.endTime {
+            try checkPeriodChange(id, old: old, new: (request.startTime, request.endTime))
         }
         try execute(
             "UPDATE consent_request SET name = ?, start_time = ?, end_time = ?, update_time = ?, version = version + 1 WHERE id = ?",
@@ -152,6 +161,29 @@ extension StoreTransaction {
         let known = Set(request.scopes.map(\.id))
         try addScopes(addScopeIDs.filter { !known.contains($0) }, to: id, after: request.scopes.count)
         return try consentRequest(id: id)
+    }
+
+    private func checkPeriodChange(_ id: String, old: (start: Date?, end: Date?), new: (start: Date?, end: Date?)) throws {
+        let field = old.end != new.end ? (new.end == nil ? "remove_end_time" : "end_time") : "start_time"
+        if let end = old.end, end <= now {
+            throw RPCError(
+                .failedPrecondition, "consent request \(id) has ended; its period cannot change: create a new one",
+                fieldViolations: [.init(field: field, description: "the request has ended")]
+            )
+        }
+        // Ending it now (or earlier) only takes access away.
+        if let end = new.end, end <= now { return }
+        let startsEarlier = old.start.map { start in new.start.map { $0 < start } ?? true } ?? false
+        let endsLater = old.end.map { end in new.end.map { $0 > end } ?? true } ?? false
+        guard startsEarlier || endsLater else { return }
+        let consented = try fetchOne("SELECT 1 FROM consent WHERE consent_request_id = ? AND consented = 1 LIMIT 1", [id]) != nil
+        if consented {
+            throw RPCError(
+                .failedPrecondition,
+                "consent request \(id): patients consented for its current period; a longer period needs their answer again: create a new request",
+                fieldViolations: [.init(field: startsEarlier && !endsLater ? "start_time" : field, description: "would widen a period patients consented to")]
+            )
+        }
     }
 
     public func listConsentRequests(organizationID: String, after: Int64?, limit: Int) throws -> Page<ConsentRequestRecord> {

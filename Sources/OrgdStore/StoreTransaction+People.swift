@@ -52,7 +52,15 @@ extension StoreTransaction {
         if let title = changes.title { user.title = title }
         if let givenName = changes.givenName { user.givenName = givenName }
         if let familyName = changes.familyName { user.familyName = familyName }
-        if let role = changes.systemRole { user.systemRole = role }
+        if let role = changes.systemRole {
+            if role != .none, let patient = try patient(forUser: id) {
+                throw RPCError(
+                    .failedPrecondition, "system_role: user \(id) is patient \(patient.id)'s login, which holds no system role",
+                    fieldViolations: [.init(field: "system_role", description: "a patient's login holds no system role")]
+                )
+            }
+            user.systemRole = role
+        }
         if let status = changes.status { user.status = status }
         try execute(
             """
@@ -122,7 +130,17 @@ extension StoreTransaction {
         if let title = changes.title { patient.title = title }
         if let givenName = changes.givenName { patient.givenName = givenName }
         if let familyName = changes.familyName { patient.familyName = familyName }
-        if let userID = changes.userID {
+        // A patient's login is their identity for consent: it is set once, on
+        // a record that has none, and never moved or removed — else whoever
+        // it moved to could change the consents the patient gave.
+        if let userID = changes.userID, userID != patient.userID {
+            if let current = patient.userID {
+                throw RPCError(
+                    .failedPrecondition,
+                    "patient \(id) logs in as user \(current): a patient's login is their identity for consent; it cannot be moved or removed",
+                    fieldViolations: [.init(field: userID == nil ? "remove_user_id" : "user_id", description: "the patient's login cannot be moved or removed")]
+                )
+            }
             if let userID { try checkUserLinkable(userID, except: id) }
             patient.userID = userID
         }
@@ -164,11 +182,20 @@ extension StoreTransaction {
         }
     }
 
+    /// A patient's login must be a user with no system role (consents are
+    /// answered by patients, never by an admin) and no other patient record.
     private func checkUserLinkable(_ userID: String, except patientID: String?) throws {
+        let linked: UserRecord
         do {
-            _ = try user(id: userID)
+            linked = try user(id: userID)
         } catch let error as RPCError where error.code == .notFound {
             throw RPCError.invalidArgument(field: "user_id", "no user \(userID)")
+        }
+        guard linked.systemRole == .none else {
+            throw RPCError(
+                .failedPrecondition, "user_id: user \(userID) holds the \(linked.systemRole.rawValue) system role; a patient's login must hold none",
+                fieldViolations: [.init(field: "user_id", description: "holds a system role")]
+            )
         }
         if let holder = try patient(forUser: userID), holder.id != patientID {
             throw RPCError(

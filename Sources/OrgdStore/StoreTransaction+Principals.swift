@@ -62,7 +62,7 @@ extension StoreTransaction {
     }
 
     /// Creates a service account; ALREADY_EXISTS when the name is taken.
-    public func createServiceAccount(name: String, systemRole: SystemRole, mayActAs: Bool) throws -> ServiceAccountRecord {
+    public func createServiceAccount(name: String, systemRole: SystemRole, mayActAs: Bool, mailer: Bool = false) throws -> ServiceAccountRecord {
         if try fetchOne("SELECT 1 FROM service_account WHERE name = ?", [name]) != nil {
             throw RPCError(
                 .alreadyExists, "name: a service account named \(name) already exists",
@@ -71,8 +71,8 @@ extension StoreTransaction {
         }
         let id = UUID().uuidString.lowercased()
         try execute(
-            "INSERT INTO service_account (id, name, system_role, may_act_as, create_time) VALUES (?, ?, ?, ?, ?)",
-            [id, name, systemRole.rawValue, mayActAs, now.storedMicros]
+            "INSERT INTO service_account (id, name, system_role, may_act_as, mailer, create_time) VALUES (?, ?, ?, ?, ?, ?)",
+            [id, name, systemRole.rawValue, mayActAs, mailer, now.storedMicros]
         )
         return try serviceAccount(id: id)
     }
@@ -199,7 +199,7 @@ extension StoreTransaction {
     static func serviceAccount(_ row: Row) -> ServiceAccountRecord {
         ServiceAccountRecord(
             id: row["id"], name: row["name"], systemRole: SystemRole(rawValue: row["system_role"]) ?? .none,
-            mayActAs: row["may_act_as"], createTime: Date(storedMicros: row["create_time"])
+            mayActAs: row["may_act_as"], createTime: Date(storedMicros: row["create_time"]), mailer: row["mailer"]
         )
     }
 

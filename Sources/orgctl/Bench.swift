@@ -273,7 +273,9 @@ struct LoadRunner: Sendable {
                 var body = Orgd_V1_ConsentAnswersRequest()
                 body.patientID = patient.id
                 body.studyScopeConsents = [study]
-                _ = try await client.consents.updateConsents(body, options: CallOptions(metadata: [("orgd-act-as", patient.userID)]))
+                // A service acting for the patient answers (never the local operator).
+                let service: [(key: String, value: String)] = token == nil ? [("authorization", "Bearer \(data.serviceToken)")] : []
+                _ = try await client.consents.updateConsents(body, options: CallOptions(metadata: service + [("orgd-act-as", patient.userID)]))
             case .createOrganization:
                 var request = Orgd_V1_CreateOrganizationRequest()
                 request.name = "Bench org \(worker)-\(sequence)-\(UInt32.random(in: 0...UInt32.max, using: &generator))"

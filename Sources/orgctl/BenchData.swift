@@ -119,6 +119,16 @@ struct BenchData: Codable {
             }
             return id
         }
+        // The service that answers for patients: consents are answered by the
+        // patient or a service acting for them, never the local operator.
+        var account = Orgd_V1_CreateServiceAccountRequest()
+        account.name = "bench-\(tag)"
+        account.systemRole = .admin
+        account.mayActAs = true
+        var token = Orgd_V1_CreateTokenRequest()
+        token.serviceAccountID = try await client.tokens.createServiceAccount(account).id
+        token.description_p = "orgctl bench"
+        let serviceToken = try await client.tokens.createToken(token).secret
         // Consents: patient by patient, each answering its first scopes.
         var counting = Array(repeating: 0, count: counts.patients)
         for index in 0..<counts.consents { counting[index % counts.patients] += 1 }
@@ -138,17 +148,11 @@ struct BenchData: Codable {
             var body = Orgd_V1_ConsentAnswersRequest()
             body.patientID = patient.id
             body.studyScopeConsents = [study]
-            _ = try await client.consents.answerConsents(body, options: CallOptions(metadata: [("orgd-act-as", patient.userID)]))
+            _ = try await client.consents.answerConsents(
+                body, options: CallOptions(metadata: [("authorization", "Bearer \(serviceToken)"), ("orgd-act-as", patient.userID)]))
             return 0
         }
         log("  consents done")
-        var account = Orgd_V1_CreateServiceAccountRequest()
-        account.name = "bench-\(tag)"
-        account.systemRole = .admin
-        account.mayActAs = true
-        var token = Orgd_V1_CreateTokenRequest()
-        token.serviceAccountID = try await client.tokens.createServiceAccount(account).id
-        token.description_p = "orgctl bench"
         var data = BenchData()
         data.organizations = organizations
         data.agents = agents
@@ -156,7 +160,7 @@ struct BenchData: Codable {
         data.scopes = scopes
         data.requests = requests
         data.consents = (0..<counts.patients).flatMap { index in (0..<perPatient[index]).map { [index, $0] } }
-        data.serviceToken = try await client.tokens.createToken(token).secret
+        data.serviceToken = serviceToken
         return data
     }
 

@@ -21,6 +21,7 @@ struct ServiceAccount: AsyncParsableCommand {
         @Option(help: "A unique name, e.g. bff or mailer.") var name: String
         @Option(help: "System role: none, admin or superadmin.") var role: String = "none"
         @Flag(help: "Allow it to act for users with orgd-act-as.") var mayActAs = false
+        @Flag(help: "Let it claim and acknowledge the invitation outbox (a mail service).") var mailer = false
 
         func validate() throws {
             guard ServiceAccount.roles[role] != nil else { throw ValidationError("--role must be none, admin or superadmin") }
@@ -31,12 +32,13 @@ struct ServiceAccount: AsyncParsableCommand {
             request.name = name
             request.systemRole = ServiceAccount.roles[role] ?? .none
             request.mayActAs = mayActAs
+            request.mailer = mailer
             try await connection.run { client in
                 let account = try await client.tokens.createServiceAccount(request, options: connection.callOptions)
                 if connection.json { return try Output.json(account) }
                 Output.fields([
                     ("id", account.id), ("name", account.name), ("role", ServiceAccount.roleName(account.systemRole)),
-                    ("may act as", "\(account.mayActAs)"),
+                    ("may act as", "\(account.mayActAs)"), ("mailer", "\(account.mailer)"),
                 ])
             }
         }
@@ -53,8 +55,8 @@ struct ServiceAccount: AsyncParsableCommand {
                 let response = try await client.tokens.listServiceAccounts(request, options: connection.callOptions)
                 if connection.json { return try Output.json(response) }
                 Output.table(
-                    ["ID", "NAME", "ROLE", "MAY ACT AS"],
-                    response.serviceAccounts.map { [$0.id, $0.name, ServiceAccount.roleName($0.systemRole), "\($0.mayActAs)"] }
+                    ["ID", "NAME", "ROLE", "MAY ACT AS", "MAILER"],
+                    response.serviceAccounts.map { [$0.id, $0.name, ServiceAccount.roleName($0.systemRole), "\($0.mayActAs)", "\($0.mailer)"] }
                 )
             }
         }

@@ -112,7 +112,7 @@ struct AccessCheckTests {
         }
     }
 
-    @Test("moving the request's dates so now is outside them denies; consents count only inside [start, end)")
+    @Test("moving the request's dates so now is outside them denies; consents count only inside [start, end); a consented period is never widened back")
     func requestDates() async throws {
         try await withConsentWorld { (world: ConsentWorld) async throws in
             let study = try await Self.allowedWorld(world)
@@ -126,8 +126,10 @@ struct AccessCheckTests {
             back.id = study.id
             back.version = future.version
             back.startTime = .init(date: Date().addingTimeInterval(-3600))
-            _ = try await world.managerClient.consents.updateConsentRequest(back)
-            #expect(try await world.check(world.bloodPressure).allowed)
+            // Widening a period patients consented to needs their answer again (SECURITY.md).
+            let widened = await rpcError { _ = try await world.managerClient.consents.updateConsentRequest(back) }
+            #expect(widened?.code == .failedPrecondition)
+            #expect(try await world.check(world.bloodPressure).reason == .noConsent)
         }
     }
 

@@ -81,6 +81,7 @@ struct AuthorizationMatrixTests {
 
         let actor = try await daemon.serviceToken(role: .none, mayActAs: true)
         clients[.serviceActingForPatient] = try await OrgdClient.connect(to: daemon.tcp, token: actor.secret, actAs: world.patientUser.id)
+        clients[.mailerService] = try await daemon.client(daemon.tcp, token: try await daemon.serviceToken(role: .none, mailer: true).secret)
 
         // An admin whose account is then disabled: the token stays, the user may not.
         let (disabled, _, disabledClient) = try await userClient(role: .admin)

@@ -24,7 +24,7 @@ struct InvitationEndToEndTests {
             let invited = try await world.managerClient.invitations.inviteMember(Self.inviteRequest(world.organization.id, "dana@fbi.example", role: "PKB_TEAM_PRO"))
             #expect(invited.message == "Invitation sent")
 
-            let mailer = try await world.daemon.serviceToken(role: .none, name: "mailer")
+            let mailer = try await world.daemon.serviceToken(role: .none, name: "mailer", mailer: true)
             let mailerClient = try await world.daemon.client(world.daemon.tcp, token: mailer.secret)
             var claim = Orgd_V1_ClaimOutboxRequest()
             claim.mailerID = "mailer-1"

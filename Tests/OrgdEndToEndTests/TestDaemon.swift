@@ -64,13 +64,14 @@ final class TestDaemon: Sendable {
     }
 
     /// A token for a new service account with `role`, made through the API.
-    func serviceToken(role: Orgd_V1_SystemRole, name: String = UUID().uuidString, mayActAs: Bool = false) async throws -> (id: String, secret: String) {
+    func serviceToken(role: Orgd_V1_SystemRole, name: String = UUID().uuidString, mayActAs: Bool = false, mailer: Bool = false) async throws -> (id: String, secret: String) {
         let local = try await client()
         defer { Task { await local.close() } }
         var account = Orgd_V1_CreateServiceAccountRequest()
         account.name = name
         account.systemRole = role
         account.mayActAs = mayActAs
+        account.mailer = mailer
         let created = try await local.tokens.createServiceAccount(account)
         var token = Orgd_V1_CreateTokenRequest()
         token.serviceAccountID = created.id

@@ -104,6 +104,54 @@ struct AuthenticationTests {
         #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: list, as: .token(admin.secret, actAs: nobody.user.id)).code == .permissionDenied)
     }
 
+    @Test("act-as never escalates: acting for an admin or superadmin needs that role; tokens, service accounts and the audit log never go through act-as")
+    func actAsNeverEscalates() async throws {
+        let harness = try Harness()
+        let roleless = try await harness.serviceToken(role: .none, mayActAs: true)
+        let adminService = try await harness.serviceToken(role: .admin, mayActAs: true)
+        let superService = try await harness.serviceToken(role: .superadmin, mayActAs: true)
+        let admin = try await harness.userToken(role: .admin)
+        let superadmin = try await harness.userToken(role: .superadmin)
+        let target = try await harness.userToken(role: .none)
+        let list: [UInt8] = try Orgd_V1_ListOrganizationsRequest().serializedBytes()
+        var account = Orgd_V1_CreateServiceAccountRequest()
+        account.name = "minted"
+        account.systemRole = .superadmin
+        var token = Orgd_V1_CreateTokenRequest()
+        token.userID = target.user.id
+        let superadminCalls: [(String, String, [UInt8])] = [
+            ("orgd.v1.TokenService", "CreateToken", try token.serializedBytes()),
+            ("orgd.v1.TokenService", "CreateServiceAccount", try account.serializedBytes()),
+            ("orgd.v1.TokenService", "ListTokens", try Orgd_V1_ListTokensRequest().serializedBytes()),
+            ("orgd.v1.AuditService", "ListAuditLog", try Orgd_V1_ListAuditLogRequest().serializedBytes()),
+        ]
+        // A role-less service acting for a superadmin or an admin: refused outright.
+        for user in [superadmin.user, admin.user] {
+            let listed = try await harness.raw(Harness.organizations, "ListOrganizations", payload: list, as: .token(roleless.secret, actAs: user.id))
+            #expect(listed.code == .permissionDenied && listed.status.message.contains("may not act for user"))
+            for (service, method, payload) in superadminCalls {
+                #expect(try await harness.raw(service, method, payload: payload, as: .token(roleless.secret, actAs: user.id)).code == .permissionDenied)
+            }
+        }
+        // An admin service acting for an admin: allowed, with the admin's rights; not for a superadmin.
+        #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: list, as: .token(adminService.secret, actAs: admin.user.id)).code == .ok)
+        #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: list, as: .token(adminService.secret, actAs: superadmin.user.id)).code == .permissionDenied)
+        // Even a superadmin service acting for a superadmin, and the local
+        // operator acting for one, manage no tokens or accounts that way.
+        for (service, method, payload) in superadminCalls {
+            let acting = try await harness.raw(service, method, payload: payload, as: .token(superService.secret, actAs: superadmin.user.id))
+            #expect(acting.code == .permissionDenied && acting.status.message.contains("orgd-act-as"), "\(method)")
+            let local = try await harness.raw(service, method, payload: payload, as: .local, metadata: ["orgd-act-as": superadmin.user.id])
+            #expect(local.code == .permissionDenied, "\(method)")
+        }
+        // Nothing was minted; with its own credentials the superadmin service still can.
+        let accounts: Orgd_V1_ListServiceAccountsResponse = try await harness.call("orgd.v1.TokenService", "ListServiceAccounts", Orgd_V1_ListServiceAccountsRequest())
+        #expect(!accounts.serviceAccounts.contains { $0.name == "minted" })
+        let tokens: Orgd_V1_ListTokensResponse = try await harness.call("orgd.v1.TokenService", "ListTokens", Orgd_V1_ListTokensRequest())
+        #expect(tokens.tokens.count == 6)
+        #expect(try await harness.raw("orgd.v1.TokenService", "CreateServiceAccount", payload: try account.serializedBytes(), as: .token(superService.secret)).code == .ok)
+    }
+
     @Test("unknown services and methods are UNIMPLEMENTED in ttrpc's words; every declared method is served")
     func unimplemented() async throws {
         let harness = try Harness()

@@ -89,9 +89,9 @@ final class Harness: Sendable {
     }
 
     /// A bearer token for a new service account with `role`.
-    func serviceToken(role: SystemRole, mayActAs: Bool = false, name: String = UUID().uuidString) async throws -> (account: ServiceAccountRecord, secret: String) {
+    func serviceToken(role: SystemRole, mayActAs: Bool = false, mailer: Bool = false, name: String = UUID().uuidString) async throws -> (account: ServiceAccountRecord, secret: String) {
         try await store.write { tx in
-            let account = try tx.createServiceAccount(name: name, systemRole: role, mayActAs: mayActAs)
+            let account = try tx.createServiceAccount(name: name, systemRole: role, mayActAs: mayActAs, mailer: mailer)
             return (account, try tx.createToken(owner: .serviceAccount(id: account.id), description: "test", expireTime: nil).secret)
         }
     }

@@ -122,8 +122,55 @@ struct MembershipServiceTests {
         unlink.id = patient.id
         unlink.version = 1
         unlink.removeUserID = true
-        let unlinked: Orgd_V1_Patient = try await harness.call(Harness.memberships, "UpdatePatient", unlink)
-        #expect(unlinked.userID.isEmpty && unlinked.version == 2)
+        let refused = await rpcError { let _: Orgd_V1_Patient = try await harness.call(Harness.memberships, "UpdatePatient", unlink) }
+        #expect(refused?.code == .failedPrecondition && refused?.fieldViolations.first?.field == "remove_user_id")
+    }
+
+    @Test("a patient's login is set once, to a user with no system role, and never moved or removed — not even by a superadmin")
+    func patientLoginIsSetOnce() async throws {
+        let harness = try Harness()
+        let admin = try await harness.userToken(role: .admin)
+        let person = try await harness.userToken(role: .none)
+        let stranger = try await harness.userToken(role: .none)
+        func update(_ patient: Orgd_V1_Patient, as caller: Harness.Caller = .local, _ change: (inout Orgd_V1_UpdatePatientRequest) -> Void) async throws -> Orgd_V1_Patient {
+            var request = Orgd_V1_UpdatePatientRequest()
+            request.id = patient.id
+            request.version = patient.version
+            change(&request)
+            return try await harness.call(Harness.memberships, "UpdatePatient", request, as: caller)
+        }
+        // An admin links a patient record to their own account: refused, at creation and later.
+        let unlinked = try await harness.createPatient()
+        let toAdmin = await rpcError { _ = try await update(unlinked, as: .token(admin.secret)) { $0.userID = admin.user.id } }
+        #expect(toAdmin?.code == .failedPrecondition && toAdmin?.fieldViolations.first?.field == "user_id")
+        let createdForAdmin = await rpcError { _ = try await harness.createPatient(userID: admin.user.id) }
+        #expect(createdForAdmin?.code == .failedPrecondition && createdForAdmin?.fieldViolations.first?.field == "user_id")
+        // Set once on a record without a login: allowed.
+        let linked = try await update(unlinked) { $0.userID = person.user.id }
+        #expect(linked.userID == person.user.id)
+        // Naming the same login again is fine.
+        let same = try await update(linked) { $0.userID = person.user.id }
+        #expect(same.userID == person.user.id)
+        // Moving it, or removing it, is refused, whoever asks.
+        for caller in [Harness.Caller.local, .token(admin.secret)] {
+            let moved = await rpcError { _ = try await update(same, as: caller) { $0.userID = stranger.user.id } }
+            #expect(moved?.code == .failedPrecondition && moved?.message.contains("cannot be moved") == true)
+            let removed = await rpcError { _ = try await update(same, as: caller) { $0.removeUserID = true } }
+            #expect(removed?.code == .failedPrecondition)
+        }
+        let moveToAdmin = await rpcError { _ = try await update(same, as: .token(admin.secret)) { $0.userID = admin.user.id } }
+        #expect(moveToAdmin?.code == .failedPrecondition)
+        var get = Orgd_V1_GetPatientRequest()
+        get.id = linked.id
+        let stored: Orgd_V1_Patient = try await harness.call(Harness.memberships, "GetPatient", get)
+        #expect(stored.userID == person.user.id)
+        // And a patient's login is never given a system role afterwards.
+        var promote = Orgd_V1_UpdateUserRequest()
+        promote.id = person.user.id
+        promote.version = person.user.version
+        promote.systemRole = .admin
+        let promoted = await rpcError { let _: Orgd_V1_User = try await harness.call(Harness.memberships, "UpdateUser", promote) }
+        #expect(promoted?.code == .failedPrecondition && promoted?.fieldViolations.first?.field == "system_role")
     }
 
     // MARK: Staff memberships

@@ -457,7 +457,7 @@ void   orgd__v1__revoke_token_request__free_unpacked
   assert(message->base.descriptor == &orgd__v1__revoke_token_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor orgd__v1__service_account__field_descriptors[5] =
+static const ProtobufCFieldDescriptor orgd__v1__service_account__field_descriptors[6] =
 {
   {
     "id",
@@ -519,10 +519,23 @@ static const ProtobufCFieldDescriptor orgd__v1__service_account__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "mailer",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__ServiceAccount, mailer),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned orgd__v1__service_account__field_indices_by_name[] = {
   4,   /* field[4] = create_time */
   0,   /* field[0] = id */
+  5,   /* field[5] = mailer */
   3,   /* field[3] = may_act_as */
   1,   /* field[1] = name */
   2,   /* field[2] = system_role */
@@ -530,7 +543,7 @@ static const unsigned orgd__v1__service_account__field_indices_by_name[] = {
 static const ProtobufCIntRange orgd__v1__service_account__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor orgd__v1__service_account__descriptor =
 {
@@ -540,7 +553,7 @@ const ProtobufCMessageDescriptor orgd__v1__service_account__descriptor =
   "Orgd__V1__ServiceAccount",
   "orgd.v1",
   sizeof(Orgd__V1__ServiceAccount),
-  5,
+  6,
   orgd__v1__service_account__field_descriptors,
   orgd__v1__service_account__field_indices_by_name,
   1,  orgd__v1__service_account__number_ranges,
@@ -676,7 +689,7 @@ const ProtobufCMessageDescriptor orgd__v1__api_token__descriptor =
   (ProtobufCMessageInit) orgd__v1__api_token__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor orgd__v1__create_service_account_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor orgd__v1__create_service_account_request__field_descriptors[4] =
 {
   {
     "name",
@@ -714,8 +727,21 @@ static const ProtobufCFieldDescriptor orgd__v1__create_service_account_request__
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "mailer",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__CreateServiceAccountRequest, mailer),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned orgd__v1__create_service_account_request__field_indices_by_name[] = {
+  3,   /* field[3] = mailer */
   2,   /* field[2] = may_act_as */
   0,   /* field[0] = name */
   1,   /* field[1] = system_role */
@@ -723,7 +749,7 @@ static const unsigned orgd__v1__create_service_account_request__field_indices_by
 static const ProtobufCIntRange orgd__v1__create_service_account_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor orgd__v1__create_service_account_request__descriptor =
 {
@@ -733,7 +759,7 @@ const ProtobufCMessageDescriptor orgd__v1__create_service_account_request__descr
   "Orgd__V1__CreateServiceAccountRequest",
   "orgd.v1",
   sizeof(Orgd__V1__CreateServiceAccountRequest),
-  3,
+  4,
   orgd__v1__create_service_account_request__field_descriptors,
   orgd__v1__create_service_account_request__field_indices_by_name,
   1,  orgd__v1__create_service_account_request__number_ranges,

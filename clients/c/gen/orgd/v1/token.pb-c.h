@@ -48,10 +48,15 @@ struct  Orgd__V1__ServiceAccount
    */
   protobuf_c_boolean may_act_as;
   Google__Protobuf__Timestamp *create_time;
+  /*
+   * May claim and acknowledge the invitation outbox (ClaimOutbox, AckOutbox):
+   * the mailer. Claimed messages carry live invitation tokens in plain text.
+   */
+  protobuf_c_boolean mailer;
 };
 #define ORGD__V1__SERVICE_ACCOUNT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&orgd__v1__service_account__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, ORGD__V1__SYSTEM_ROLE__SYSTEM_ROLE_UNSPECIFIED, 0, NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, ORGD__V1__SYSTEM_ROLE__SYSTEM_ROLE_UNSPECIFIED, 0, NULL, 0 }
 
 
 typedef enum {
@@ -99,10 +104,14 @@ struct  Orgd__V1__CreateServiceAccountRequest
   char *name;
   Orgd__V1__SystemRole system_role;
   protobuf_c_boolean may_act_as;
+  /*
+   * The mailer permission: may claim and acknowledge the invitation outbox.
+   */
+  protobuf_c_boolean mailer;
 };
 #define ORGD__V1__CREATE_SERVICE_ACCOUNT_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&orgd__v1__create_service_account_request__descriptor) \
-    , (char *)protobuf_c_empty_string, ORGD__V1__SYSTEM_ROLE__SYSTEM_ROLE_UNSPECIFIED, 0 }
+    , (char *)protobuf_c_empty_string, ORGD__V1__SYSTEM_ROLE__SYSTEM_ROLE_UNSPECIFIED, 0, 0 }
 
 
 struct  Orgd__V1__ListServiceAccountsRequest

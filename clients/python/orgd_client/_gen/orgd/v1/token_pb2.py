@@ -15,7 +15,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from orgd.v1 import common_pb2 as orgd_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13orgd/v1/token.proto\x12\x07orgd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14orgd/v1/common.proto\"\x99\x01\n\x0eServiceAccount\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x0bsystem_role\x18\x03 \x01(\x0e\x32\x13.orgd.v1.SystemRole\x12\x12\n\nmay_act_as\x18\x04 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8c\x02\n\x08\x41piToken\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x11\n\x07user_id\x18\x03 \x01(\tH\x00\x12\x1c\n\x12service_account_id\x18\x04 \x01(\tH\x00\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x0b\n\tprincipal\"i\n\x1b\x43reateServiceAccountRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x0bsystem_role\x18\x02 \x01(\x0e\x32\x13.orgd.v1.SystemRole\x12\x12\n\nmay_act_as\x18\x03 \x01(\x08\"C\n\x1aListServiceAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"i\n\x1bListServiceAccountsResponse\x12\x31\n\x10service_accounts\x18\x01 \x03(\x0b\x32\x17.orgd.v1.ServiceAccount\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x83\x01\n\x12\x43reateTokenRequest\x12\x11\n\x07user_id\x18\x01 \x01(\tH\x00\x12\x1c\n\x12service_account_id\x18\x02 \x01(\tH\x00\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x1a\n\x12\x65xpires_in_seconds\x18\x04 \x01(\x03\x42\x0b\n\tprincipal\"G\n\x13\x43reateTokenResponse\x12 \n\x05token\x18\x01 \x01(\x0b\x32\x11.orgd.v1.ApiToken\x12\x0e\n\x06secret\x18\x02 \x01(\t\"S\n\x11ListTokensRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x17\n\x0finclude_revoked\x18\x03 \x01(\x08\"P\n\x12ListTokensResponse\x12!\n\x06tokens\x18\x01 \x03(\x0b\x32\x11.orgd.v1.ApiToken\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\x12RevokeTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t2\x97\x03\n\x0cTokenService\x12U\n\x14\x43reateServiceAccount\x12$.orgd.v1.CreateServiceAccountRequest\x1a\x17.orgd.v1.ServiceAccount\x12`\n\x13ListServiceAccounts\x12#.orgd.v1.ListServiceAccountsRequest\x1a$.orgd.v1.ListServiceAccountsResponse\x12H\n\x0b\x43reateToken\x12\x1b.orgd.v1.CreateTokenRequest\x1a\x1c.orgd.v1.CreateTokenResponse\x12\x45\n\nListTokens\x12\x1a.orgd.v1.ListTokensRequest\x1a\x1b.orgd.v1.ListTokensResponse\x12=\n\x0bRevokeToken\x12\x1b.orgd.v1.RevokeTokenRequest\x1a\x11.orgd.v1.ApiTokenb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13orgd/v1/token.proto\x12\x07orgd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14orgd/v1/common.proto\"\xa9\x01\n\x0eServiceAccount\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x0bsystem_role\x18\x03 \x01(\x0e\x32\x13.orgd.v1.SystemRole\x12\x12\n\nmay_act_as\x18\x04 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06mailer\x18\x06 \x01(\x08\"\x8c\x02\n\x08\x41piToken\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x11\n\x07user_id\x18\x03 \x01(\tH\x00\x12\x1c\n\x12service_account_id\x18\x04 \x01(\tH\x00\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x0b\n\tprincipal\"y\n\x1b\x43reateServiceAccountRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x0bsystem_role\x18\x02 \x01(\x0e\x32\x13.orgd.v1.SystemRole\x12\x12\n\nmay_act_as\x18\x03 \x01(\x08\x12\x0e\n\x06mailer\x18\x04 \x01(\x08\"C\n\x1aListServiceAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"i\n\x1bListServiceAccountsResponse\x12\x31\n\x10service_accounts\x18\x01 \x03(\x0b\x32\x17.orgd.v1.ServiceAccount\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x83\x01\n\x12\x43reateTokenRequest\x12\x11\n\x07user_id\x18\x01 \x01(\tH\x00\x12\x1c\n\x12service_account_id\x18\x02 \x01(\tH\x00\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x1a\n\x12\x65xpires_in_seconds\x18\x04 \x01(\x03\x42\x0b\n\tprincipal\"G\n\x13\x43reateTokenResponse\x12 \n\x05token\x18\x01 \x01(\x0b\x32\x11.orgd.v1.ApiToken\x12\x0e\n\x06secret\x18\x02 \x01(\t\"S\n\x11ListTokensRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x17\n\x0finclude_revoked\x18\x03 \x01(\x08\"P\n\x12ListTokensResponse\x12!\n\x06tokens\x18\x01 \x03(\x0b\x32\x11.orgd.v1.ApiToken\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\x12RevokeTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t2\x97\x03\n\x0cTokenService\x12U\n\x14\x43reateServiceAccount\x12$.orgd.v1.CreateServiceAccountRequest\x1a\x17.orgd.v1.ServiceAccount\x12`\n\x13ListServiceAccounts\x12#.orgd.v1.ListServiceAccountsRequest\x1a$.orgd.v1.ListServiceAccountsResponse\x12H\n\x0b\x43reateToken\x12\x1b.orgd.v1.CreateTokenRequest\x1a\x1c.orgd.v1.CreateTokenResponse\x12\x45\n\nListTokens\x12\x1a.orgd.v1.ListTokensRequest\x1a\x1b.orgd.v1.ListTokensResponse\x12=\n\x0bRevokeToken\x12\x1b.orgd.v1.RevokeTokenRequest\x1a\x11.orgd.v1.ApiTokenb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orgd.v1.token_pb2', globals())
@@ -23,25 +23,25 @@ if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
   _SERVICEACCOUNT._serialized_start=88
-  _SERVICEACCOUNT._serialized_end=241
-  _APITOKEN._serialized_start=244
-  _APITOKEN._serialized_end=512
-  _CREATESERVICEACCOUNTREQUEST._serialized_start=514
-  _CREATESERVICEACCOUNTREQUEST._serialized_end=619
-  _LISTSERVICEACCOUNTSREQUEST._serialized_start=621
-  _LISTSERVICEACCOUNTSREQUEST._serialized_end=688
-  _LISTSERVICEACCOUNTSRESPONSE._serialized_start=690
-  _LISTSERVICEACCOUNTSRESPONSE._serialized_end=795
-  _CREATETOKENREQUEST._serialized_start=798
-  _CREATETOKENREQUEST._serialized_end=929
-  _CREATETOKENRESPONSE._serialized_start=931
-  _CREATETOKENRESPONSE._serialized_end=1002
-  _LISTTOKENSREQUEST._serialized_start=1004
-  _LISTTOKENSREQUEST._serialized_end=1087
-  _LISTTOKENSRESPONSE._serialized_start=1089
-  _LISTTOKENSRESPONSE._serialized_end=1169
-  _REVOKETOKENREQUEST._serialized_start=1171
-  _REVOKETOKENREQUEST._serialized_end=1203
-  _TOKENSERVICE._serialized_start=1206
-  _TOKENSERVICE._serialized_end=1613
+  _SERVICEACCOUNT._serialized_end=257
+  _APITOKEN._serialized_start=260
+  _APITOKEN._serialized_end=528
+  _CREATESERVICEACCOUNTREQUEST._serialized_start=530
+  _CREATESERVICEACCOUNTREQUEST._serialized_end=651
+  _LISTSERVICEACCOUNTSREQUEST._serialized_start=653
+  _LISTSERVICEACCOUNTSREQUEST._serialized_end=720
+  _LISTSERVICEACCOUNTSRESPONSE._serialized_start=722
+  _LISTSERVICEACCOUNTSRESPONSE._serialized_end=827
+  _CREATETOKENREQUEST._serialized_start=830
+  _CREATETOKENREQUEST._serialized_end=961
+  _CREATETOKENRESPONSE._serialized_start=963
+  _CREATETOKENRESPONSE._serialized_end=1034
+  _LISTTOKENSREQUEST._serialized_start=1036
+  _LISTTOKENSREQUEST._serialized_end=1119
+  _LISTTOKENSRESPONSE._serialized_start=1121
+  _LISTTOKENSRESPONSE._serialized_end=1201
+  _REVOKETOKENREQUEST._serialized_start=1203
+  _REVOKETOKENREQUEST._serialized_end=1235
+  _TOKENSERVICE._serialized_start=1238
+  _TOKENSERVICE._serialized_end=1645
 # @@protoc_insertion_point(module_scope)
