@@ -322,6 +322,10 @@ public nonisolated struct Orgd_V1_UpdateConsentRequestRequest: Sendable {
   /// Adds these scopes to the request.
   public var addScopes: [Orgd_V1_ScopeRef] = []
 
+  /// The period is part of what patients consented to: once the request has
+  /// ended it never changes (FAILED_PRECONDITION), and once a patient has
+  /// consented it may be narrowed or ended but not widened (a later or removed
+  /// end, an earlier start): make a new request instead.
   public var startTime: SwiftProtobuf.Google_Protobuf_Timestamp {
     get {_startTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
     set {_startTime = newValue}

@@ -454,7 +454,9 @@ public nonisolated struct Orgd_V1_UpdatePatientRequest: Sendable {
   /// Clears the value of `familyName`. Subsequent reads from it will return its default value.
   public mutating func clearFamilyName() {self._familyName = nil}
 
-  /// Links the patient record to this user; remove_user_id unlinks.
+  /// Links the patient record to this user (no system role, no other patient
+  /// record) when it has no login yet. A patient's login is their identity for
+  /// consent: changing it, or remove_user_id, is FAILED_PRECONDITION.
   public var userID: String {
     get {_userID ?? String()}
     set {_userID = newValue}

@@ -220,6 +220,12 @@ struct  Orgd__V1__UpdateConsentRequestRequest
    */
   size_t n_add_scopes;
   Orgd__V1__ScopeRef **add_scopes;
+  /*
+   * The period is part of what patients consented to: once the request has
+   * ended it never changes (FAILED_PRECONDITION), and once a patient has
+   * consented it may be narrowed or ended but not widened (a later or removed
+   * end, an earlier start): make a new request instead.
+   */
   Google__Protobuf__Timestamp *start_time;
   Google__Protobuf__Timestamp *end_time;
   protobuf_c_boolean remove_end_time;

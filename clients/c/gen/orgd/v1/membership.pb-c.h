@@ -258,7 +258,9 @@ struct  Orgd__V1__UpdatePatientRequest
   char *given_name;
   char *family_name;
   /*
-   * Links the patient record to this user; remove_user_id unlinks.
+   * Links the patient record to this user (no system role, no other patient
+   * record) when it has no login yet. A patient's login is their identity for
+   * consent: changing it, or remove_user_id, is FAILED_PRECONDITION.
    */
   char *user_id;
   protobuf_c_boolean remove_user_id;
