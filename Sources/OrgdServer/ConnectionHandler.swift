@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import NIOSSL
 import OrgdCore
 import OrgdProto
 import OrgdServices
@@ -79,6 +80,16 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var authenticated = false
     /// Runs until the first authenticated call, on TCP.
     private var authenticationTimer: Scheduled<Void>?
+    /// Set once the connection is closing or closed: frames still in the
+    /// decoder (or in TLS's) are not started any more.
+    private var closed = false
+    /// The server has sent everything (drain) and shut its write side; it
+    /// reads on until the client closes, so that unread input does not turn
+    /// the close into a reset that would throw away the answers in flight.
+    private var outputClosed = false
+    /// How long, after shutting its write side at drain, the server waits
+    /// for the client to close before closing anyway.
+    static let linger: TimeAmount = .seconds(2)
     private var info: ConnectionInfo
     private var logger: Logger
     private var context: ChannelHandlerContext?
@@ -120,35 +131,39 @@ final class ConnectionHandler: ChannelDuplexHandler {
             info.peer = credentials.description
         }
         logger.debug("connection opened", metadata: ["connection.peer": "\(info.peer)", "connection.transport": "\(info.transport)"])
-        account = budget.open(channel: context.channel, peer: info.peer)
+        account = budget.open(channel: context.channel, peer: info.peer, sheddable: info.transport == .tcp)
         if let timeout = limits.authenticationTimeout { armAuthenticationTimer(context: context, in: timeout) }
         context.fireChannelActive()
     }
 
     /// Closes the connection if no call has got past authentication by then
     /// (a call still running is waited for: it may be the one).
-    private func armAuthenticationTimer(context: ChannelHandlerContext, in timeout: TimeAmount) {
+    private func armAuthenticationTimer(context: ChannelHandlerContext, in timeout: TimeAmount, graceLeft: Int = 50) {
         authenticationTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
             guard !self.authenticated, let context = self.context else { return }
-            if !self.inFlight.isEmpty || !self.waitingFrames.isEmpty {
-                self.armAuthenticationTimer(context: context, in: .milliseconds(100))
+            // A call already dispatched may be the one that authenticates:
+            // wait for it, but only so long (50 × 100 ms).
+            if !self.inFlight.isEmpty && graceLeft > 0 {
+                self.armAuthenticationTimer(context: context, in: .milliseconds(100), graceLeft: graceLeft - 1)
                 return
             }
             self.logger.notice("closing a connection that made no authenticated call in time",
                                metadata: ["connection.peer": "\(self.info.peer)"])
             self.metrics.connectionClosed(reason: .unauthenticated)
+            self.closed = true
             context.close(promise: nil)
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        closed = true
         for call in inFlight.values {
             call.task?.cancel()
             call.deadline?.cancel()
             metrics.callEnded()
         }
         inFlight.removeAll()
-        waitingFrames.removeAll()
+        while let frame = waitingFrames.popFirst() { release(frame) }
         frameTimer?.cancel()
         authenticationTimer?.cancel()
         if let account { budget.close(account) }
@@ -159,6 +174,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        if closed || outputClosed { return }
         if draining {
             refuseUnstarted(frame)
             closeIfDrained()
@@ -172,6 +188,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
             logger.debug("the client is not taking its answers; reading paused", metadata: ["connection.peer": "\(info.peer)"])
         }
         waitingFrames.append(frame)
+        // What waits counts against the memory budget until it starts.
+        if let account { budget.change(account, by: Self.heldBytes(frame)) }
         // Behind others that wait (order is kept); if the connection is
         // writable again already, they all go now rather than at the next change.
         resumeIfWritable(context: context)
@@ -198,7 +216,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
         guard !resuming && context.channel.isWritable else { return }
         resuming = true
         defer { resuming = false }
-        while context.channel.isWritable, let frame = waitingFrames.popFirst() {
+        while !closed, context.channel.isWritable, let frame = waitingFrames.popFirst() {
+            release(frame)
             handle(frame, context: context)
         }
         guard waitingFrames.isEmpty && context.channel.isWritable else { return }
@@ -210,7 +229,21 @@ final class ConnectionHandler: ChannelDuplexHandler {
         closeIfDrained()
     }
 
+    /// The bytes a waiting frame keeps alive, with something for the entry.
+    private static func heldBytes(_ frame: InboundFrame) -> Int {
+        switch frame {
+        case .frame(_, let payload): payload.readableBytes + 64
+        case .oversized: 64
+        }
+    }
+
+    /// A waiting frame leaves the queue: its bytes leave the budget.
+    private func release(_ frame: InboundFrame) {
+        if let account { budget.change(account, by: -Self.heldBytes(frame)) }
+    }
+
     private func handle(_ frame: InboundFrame, context: ChannelHandlerContext) {
+        guard !closed else { return }
         switch frame {
         case .oversized(let header):
             // ttrpc answers on the offending stream and carries on.
@@ -237,6 +270,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
             case .tooManyFields(let limit):
                 respond(streamID: header.streamID, error: RPCError(
                     .invalidArgument, "unmarshal request error: more than \(limit) fields besides metadata in the envelope"))
+                return
+            case .malformed(let why):
+                respond(streamID: header.streamID, error: RPCError(.invalidArgument, "unmarshal request error: \(why)"))
                 return
             }
             let request: Ttrpc_Request
@@ -283,6 +319,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             // read on, answering what the client sent before the drain the
             // same way, until the connection closes.
             while let frame = waitingFrames.popFirst() {
+                release(frame)
                 refuseUnstarted(frame)
             }
             if readHeld {
@@ -294,6 +331,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
             // Half-close: the client has sent all it will; answer it all.
             inputClosed = true
             closeIfDrained()
+        case ChannelEvent.outputClosed:
+            break
         case let pending as FramePending:
             if let account, pending.bufferedBytes != frameBytes {
                 budget.change(account, by: pending.bufferedBytes - frameBytes)
@@ -315,6 +354,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
                                   metadata: ["connection.peer": "\(info.peer)", "calls.waiting": "\(waitingFrames.count)"])
                 }
                 metrics.connectionClosed(reason: .idle)
+                closed = true
                 context.close(promise: nil)
             }
         default:
@@ -332,16 +372,22 @@ final class ConnectionHandler: ChannelDuplexHandler {
             self.logger.notice("closing a connection whose frame did not arrive in time",
                                metadata: ["connection.peer": "\(self.info.peer)"])
             self.metrics.connectionClosed(reason: .frameTimeout)
+            self.closed = true
             self.context?.close(promise: nil)
         }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // A TLS client that half-closes sends no close_notify first; the end
+        // of its input follows as an event, and its answers are still due.
+        if let tls = error as? NIOSSLError, case .uncleanShutdown = tls { return }
         logger.debug("connection error, closing", metadata: ["error": "\(error)"])
+        closed = true
         context.close(promise: nil)
     }
 
     private func start(_ request: Ttrpc_Request, streamID: UInt32, context: ChannelHandlerContext) {
+        guard !closed else { return }
         let loop = context.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
         let dispatcher = self.dispatcher
@@ -389,7 +435,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func respond(streamID: UInt32, error: RPCError) {
-        guard let context else { return }
+        guard let context, !closed, !outputClosed else { return }
         logger.debug("frame refused", metadata: ["rpc.stream_id": "\(streamID)", "rpc.code": "\(error.code)"])
         send(Envelope.errorFrame(streamID: streamID, error: error, allocator: context.channel.allocator), context: context)
     }
@@ -420,9 +466,30 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     /// Closes once the connection is ending (drain or half-close) and every
-    /// call read has been answered and written out.
+    /// call read has been answered and written out. At drain, with the
+    /// client's side still open, the server first shuts its own write side
+    /// and reads on (discarding) until the client closes, or the drain timeout
+    /// closes it: closing with unread input would reset the connection and
+    /// lose answers still in the kernel's buffers.
     private func closeIfDrained() {
-        guard draining || inputClosed, inFlight.isEmpty, waitingFrames.isEmpty, answerBytes == 0 else { return }
-        context?.close(promise: nil)
+        guard draining || inputClosed, inFlight.isEmpty, waitingFrames.isEmpty, answerBytes == 0, !closed,
+              let context else { return }
+        if inputClosed {
+            closed = true
+            context.close(promise: nil)
+        } else if !outputClosed {
+            outputClosed = true
+            context.close(mode: .output, promise: nil)
+            if readHeld {
+                readHeld = false
+                context.read()
+            }
+            // A client that never closes its side is not waited for long.
+            context.eventLoop.assumeIsolated().scheduleTask(in: Self.linger) {
+                guard !self.closed, let context = self.context else { return }
+                self.closed = true
+                context.close(promise: nil)
+            }
+        }
     }
 }

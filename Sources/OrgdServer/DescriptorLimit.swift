@@ -1,12 +1,16 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import NIOCore
 
 extension ServerConfiguration {
     /// Descriptors kept for what is not a connection: the database and its
     /// WAL and shared-memory files on each reader and the writer, the lock
-    /// file, the listeners, the event loops' own, standard streams, slack.
-    public static let reservedDescriptors = 64
+    /// file, the listeners, the event loops' own (a few per core), standard
+    /// streams, slack.
+    public static var reservedDescriptors: Int {
+        64 + 4 * System.coreCount
+    }
 
     /// Raises the soft `RLIMIT_NOFILE` to the hard limit, then makes the
     /// connection limits fit inside it: when they cannot all be had, the

@@ -24,11 +24,15 @@ final class MemoryBudget: Sendable {
         fileprivate var isClosed: Bool { closed.load(ordering: .relaxed) }
         fileprivate let channel: any Channel
         fileprivate let peer: String
+        /// Whether shedding may close it (TCP; the operator's Unix socket is
+        /// counted but never closed for the budget).
+        fileprivate let sheddable: Bool
 
-        fileprivate init(channel: any Channel, peer: String) {
+        fileprivate init(channel: any Channel, peer: String, sheddable: Bool) {
             self.id = ObjectIdentifier(channel)
             self.channel = channel
             self.peer = peer
+            self.sheddable = sheddable
         }
 
         /// What this connection holds now.
@@ -52,8 +56,8 @@ final class MemoryBudget: Sendable {
     var bytes: Int { total.load(ordering: .relaxed) }
 
     /// Opens the account of a new connection.
-    func open(channel: any Channel, peer: String) -> Account {
-        let account = Account(channel: channel, peer: peer)
+    func open(channel: any Channel, peer: String, sheddable: Bool) -> Account {
+        let account = Account(channel: channel, peer: peer, sheddable: sheddable)
         accounts.withLockedValue { $0[account.id] = account }
         return account
     }
@@ -84,7 +88,8 @@ final class MemoryBudget: Sendable {
             for account in accounts.values where account.closing.load(ordering: .relaxed) { excess -= account.bytes }
             guard excess > 0 else { return [] }
             var chosen: [Account] = []
-            for account in accounts.values.filter({ !$0.closing.load(ordering: .relaxed) }).sorted(by: { $0.bytes > $1.bytes }) {
+            let candidates = accounts.values.filter { $0.sheddable && !$0.closing.load(ordering: .relaxed) }
+            for account in candidates.sorted(by: { $0.bytes > $1.bytes }) {
                 guard excess > 0, account.bytes > 0 else { break }
                 account.closing.store(true, ordering: .relaxed)
                 excess -= account.bytes

@@ -7,9 +7,10 @@ import Synchronization
 
 /// Serves `GET /metrics` in Prometheus text format from a registry.
 ///
-/// Every connection must complete a request within `timeout` of opening or
-/// of its last answer, or it is closed: an idle keep-alive connection and a
-/// client trickling its headers are treated alike.
+/// One request per connection: the answer says `Connection: close` and the
+/// connection closes once it is written, so a client pipelining requests
+/// without reading cannot queue a registry dump per request. A request must
+/// complete within `timeout` of connecting, or the connection is closed.
 final class MetricsHTTPHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -17,7 +18,7 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
     private let registry: PrometheusCollectorRegistry
     private let timeout: TimeAmount
     private var path: String?
-    private var keepAlive = false
+    private var answered = false
     private var timer: Scheduled<Void>?
 
     init(registry: PrometheusCollectorRegistry, timeout: TimeAmount) {
@@ -43,22 +44,22 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
         switch unwrapInboundIn(data) {
         case .head(let head):
             path = head.method == .GET ? head.uri.split(separator: "?").first.map(String.init) : nil
-            keepAlive = head.isKeepAlive
         case .body:
             break
         case .end:
+            guard !answered else { return }
+            answered = true
             let (status, body): (HTTPResponseStatus, [UInt8]) = path == "/metrics"
                 ? (.ok, registry.emitToBuffer())
                 : (.notFound, Array("not found: try GET /metrics\n".utf8))
             var headers = HTTPHeaders()
             headers.add(name: "Content-Type", value: path == "/metrics" ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain")
             headers.add(name: "Content-Length", value: "\(body.count)")
-            if !keepAlive { headers.add(name: "Connection", value: "close") }
+            headers.add(name: "Connection", value: "close")
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
-            let keepAlive = self.keepAlive
             context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
-                if keepAlive { self.armTimer(context: context) } else { context.close(promise: nil) }
+                context.close(promise: nil)
             }
         }
     }
@@ -75,15 +76,24 @@ enum MetricsEndpoint {
     /// within `timeout`.
     static func bind(
         host: String, port: Int, registry: PrometheusCollectorRegistry, group: any EventLoopGroup,
-        maximumConnections: Int, timeout: TimeAmount, logger: Logger
+        maximumConnections: Int, timeout: TimeAmount, logger: Logger, metrics: ServerMetrics
     ) async throws -> Channel {
         let open = OpenConnections()
+        let refusals = RateLimitedLog()
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers(
+                        AcceptBackoffHandler(shouldForwardIOErrorCaught: true, backoffProvider: { _ in .milliseconds(250) }),
+                        AcceptErrorLogger(transport: .tcp, logger: logger, metrics: metrics))
+                }
+            }
             .childChannelInitializer { channel in
                 guard open.value.add(1, ordering: .relaxed).newValue <= maximumConnections else {
                     open.value.subtract(1, ordering: .relaxed)
-                    logger.warning("metrics connection refused: the limit is reached", metadata: ["limit.connections": "\(maximumConnections)"])
+                    refusals.log(logger, "metrics connection refused: the limit is reached", metadata: ["limit.connections": "\(maximumConnections)"])
+                    metrics.connectionClosed(reason: .metricsConnectionLimit)
                     return channel.close()
                 }
                 channel.closeFuture.whenComplete { _ in open.value.subtract(1, ordering: .relaxed) }

@@ -24,12 +24,15 @@ public final class OrgdServer: Service, Sendable {
         var byAddress: [String: Int] = [:]
         var nextConnectionID: UInt64 = 1
         var bound: BoundAddresses?
+        /// Set at shutdown: connections accepted from then on are closed.
+        var stopping = false
     }
 
     /// Why a new connection was not taken.
     private enum Refusal: Error {
         case listenerFull(limit: Int)
         case addressFull(address: String, limit: Int)
+        case stopping
     }
 
     private let configuration: ServerConfiguration
@@ -41,6 +44,7 @@ public final class OrgdServer: Service, Sendable {
     private let metrics: PrometheusMetricsFactory
     private let serverMetrics: ServerMetrics
     private let budget: MemoryBudget
+    private let refusals = RateLimitedLog()
 
     /// `metrics` is where every component records; its registry is what the
     /// metrics listener serves. Give the Store and Dispatcher the same factory.
@@ -98,7 +102,8 @@ public final class OrgdServer: Service, Sendable {
             if let host = configuration.metricsHost {
                 let channel = try await MetricsEndpoint.bind(
                     host: host, port: configuration.metricsPort, registry: metrics.registry, group: group,
-                    maximumConnections: configuration.maximumMetricsConnections, timeout: configuration.frameTimeout, logger: logger)
+                    maximumConnections: configuration.maximumMetricsConnections, timeout: configuration.frameTimeout,
+                    logger: logger, metrics: serverMetrics)
                 state.withLockedValue { $0.listeners.append(channel) }
                 bound.metricsPort = channel.localAddress?.port
                 logger.info("listening", metadata: ["listen.metrics": "\(host):\(bound.metricsPort ?? 0)"])
@@ -117,11 +122,15 @@ public final class OrgdServer: Service, Sendable {
     /// left. Safe to call twice.
     public func shutdown() async {
         dispatcher.markNotServing()
-        let (listeners, connections) = state.withLockedValue { state in
+        let listeners = state.withLockedValue { state in
+            state.stopping = true
             defer { state.listeners.removeAll() }
-            return (state.listeners, Array(state.connections.values))
+            return state.listeners
         }
         for listener in listeners { try? await listener.close() }
+        // Taken after the listeners closed and with `stopping` set, so no
+        // connection accepted meanwhile is missed.
+        let connections = state.withLockedValue { Array($0.connections.values) }
         if let path = state.withLockedValue({ $0.bound?.unixSocketPath }), !listeners.isEmpty {
             _ = unlink(path)
         }
@@ -164,14 +173,16 @@ public final class OrgdServer: Service, Sendable {
                 case .success(let registered):
                     id = registered
                 case .failure(.listenerFull(let limit)):
-                    logger.warning("connection refused: the listener's connection limit is reached",
-                                   metadata: ["listen.transport": "\(transport)", "limit.connections": "\(limit)"])
+                    refusals.log(logger, "connection refused: the listener's connection limit is reached",
+                                 metadata: ["listen.transport": "\(transport)", "limit.connections": "\(limit)"])
                     serverMetrics.connectionClosed(reason: .connectionLimit)
                     return channel.close()
                 case .failure(.addressFull(let address, let limit)):
-                    logger.warning("connection refused: the address's connection limit is reached",
-                                   metadata: ["connection.address": "\(address)", "limit.connections_per_address": "\(limit)"])
+                    refusals.log(logger, "connection refused: the address's connection limit is reached",
+                                 metadata: ["connection.address": "\(address)", "limit.connections_per_address": "\(limit)"])
                     serverMetrics.connectionClosed(reason: .addressLimit)
+                    return channel.close()
+                case .failure(.stopping):
                     return channel.close()
                 }
                 let peer = channel.remoteAddress.map { "\($0)" } ?? "unknown"
@@ -197,14 +208,29 @@ public final class OrgdServer: Service, Sendable {
             }
     }
 
+    /// What the per-address limit counts by: the IPv4 address, or the IPv6
+    /// /64 (one host usually holds a whole /64, so counting single IPv6
+    /// addresses would be no limit at all).
+    static func addressKey(_ address: SocketAddress) -> String {
+        if case .v6(let v6) = address {
+            let bytes = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0.prefix(8)) }
+            if bytes.prefix(8) != [0, 0, 0, 0, 0, 0, 0, 0] {
+                return stride(from: 0, to: 8, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }
+                    .joined(separator: ":") + "::/64"
+            }
+        }
+        return address.ipAddress ?? "\(address)"
+    }
+
     /// Records a new connection against its listener's budget and, on TCP,
     /// its address's; the reason when either is full.
     private func register(_ channel: Channel, transport: Transport) -> Result<UInt64, Refusal> {
         let key = ObjectIdentifier(channel)
         let limit = transport == .unix ? configuration.maximumUnixConnections : configuration.maximumConnections
         let perAddress = configuration.maximumConnectionsPerAddress
-        let address = transport == .tcp ? channel.remoteAddress?.ipAddress : nil
+        let address = transport == .tcp ? channel.remoteAddress.map(Self.addressKey) : nil
         let registered: Result<UInt64, Refusal> = state.withLockedValue { state in
+            guard !state.stopping else { return .failure(.stopping) }
             guard state.open[transport, default: 0] < limit else { return .failure(.listenerFull(limit: limit)) }
             if let address {
                 guard state.byAddress[address, default: 0] < perAddress else {

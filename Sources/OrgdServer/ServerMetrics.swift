@@ -19,6 +19,8 @@ final class ServerMetrics: Sendable {
         case idle
         /// The largest holders when the memory budget was exceeded.
         case memoryBudget = "memory_budget"
+        /// The metrics listener's connection limit was reached.
+        case metricsConnectionLimit = "metrics_connection_limit"
     }
 
     private let connections = Atomic<Int>(0)

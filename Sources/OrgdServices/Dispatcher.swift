@@ -9,6 +9,10 @@ import OrgdStore
 public struct CallOutcome: Sendable {
     public var status: Google_Rpc_Status
     public var payload: [UInt8]
+    /// Whether the caller got past authentication (a valid token, the local
+    /// operator, or a health check without one), whatever the call's result.
+    /// A TCP connection that never makes such a call is closed.
+    public var authenticated = false
     public var code: StatusCode { StatusCode(wireValue: status.code) }
 }
 
@@ -80,10 +84,12 @@ public struct Dispatcher: Sendable {
         let metadata = Metadata(request.metadata)
         let method = "\(request.service)/\(request.method)"
         store.asyncRead { [self] transaction in
-            let outcome: CallOutcome
+            var outcome: CallOutcome
+            var authenticated = false
             do {
                 let tx = try transaction.get()
                 let principal = try Authenticator.authenticate(metadata, transport: connection.transport, tx)
+                authenticated = true
                 try handler.rule.check(principal, method: method)
                 let context = CallContext(
                     principal: principal, connection: connection, metadata: metadata, method: method,
@@ -92,6 +98,7 @@ public struct Dispatcher: Sendable {
             } catch {
                 outcome = failure(error, method: method)
             }
+            outcome.authenticated = authenticated
             record(method, known: true, outcome: outcome, since: started)
             completion(outcome)
         }
@@ -151,6 +158,7 @@ public struct Dispatcher: Sendable {
         let metadata = Metadata(request.metadata)
         let method = "\(request.service)/\(request.method)"
         var logger = callLogger(method: method, metadata: metadata, connection: connection)
+        var authenticated = false
         do {
             let handler = try table.resolve(service: request.service, method: request.method)
             let principal: Principal
@@ -159,6 +167,7 @@ public struct Dispatcher: Sendable {
             } else {
                 principal = try await authenticator.authenticate(metadata, transport: connection.transport)
             }
+            authenticated = true
             if logger.logLevel <= .debug { logger[metadataKey: "rpc.principal"] = "\(principal.key)" }
             try handler.rule.check(principal, method: method)
             // Audited calls get their audit record once past the access check
@@ -168,9 +177,10 @@ public struct Dispatcher: Sendable {
                 audited: AuditPolicy.isAudited(service: request.service, method: request.method))
             let payload = try await handler.call(context, [UInt8](request.payload))
             logger.debug("call ok")
-            return CallOutcome(status: Self.okStatus, payload: payload)
+            return CallOutcome(status: Self.okStatus, payload: payload, authenticated: true)
         } catch {
-            let outcome = failure(error, method: method)
+            var outcome = failure(error, method: method)
+            outcome.authenticated = authenticated
             logger.debug("call failed", metadata: ["rpc.code": "\(outcome.code)", "rpc.error": "\(outcome.status.message)"])
             return outcome
         }

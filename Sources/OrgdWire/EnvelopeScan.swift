@@ -9,7 +9,7 @@ import NIOCore
 public struct EnvelopeScan: Sendable, Equatable {
     /// What the scan found, when it went to the end.
     public enum Verdict: Sendable, Equatable {
-        /// Within the limits (or not protobuf: the decoder will say why).
+        /// Within the limits, and every field walked to the end.
         case fits(metadataEntries: Int, metadataBytes: Int)
         /// More metadata entries than `maximumEntries`.
         case tooManyEntries(limit: Int)
@@ -17,6 +17,10 @@ public struct EnvelopeScan: Sendable, Equatable {
         case tooManyBytes(atLeast: Int, limit: Int)
         /// More top-level fields than any real envelope has.
         case tooManyFields(limit: Int)
+        /// Not a sequence of protobuf fields the envelope can hold (a group,
+        /// a reserved wire type, a value cut short): refused without decoding,
+        /// since the decoder would keep what follows.
+        case malformed(String)
     }
 
     /// Request's field number for `repeated KeyValue metadata`.
@@ -32,18 +36,18 @@ public struct EnvelopeScan: Sendable, Equatable {
         var bytes = 0
         var others = 0
         while reader.readableBytes > 0 {
-            guard let tag = reader.readProtobufVarint() else { break }
+            guard let tag = reader.readProtobufVarint(), tag >> 3 > 0 else { return .malformed("bad field tag") }
             let field = tag >> 3
             switch tag & 7 {
             case 0:
-                guard reader.readProtobufVarint() != nil else { return .fits(metadataEntries: entries, metadataBytes: bytes) }
+                guard reader.readProtobufVarint() != nil else { return .malformed("truncated varint") }
             case 1:
-                guard reader.readSlice(length: 8) != nil else { return .fits(metadataEntries: entries, metadataBytes: bytes) }
+                guard reader.readSlice(length: 8) != nil else { return .malformed("truncated fixed64") }
             case 5:
-                guard reader.readSlice(length: 4) != nil else { return .fits(metadataEntries: entries, metadataBytes: bytes) }
+                guard reader.readSlice(length: 4) != nil else { return .malformed("truncated fixed32") }
             case 2:
                 guard let length = reader.readProtobufVarint(), length <= UInt64(reader.readableBytes) else {
-                    return .fits(metadataEntries: entries, metadataBytes: bytes)
+                    return .malformed("truncated length-delimited field")
                 }
                 reader.moveReaderIndex(forwardBy: Int(length))
                 if field == metadataField {
@@ -56,8 +60,9 @@ public struct EnvelopeScan: Sendable, Equatable {
                     continue
                 }
             default:
-                // Groups are not in the schema; the decoder refuses them.
-                return .fits(metadataEntries: entries, metadataBytes: bytes)
+                // Groups (3, 4) are not in the envelope's schema, and the
+                // decoder would keep one as an unknown field; 6 and 7 are not wire types.
+                return .malformed("wire type \(tag & 7) in field \(field)")
             }
             others += 1
             if others > otherFieldAllowance + 4 { return .tooManyFields(limit: otherFieldAllowance + 4) }

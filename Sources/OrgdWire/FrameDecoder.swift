@@ -78,7 +78,11 @@ public struct FrameDecoder: ByteToMessageDecoder {
     public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
         // A truncated frame at end of stream can never complete: drop it.
         let state = try decode(context: context, buffer: &buffer)
-        if state == .needMoreData { buffer.moveReaderIndex(to: buffer.writerIndex) }
+        if state == .needMoreData {
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            bytesToSkip = 0
+            report(pending: false, bytes: 0, context: context)
+        }
         return state
     }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import OrgdClient
 import OrgdProto
 
@@ -61,7 +62,9 @@ struct Invite: AsyncParsableCommand {
             var request = Orgd_V1_BulkInviteMembersRequest()
             request.organizationID = organization
             request.invitees = try row.map { text in
-                let parts = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+                // Spaces after the commas are the CSV's layout, not the names'.
+                let parts = text.split(separator: ",", omittingEmptySubsequences: false)
+                    .map { $0.trimmingCharacters(in: .whitespaces) }
                 guard parts.count == 5 else { throw ValidationError("--row must be EMAIL,TITLE,GIVEN,FAMILY,ROLE, not \(text)") }
                 var invitee = Orgd_V1_InviteMemberRequest()
                 invitee.email = parts[0]

@@ -65,6 +65,10 @@ struct ConnectionBudgetTests {
             try await tcp.sendFrame(streamID: 1, body: try Self.healthEnvelope(emptyMetadataEntries: 2_000_000))
             let flood = try await tcp.receiveResponse()
             #expect(flood.response.status.code == StatusCode.resourceExhausted.rawValue)
+            // The same behind an empty group, which the decoder would skip.
+            try await tcp.sendFrame(streamID: 3, body: [15 << 3 | 3, 15 << 3 | 4] + (try Self.healthEnvelope(emptyMetadataEntries: 2_000_000)))
+            let grouped = try await tcp.receiveResponse()
+            #expect(grouped.response.status.code == StatusCode.invalidArgument.rawValue)
             try await socket.sendFrame(streamID: 5, body: try Self.healthEnvelope(emptyMetadataEntries: 0))
             #expect(try await socket.receiveResponse().response.status.code == 0, "the connection goes on")
         }
@@ -77,6 +81,13 @@ struct ConnectionBudgetTests {
         var repeated = [UInt8]()
         for _ in 0..<1000 { repeated += [1 << 3 | 2, 1, 0x61] }  // service = "a", a thousand times
         #expect(EnvelopeScan.check(ByteBuffer(bytes: repeated), maximumEntries: 64, maximumBytes: 1 << 20) == .tooManyFields(limit: 20))
+        // What the scan cannot walk to the end is refused, not waved through:
+        // an empty group first would otherwise hide the entries behind it.
+        let grouped = ByteBuffer(bytes: [15 << 3 | 3, 15 << 3 | 4] + (try Self.healthEnvelope(emptyMetadataEntries: 100_000)))
+        #expect(EnvelopeScan.check(grouped, maximumEntries: 64, maximumBytes: 1 << 20) == .malformed("wire type 3 in field 15"))
+        #expect(EnvelopeScan.check(ByteBuffer(bytes: [5 << 3 | 2, 9, 0]), maximumEntries: 64, maximumBytes: 1 << 20)
+            == .malformed("truncated length-delimited field"))
+        #expect(EnvelopeScan.check(ByteBuffer(bytes: [4 << 3, 0xff]), maximumEntries: 64, maximumBytes: 1 << 20) == .malformed("truncated varint"))
         let padded = ByteBuffer(bytes: try Self.healthEnvelope(emptyMetadataEntries: 3))
         #expect(EnvelopeScan.check(padded, maximumEntries: 64, maximumBytes: 1 << 20) == .fits(metadataEntries: 3, metadataBytes: 6))
     }
@@ -214,7 +225,8 @@ struct ConnectionBudgetTests {
                 unfinished.append(socket)
             }
             let fourth = try RawSocket(tcpHost: "127.0.0.1", port: port)
-            #expect(try await fourth.closedByServer(within: 5), "past the limit: closed at once")
+            #expect(try await fourth.closedByServer(within: 5), "past the limit: closed")
+            #expect(Self.closedCount(daemon, reason: "metrics_connection_limit") == 1, "closed for the limit, not the timeout")
             for socket in unfinished {
                 #expect(try await socket.closedByServer(within: 10), "an unfinished request is closed after the timeout")
             }
