@@ -30,6 +30,8 @@ final class GroupCommitWriter: Sendable {
         var scrubWaiters: [CheckedContinuation<Void, Never>] = []
         /// Failed scrub attempts in a row (readers kept the WAL busy).
         var scrubFailures = 0
+        /// The store is closing: nothing more may reach the database.
+        var closed = false
     }
 
     /// The most writes in one transaction; more wait for the next.
@@ -169,8 +171,26 @@ final class GroupCommitWriter: Sendable {
 
     private func scheduleScrub(after delay: TimeInterval) {
         DispatchQueue.global().asyncAfter(deadline: .now() + delay) { [self] in
-            pool.asyncWriteWithoutTransaction { db in self.scrub(db) }
+            // Enqueued under the lock that `close()` takes before the pool
+            // closes, so a scrub is either queued ahead of the close on the
+            // writer's serial queue or never queued (a write on a closed
+            // connection crashes inside SQLite).
+            let waiters: [CheckedContinuation<Void, Never>] = state.withLockedValue { state in
+                guard state.closed else {
+                    pool.asyncWriteWithoutTransaction { db in self.scrub(db) }
+                    return []
+                }
+                state.scrubScheduled = false
+                defer { state.scrubWaiters = [] }
+                return state.scrubWaiters
+            }
+            for waiter in waiters { waiter.resume() }
         }
+    }
+
+    /// Called before the pool closes: no scrub is queued after this.
+    func close() {
+        state.withLockedValue { $0.closed = true }
     }
 
     /// A TRUNCATE checkpoint: every page goes to the database file (where

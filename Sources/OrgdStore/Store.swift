@@ -159,6 +159,7 @@ public struct Store: Sendable {
 
     /// Closes every connection; later calls fail.
     public func close() throws {
+        writer.close()
         try pool.close()
     }
 
