@@ -112,13 +112,14 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
-        // libFuzzer target: bytes → frames → envelopes → dispatcher → store (scripts/fuzz).
+        // libFuzzer targets: bytes → frames → envelopes → dispatcher → store, and structured requests of every RPC (scripts/fuzz).
         .executableTarget(
             name: "OrgdFuzz",
             dependencies: [
-                "OrgdWire", "OrgdServices", "OrgdStore", "OrgdProto",
+                "OrgdWire", "OrgdServices", "OrgdStore", "OrgdProto", "OrgdCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
         .testTarget(

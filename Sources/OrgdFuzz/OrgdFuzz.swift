@@ -1,6 +1,10 @@
-// A libFuzzer target: arbitrary bytes through the frame decoder, the
-// envelope decoding and the dispatcher, into a real store (a temporary SQLite
-// file). Build and run with scripts/fuzz. libFuzzer supplies `main`, so this
+// libFuzzer targets, one binary. ORGD_FUZZ_TARGET picks one:
+//   frames (the default)  arbitrary bytes through the frame decoder, the
+//                         envelope decoding and the dispatcher, into a real
+//                         store (a temporary SQLite file);
+//   structured            one well-typed request of any RPC by any kind of
+//                         caller against a seeded store (StructuredTarget).
+// Build and run with scripts/fuzz. libFuzzer supplies `main`, so this
 // file holds no top-level code: state lives in lazily initialised statics.
 // (A plain build, without -DORGD_FUZZ, gets a small @main instead.)
 import Dispatch
@@ -56,8 +60,22 @@ enum FuzzUsage {
 }
 #endif
 
+private let structured: Bool = {
+    switch ProcessInfo.processInfo.environment["ORGD_FUZZ_TARGET"] ?? "frames" {
+    case "frames": return false
+    case "structured": return true
+    case let other:
+        FileHandle.standardError.write(Data("orgd-fuzz: ORGD_FUZZ_TARGET must be frames or structured, not \(other)\n".utf8))
+        exit(2)
+    }
+}()
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
-    FuzzTarget.run(UnsafeRawBufferPointer(start: start, count: count))
+    if structured {
+        StructuredTarget.run(UnsafeRawBufferPointer(start: start, count: count))
+    } else {
+        FuzzTarget.run(UnsafeRawBufferPointer(start: start, count: count))
+    }
     return 0
 }
