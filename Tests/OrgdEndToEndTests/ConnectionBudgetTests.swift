@@ -136,15 +136,14 @@ struct ConnectionBudgetTests {
 
     @Test("a TCP connection that makes no authenticated call in time is closed; a health check or a valid token keeps it; the Unix socket has no such deadline")
     func unauthenticatedDeadline() async throws {
-        try await withDaemon(configure: { $0.authenticationTimeout = .seconds(2) }) { daemon in
+        try await withDaemon(configure: { $0.authenticationTimeout = .seconds(3) }) { daemon in
             let (_, secret) = try await daemon.serviceToken(role: .admin)
-            let silent = try RawSocket(tcpHost: "127.0.0.1", port: daemon.bound.tcpPort!)
-            let badToken = try RawSocket(tcpHost: "127.0.0.1", port: daemon.bound.tcpPort!)
-            let health = try RawSocket(tcpHost: "127.0.0.1", port: daemon.bound.tcpPort!)
             let unix = try RawSocket(unixPath: daemon.bound.unixSocketPath!)
             let authenticated = try await daemon.client(daemon.tcp, token: secret)
             _ = try await authenticated.organizations.listOrganizations(Orgd_V1_ListOrganizationsRequest())
-
+            // Each connection sends its call as soon as it is made (the
+            // deadline runs from connecting).
+            let silent = try RawSocket(tcpHost: "127.0.0.1", port: daemon.bound.tcpPort!)
             var request = Ttrpc_Request()
             request.service = "orgd.v1.OrganizationService"
             request.method = "ListOrganizations"
@@ -152,13 +151,15 @@ struct ConnectionBudgetTests {
             header.key = "authorization"
             header.value = "Bearer orgd_not-a-real-token"
             request.metadata = [header]
+            let badToken = try RawSocket(tcpHost: "127.0.0.1", port: daemon.bound.tcpPort!)
             try await badToken.sendFrame(streamID: 1, body: try request.serializedBytes())
             #expect(try await badToken.receiveResponse().response.status.code == StatusCode.unauthenticated.rawValue)
+            let health = try RawSocket(tcpHost: "127.0.0.1", port: daemon.bound.tcpPort!)
             try await health.sendFrame(streamID: 1, body: try Self.healthEnvelope(emptyMetadataEntries: 0))
             #expect(try await health.receiveResponse().response.status.code == 0)
 
-            #expect(try await silent.closedByServer(within: 10), "a silent TCP connection is closed")
-            #expect(try await badToken.closedByServer(within: 10), "one whose calls all failed authentication is closed")
+            #expect(try await silent.closedByServer(within: 20), "a silent TCP connection is closed")
+            #expect(try await badToken.closedByServer(within: 20), "one whose calls all failed authentication is closed")
             // Past the deadline, the others still work.
             try await health.sendFrame(streamID: 3, body: try Self.healthEnvelope(emptyMetadataEntries: 0))
             #expect(try await health.receiveResponse().response.status.code == 0)
@@ -216,7 +217,7 @@ struct ConnectionBudgetTests {
 
     @Test("the metrics listener bounds its connections and closes one that does not finish a request in time")
     func metricsListenerBounded() async throws {
-        try await withDaemon(configure: { $0.maximumMetricsConnections = 3; $0.frameTimeout = .seconds(1) }) { daemon in
+        try await withDaemon(configure: { $0.maximumMetricsConnections = 3; $0.frameTimeout = .seconds(5) }) { daemon in
             let port = daemon.bound.metricsPort!
             var unfinished: [RawSocket] = []
             for _ in 0..<3 {
@@ -225,10 +226,10 @@ struct ConnectionBudgetTests {
                 unfinished.append(socket)
             }
             let fourth = try RawSocket(tcpHost: "127.0.0.1", port: port)
-            #expect(try await fourth.closedByServer(within: 5), "past the limit: closed")
+            #expect(try await fourth.closedByServer(within: 20), "past the limit: closed")
             #expect(Self.closedCount(daemon, reason: "metrics_connection_limit") == 1, "closed for the limit, not the timeout")
             for socket in unfinished {
-                #expect(try await socket.closedByServer(within: 10), "an unfinished request is closed after the timeout")
+                #expect(try await socket.closedByServer(within: 20), "an unfinished request is closed after the timeout")
             }
             let scrape = try RawSocket(tcpHost: "127.0.0.1", port: port)
             try await scrape.send(Array("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8))

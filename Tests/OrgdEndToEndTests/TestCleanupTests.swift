@@ -15,10 +15,13 @@ struct TestCleanupTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         // Instead of the C client under valgrind: succeed, printing what the
         // example's check greps for, or fail as a failing check does.
+        // Written by a shell of its own: a descriptor this process held open
+        // for writing could be inherited by a child another test forks
+        // meanwhile, and executing the file would then fail with ETXTBSY.
         let valgrind = fakeBin + "/valgrind"
-        try (checksPass ? "#!/bin/sh\necho 'Example Practice'\n" : "#!/bin/sh\necho 'a check failed' >&2\nexit 99\n")
-            .write(toFile: valgrind, atomically: true, encoding: .utf8)
-        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: valgrind)
+        let body = checksPass ? "echo 'Example Practice'" : "echo 'a check failed' >&2; exit 99"
+        let written = try await Subprocess.run("/bin/sh", ["-c", "printf '#!/bin/sh\\n%s\\n' \"$1\" > \"$2\" && chmod 755 \"$2\"", "sh", body, valgrind])
+        #expect(written.status == 0, "\(written.stderr)")
 
         let script = Subprocess.repositoryRoot.appendingPathComponent("clients/c/run-tests.sh").path
         let before = Set(Self.processes(naming: "/orgd-c-"))
