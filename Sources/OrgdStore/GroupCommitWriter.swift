@@ -1,6 +1,7 @@
 import CoreMetrics
 import Foundation
 import GRDB
+import GRDBSQLite
 import Logging
 import NIOConcurrencyHelpers
 
@@ -201,6 +202,11 @@ final class GroupCommitWriter: Sendable {
         // On the writer queue, like every commit: no erasure can slip in
         // between the checkpoint and clearing the flag.
         do {
+            // Without waiting: a TRUNCATE checkpoint waits for readers on an
+            // older snapshot, and the writer (every write) would wait with
+            // it, up to the busy timeout. Busy now means: try again soon.
+            if let connection = db.sqliteConnection { sqlite3_busy_timeout(connection, 0) }
+            defer { if let connection = db.sqliteConnection { sqlite3_busy_timeout(connection, Store.busyTimeoutMilliseconds) } }
             try db.checkpoint(.truncate)
             let waiters = state.withLockedValue { state in
                 state.scrubFailures = 0

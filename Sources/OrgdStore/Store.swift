@@ -28,6 +28,9 @@ public struct Store: Sendable {
     public let clock: @Sendable () -> Date
     public let path: String
 
+    /// How long a connection waits for another's lock before SQLITE_BUSY.
+    static let busyTimeoutMilliseconds: Int32 = 10_000
+
     /// Opens (creating if needed) the database at `path` and migrates it.
     public init(
         path: String,
@@ -39,7 +42,7 @@ public struct Store: Sendable {
     ) throws {
         var configuration = Configuration()
         configuration.foreignKeysEnabled = true
-        configuration.busyMode = .timeout(10)
+        configuration.busyMode = .timeout(TimeInterval(Self.busyTimeoutMilliseconds) / 1000)
         configuration.maximumReaderCount = 8
         let synchronous = durability == .full ? "FULL" : "NORMAL"
         // Every statement goes to `sqlTrace` when given, else to the log at trace level.
