@@ -151,7 +151,10 @@ struct Orgd: AsyncParsableCommand {
             logger.info("orgd stopped; database closed")
         } else {
             logger.warning("orgd stopped; the database was still busy with calls cut off at the drain timeout (none was acknowledged), exiting without waiting for them")
-            Foundation.exit(0)
+            // _exit, not exit: no atexit handler may run while the store's
+            // thread is still inside SQLite.
+            fflush(nil)
+            _exit(0)
         }
     }
 
