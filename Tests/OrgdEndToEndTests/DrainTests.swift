@@ -15,14 +15,18 @@ import Testing
 struct DrainTests {
     /// A ListOrganizations frame for stream `streamID` whose answer is about
     /// 12.5 KB (50 organisations with long names must exist).
-    static func listFrame(_ streamID: UInt32) throws -> [UInt8] {
+    static func listFrame(_ streamID: UInt32, token: String? = nil) throws -> [UInt8] {
         var list = Orgd_V1_ListOrganizationsRequest()
         list.pageSize = 100
-        var request = Ttrpc_Request()
-        request.service = "orgd.v1.OrganizationService"
-        request.method = "ListOrganizations"
-        request.payload = try list.serializedData()
-        return RawSocket.frame(streamID: streamID, body: try request.serializedBytes())
+        return try RawSocket.requestFrame(
+            streamID: streamID, service: "orgd.v1.OrganizationService", method: "ListOrganizations", payload: list, token: token)
+    }
+
+    /// A CreateOrganization frame with a bearer token.
+    static func createFrame(_ streamID: UInt32, name: String, token: String) throws -> [UInt8] {
+        try RawSocket.requestFrame(
+            streamID: streamID, service: "orgd.v1.OrganizationService", method: "CreateOrganization",
+            payload: LifecycleTests.createRequest(name), token: token)
     }
 
     static func seed(_ daemon: TestDaemon) async throws {
@@ -45,19 +49,7 @@ struct DrainTests {
         } else {
             let (_, secret) = try await daemon.serviceToken(role: .admin)
             socket = try RawSocket(tcpHost: "127.0.0.1", port: daemon.bound.tcpPort!)
-            frames = try (0..<100).flatMap { index in
-                var list = Orgd_V1_ListOrganizationsRequest()
-                list.pageSize = 100
-                var request = Ttrpc_Request()
-                request.service = "orgd.v1.OrganizationService"
-                request.method = "ListOrganizations"
-                request.payload = try list.serializedData()
-                var authorization = Ttrpc_KeyValue()
-                authorization.key = "authorization"
-                authorization.value = "Bearer \(secret)"
-                request.metadata = [authorization]
-                return RawSocket.frame(streamID: UInt32(2 * index + 1), body: try request.serializedBytes())
-            }
+            frames = try (0..<100).flatMap { try Self.listFrame(UInt32(2 * $0 + 1), token: secret) }
         }
         // 100 answers of ~12.5 KB: far more than the socket buffers hold.
         try await socket.send(frames)
@@ -119,18 +111,7 @@ struct DrainTests {
             let socket = transport == "unix"
                 ? try RawSocket(unixPath: daemon.bound.unixSocketPath!)
                 : try RawSocket(tcpHost: "127.0.0.1", port: daemon.bound.tcpPort!)
-            var frames: [UInt8] = []
-            for index in 0..<5 {
-                var request = Ttrpc_Request()
-                request.service = "orgd.v1.OrganizationService"
-                request.method = "CreateOrganization"
-                request.payload = try LifecycleTests.createRequest("Half-closed \(transport) \(index)").serializedData()
-                var authorization = Ttrpc_KeyValue()
-                authorization.key = "authorization"
-                authorization.value = "Bearer \(secret)"
-                request.metadata = [authorization]
-                frames += RawSocket.frame(streamID: UInt32(2 * index + 1), body: try request.serializedBytes())
-            }
+            let frames = try (0..<5).flatMap { try Self.createFrame(UInt32(2 * $0 + 1), name: "Half-closed \(transport) \($0)", token: secret) }
             try await socket.send(frames)
             socket.shutdownWrite()
             let codes = try await socket.receiveResponseCodes(5)

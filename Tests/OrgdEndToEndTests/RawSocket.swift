@@ -5,6 +5,7 @@ import Foundation
 import NIOCore
 import OrgdProto
 import OrgdWire
+import SwiftProtobuf
 
 /// A plain blocking socket for sending arbitrary bytes to the server and
 /// reading whole frames back: what a misbehaving client looks like.
@@ -106,6 +107,22 @@ final class RawSocket: @unchecked Sendable {
 
     func sendFrame(streamID: UInt32, type: MessageType = .request, body: [UInt8]) async throws {
         try await send(Self.frame(streamID: streamID, type: type, body: body))
+    }
+
+    /// A whole request frame for `service/method` with `payload`, and a
+    /// bearer token when one is given.
+    static func requestFrame(streamID: UInt32, service: String, method: String, payload: some SwiftProtobuf.Message, token: String? = nil) throws -> [UInt8] {
+        var request = Ttrpc_Request()
+        request.service = service
+        request.method = method
+        request.payload = try payload.serializedData()
+        if let token {
+            var authorization = Ttrpc_KeyValue()
+            authorization.key = "authorization"
+            authorization.value = "Bearer \(token)"
+            request.metadata = [authorization]
+        }
+        return frame(streamID: streamID, body: try request.serializedBytes())
     }
 
     /// The bytes of one whole frame (header and body).

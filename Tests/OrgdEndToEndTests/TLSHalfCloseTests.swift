@@ -64,15 +64,7 @@ struct TLSHalfCloseTests {
             .connect(host: "127.0.0.1", port: daemon.bound.tcpPort!).get()
         var frames = ByteBuffer()
         for index in 0..<5 {
-            var request = Ttrpc_Request()
-            request.service = "orgd.v1.OrganizationService"
-            request.method = "CreateOrganization"
-            request.payload = try LifecycleTests.createRequest("Half-closed TLS \(index)").serializedData()
-            var authorization = Ttrpc_KeyValue()
-            authorization.key = "authorization"
-            authorization.value = "Bearer \(token)"
-            request.metadata = [authorization]
-            frames.writeBytes(RawSocket.frame(streamID: UInt32(2 * index + 1), body: try request.serializedBytes()))
+            frames.writeBytes(try DrainTests.createFrame(UInt32(2 * index + 1), name: "Half-closed TLS \(index)", token: token))
         }
         try await channel.writeAndFlush(frames).get()
         try await channel.close(mode: .output).get()
