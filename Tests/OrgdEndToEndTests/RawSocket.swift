@@ -18,6 +18,12 @@ final class RawSocket: @unchecked Sendable {
 
     private let fd: Int32
 
+    /// How long a read waits before the test fails instead of hanging: a
+    /// guard, not a measurement. Generous, because under ThreadSanitizer on a
+    /// loaded 2-core machine, with the whole suite running at once, an answer
+    /// has taken more than 10 s.
+    static let receiveTimeout = 60
+
     /// Runs a blocking operation on a fresh thread.
     static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
@@ -41,7 +47,7 @@ final class RawSocket: @unchecked Sendable {
             close(fd)
             throw Failure(description: "connect(\(path)) failed: errno \(errno)")
         }
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        var timeout = timeval(tv_sec: Self.receiveTimeout, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
@@ -60,7 +66,7 @@ final class RawSocket: @unchecked Sendable {
             close(fd)
             throw Failure(description: "connect(\(host):\(port)) failed: errno \(errno)")
         }
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        var timeout = timeval(tv_sec: Self.receiveTimeout, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
@@ -143,7 +149,7 @@ final class RawSocket: @unchecked Sendable {
         return bytes
     }
 
-    /// Everything the server sends until it closes (or 10 s pass), as text.
+    /// Everything the server sends until it closes (or the receive timeout passes), as text.
     func receiveAll() async throws -> String {
         try await Self.offPool {
             var bytes: [UInt8] = []
