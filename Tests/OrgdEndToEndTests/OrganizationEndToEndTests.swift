@@ -147,7 +147,7 @@ struct OrganizationEndToEndTests {
     func deadlines() async throws {
         try await withDaemon { daemon in
             let client = try await daemon.client()
-            let ok = try await client.health.check(options: CallOptions(timeout: .seconds(5)))
+            let ok = try await client.health.check(options: CallOptions(timeout: .seconds(120)))
             #expect(ok.status == .serving)
             var request = Ttrpc_Request()
             request.service = "grpc.health.v1.Health"
