@@ -43,9 +43,10 @@ struct ConnectionBudgetTests {
             .map { Int($0) } ?? 0
     }
 
-    /// Waits (up to 10 s) until `condition` holds.
+    /// Waits until `condition` holds (up to 60 s: a hang guard, since under
+    /// ThreadSanitizer with the whole suite running an answer can take 10 s).
     static func eventually(_ condition: () -> Bool) async throws -> Bool {
-        for _ in 0..<500 {
+        for _ in 0..<3000 {
             if condition() { return true }
             try await Task.sleep(for: .milliseconds(20))
         }
@@ -192,7 +193,7 @@ struct ConnectionBudgetTests {
                     #expect(try await Self.eventually { Self.gauge(daemon, "orgd_buffered_bytes") >= expected })
                 }
             }
-            #expect(try await holders[0].closedByServer(within: 10), "the largest holder is closed")
+            #expect(try await holders[0].closedByServer(within: 60), "the largest holder is closed")
             #expect(try await Self.eventually { Self.closedCount(daemon, reason: "memory_budget") == 1 })
             #expect(try await Self.eventually { Self.gauge(daemon, "orgd_buffered_bytes") <= Double(1 << 20) })
             for socket in holders.dropFirst() {
