@@ -41,6 +41,8 @@ public nonisolated struct Orgd_V1_AuditEntry: Sendable {
   /// Clears the value of `time`. Subsequent reads from it will return its default value.
   public mutating func clearTime() {self._time = nil}
 
+  /// Who made the change: a plain id (empty for the local operator), its kind
+  /// in actor_kind, and the user id it acted for ("" when none).
   public var actor: String = String()
 
   public var actingFor: String = String()
@@ -49,6 +51,8 @@ public nonisolated struct Orgd_V1_AuditEntry: Sendable {
 
   /// The request as JSON, with secrets left out.
   public var requestJson: String = String()
+
+  public var actorKind: Orgd_V1_ActorKind = .unspecified
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -94,7 +98,7 @@ fileprivate nonisolated let _protobuf_package = "orgd.v1"
 
 nonisolated extension Orgd_V1_AuditEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AuditEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}time\0\u{1}actor\0\u{3}acting_for\0\u{1}method\0\u{3}request_json\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}time\0\u{1}actor\0\u{3}acting_for\0\u{1}method\0\u{3}request_json\0\u{3}actor_kind\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -108,6 +112,7 @@ nonisolated extension Orgd_V1_AuditEntry: SwiftProtobuf.Message, SwiftProtobuf._
       case 4: try { try decoder.decodeSingularStringField(value: &self.actingFor) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.method) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.requestJson) }()
+      case 7: try { try decoder.decodeSingularEnumField(value: &self.actorKind) }()
       default: break
       }
     }
@@ -136,6 +141,9 @@ nonisolated extension Orgd_V1_AuditEntry: SwiftProtobuf.Message, SwiftProtobuf._
     if !self.requestJson.isEmpty {
       try visitor.visitSingularStringField(value: self.requestJson, fieldNumber: 6)
     }
+    if self.actorKind != .unspecified {
+      try visitor.visitSingularEnumField(value: self.actorKind, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -146,6 +154,7 @@ nonisolated extension Orgd_V1_AuditEntry: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.actingFor != rhs.actingFor {return false}
     if lhs.method != rhs.method {return false}
     if lhs.requestJson != rhs.requestJson {return false}
+    if lhs.actorKind != rhs.actorKind {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

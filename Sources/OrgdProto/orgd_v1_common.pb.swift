@@ -199,6 +199,56 @@ public nonisolated enum Orgd_V1_StaffRole: SwiftProtobuf.Enum, Swift.CaseIterabl
 
 }
 
+/// What kind of principal made a change (the actor fields of invitations,
+/// consent history and the audit log say it beside a plain id).
+public nonisolated enum Orgd_V1_ActorKind: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// A user with their own token; the id is a user id.
+  case user // = 1
+
+  /// A service account; the id is a service account id.
+  case serviceAccount // = 2
+
+  /// The local operator on the Unix socket; there is no id.
+  case localOperator // = 3
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .user
+    case 2: self = .serviceAccount
+    case 3: self = .localOperator
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .user: return 1
+    case .serviceAccount: return 2
+    case .localOperator: return 3
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Orgd_V1_ActorKind] = [
+    .unspecified,
+    .user,
+    .serviceAccount,
+    .localOperator,
+  ]
+
+}
+
 /// An external identifier, e.g. an ODS code: unique per system.
 public nonisolated struct Orgd_V1_Identifier: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -232,6 +282,10 @@ nonisolated extension Orgd_V1_UserStatus: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Orgd_V1_StaffRole: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0STAFF_ROLE_UNSPECIFIED\0\u{1}STAFF_ROLE_MEMBERSHIP_MANAGER\0\u{1}STAFF_ROLE_AGENT\0")
+}
+
+nonisolated extension Orgd_V1_ActorKind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ACTOR_KIND_UNSPECIFIED\0\u{1}ACTOR_KIND_USER\0\u{1}ACTOR_KIND_SERVICE_ACCOUNT\0\u{1}ACTOR_KIND_LOCAL_OPERATOR\0")
 }
 
 nonisolated extension Orgd_V1_Identifier: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -795,7 +795,8 @@ public nonisolated struct Orgd_V1_ConsentHistoryEntry: Sendable {
   /// Clears the value of `after`. Subsequent reads from it will return its default value.
   public mutating func clearAfter() {self._after = nil}
 
-  /// The principal that made the change, and the user it acted for.
+  /// The principal that made the change (a plain id; its kind in
+  /// actor_kind), and the user id it acted for ("" when none).
   public var actor: String = String()
 
   public var actingFor: String = String()
@@ -808,6 +809,8 @@ public nonisolated struct Orgd_V1_ConsentHistoryEntry: Sendable {
   public var hasTime: Bool {self._time != nil}
   /// Clears the value of `time`. Subsequent reads from it will return its default value.
   public mutating func clearTime() {self._time = nil}
+
+  public var actorKind: Orgd_V1_ActorKind = .unspecified
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2090,7 +2093,7 @@ nonisolated extension Orgd_V1_ListAccessiblePatientsResponse: SwiftProtobuf.Mess
 
 nonisolated extension Orgd_V1_ConsentHistoryEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ConsentHistoryEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}patient_id\0\u{3}consent_request_id\0\u{1}scope\0\u{1}action\0\u{1}before\0\u{1}after\0\u{1}actor\0\u{3}acting_for\0\u{1}time\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}patient_id\0\u{3}consent_request_id\0\u{1}scope\0\u{1}action\0\u{1}before\0\u{1}after\0\u{1}actor\0\u{3}acting_for\0\u{1}time\0\u{3}actor_kind\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2108,6 +2111,7 @@ nonisolated extension Orgd_V1_ConsentHistoryEntry: SwiftProtobuf.Message, SwiftP
       case 8: try { try decoder.decodeSingularStringField(value: &self.actor) }()
       case 9: try { try decoder.decodeSingularStringField(value: &self.actingFor) }()
       case 10: try { try decoder.decodeSingularMessageField(value: &self._time) }()
+      case 11: try { try decoder.decodeSingularEnumField(value: &self.actorKind) }()
       default: break
       }
     }
@@ -2148,6 +2152,9 @@ nonisolated extension Orgd_V1_ConsentHistoryEntry: SwiftProtobuf.Message, SwiftP
     try { if let v = self._time {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
     } }()
+    if self.actorKind != .unspecified {
+      try visitor.visitSingularEnumField(value: self.actorKind, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2162,6 +2169,7 @@ nonisolated extension Orgd_V1_ConsentHistoryEntry: SwiftProtobuf.Message, SwiftP
     if lhs.actor != rhs.actor {return false}
     if lhs.actingFor != rhs.actingFor {return false}
     if lhs._time != rhs._time {return false}
+    if lhs.actorKind != rhs.actorKind {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -18,8 +18,10 @@ struct AuditService {
                 var message = Orgd_V1_AuditEntry()
                 message.sequence = entry.sequence
                 message.time = Google_Protobuf_Timestamp(entry.time)
-                message.actor = entry.actor
-                message.actingFor = entry.actingFor
+                let who = StoredActor(entry.actor)
+                message.actor = who.id
+                message.actorKind = who.kind
+                message.actingFor = StoredActor.plainUserID(entry.actingFor)
                 message.method = entry.method
                 message.requestJson = entry.requestJSON
                 return message

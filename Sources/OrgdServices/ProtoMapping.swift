@@ -294,8 +294,10 @@ extension ConsentHistoryRecord {
         message.action = action.rawValue
         if let before { message.before = before }
         if let after { message.after = after }
-        message.actor = actor
-        message.actingFor = actingFor
+        let who = StoredActor(actor)
+        message.actor = who.id
+        message.actorKind = who.kind
+        message.actingFor = StoredActor.plainUserID(actingFor)
         message.time = Google_Protobuf_Timestamp(time)
         return message
     }

@@ -21,7 +21,7 @@ struct Audit: AsyncParsableCommand {
                 let response = try await client.audit.listAuditLog(request, options: connection.callOptions)
                 if connection.json { return try Output.json(response) }
                 Output.table(["#", "TIME", "ACTOR", "FOR", "METHOD", "REQUEST"], response.entries.map {
-                    ["\($0.sequence)", Output.time($0.time), $0.actor, $0.actingFor.isEmpty ? "-" : $0.actingFor, $0.method, $0.requestJson]
+                    ["\($0.sequence)", Output.time($0.time), Names.actor($0.actor, $0.actorKind), $0.actingFor.isEmpty ? "-" : $0.actingFor, $0.method, $0.requestJson]
                 })
                 if !response.nextPageToken.isEmpty { print("next page: --page-token \(response.nextPageToken)") }
             }

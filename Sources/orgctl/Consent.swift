@@ -266,7 +266,7 @@ struct Consent: AsyncParsableCommand {
                 func text(_ value: Bool?) -> String { value.map { "\($0)" } ?? "-" }
                 Output.table(["TIME", "ACTION", "REQUEST", "SCOPE", "BEFORE", "AFTER", "BY"], response.entries.map {
                     [Output.time($0.time), $0.action, $0.consentRequestID, $0.hasScope ? $0.scope.codingCode : "-",
-                     text($0.hasBefore ? $0.before : nil), text($0.hasAfter ? $0.after : nil), $0.actor + ($0.actingFor.isEmpty ? "" : " for \($0.actingFor)")]
+                     text($0.hasBefore ? $0.before : nil), text($0.hasAfter ? $0.after : nil), Names.actor($0.actor, $0.actorKind, actingFor: $0.actingFor)]
                 })
             }
         }

@@ -26,4 +26,16 @@ enum Names {
     static func roles(_ roles: [Orgd_V1_StaffRole]) -> String {
         roles.map { name($0, in: staffRoles) }.joined(separator: ",")
     }
+
+    /// An actor field for people: "user <id>", "service <id>" or "local operator",
+    /// and " for <user id>" when it acted for someone.
+    static func actor(_ id: String, _ kind: Orgd_V1_ActorKind, actingFor: String = "") -> String {
+        let who = switch kind {
+        case .user: "user \(id)"
+        case .serviceAccount: "service \(id)"
+        case .localOperator: "local operator"
+        default: id
+        }
+        return actingFor.isEmpty ? who : "\(who) for \(actingFor)"
+    }
 }

@@ -142,7 +142,7 @@ void   orgd__v1__list_audit_log_response__free_unpacked
   assert(message->base.descriptor == &orgd__v1__list_audit_log_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor orgd__v1__audit_entry__field_descriptors[6] =
+static const ProtobufCFieldDescriptor orgd__v1__audit_entry__field_descriptors[7] =
 {
   {
     "sequence",
@@ -216,10 +216,23 @@ static const ProtobufCFieldDescriptor orgd__v1__audit_entry__field_descriptors[6
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "actor_kind",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__AuditEntry, actor_kind),
+    &orgd__v1__actor_kind__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned orgd__v1__audit_entry__field_indices_by_name[] = {
   3,   /* field[3] = acting_for */
   2,   /* field[2] = actor */
+  6,   /* field[6] = actor_kind */
   4,   /* field[4] = method */
   5,   /* field[5] = request_json */
   0,   /* field[0] = sequence */
@@ -228,7 +241,7 @@ static const unsigned orgd__v1__audit_entry__field_indices_by_name[] = {
 static const ProtobufCIntRange orgd__v1__audit_entry__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor orgd__v1__audit_entry__descriptor =
 {
@@ -238,7 +251,7 @@ const ProtobufCMessageDescriptor orgd__v1__audit_entry__descriptor =
   "Orgd__V1__AuditEntry",
   "orgd.v1",
   sizeof(Orgd__V1__AuditEntry),
-  6,
+  7,
   orgd__v1__audit_entry__field_descriptors,
   orgd__v1__audit_entry__field_indices_by_name,
   1,  orgd__v1__audit_entry__number_ranges,

@@ -15,6 +15,7 @@ PROTOBUF_C__BEGIN_DECLS
 #endif
 
 #include "google/protobuf/timestamp.pb-c.h"
+#include "orgd/v1/common.pb-c.h"
 
 typedef struct Orgd__V1__AuditEntry Orgd__V1__AuditEntry;
 typedef struct Orgd__V1__ListAuditLogRequest Orgd__V1__ListAuditLogRequest;
@@ -36,6 +37,10 @@ struct  Orgd__V1__AuditEntry
   ProtobufCMessage base;
   int64_t sequence;
   Google__Protobuf__Timestamp *time;
+  /*
+   * Who made the change: a plain id (empty for the local operator), its kind
+   * in actor_kind, and the user id it acted for ("" when none).
+   */
   char *actor;
   char *acting_for;
   char *method;
@@ -43,10 +48,11 @@ struct  Orgd__V1__AuditEntry
    * The request as JSON, with secrets left out.
    */
   char *request_json;
+  Orgd__V1__ActorKind actor_kind;
 };
 #define ORGD__V1__AUDIT_ENTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&orgd__v1__audit_entry__descriptor) \
-    , 0, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , 0, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, ORGD__V1__ACTOR_KIND__ACTOR_KIND_UNSPECIFIED }
 
 
 struct  Orgd__V1__ListAuditLogRequest

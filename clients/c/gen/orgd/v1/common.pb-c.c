@@ -233,3 +233,35 @@ const ProtobufCEnumDescriptor orgd__v1__staff_role__descriptor =
   orgd__v1__staff_role__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
+static const ProtobufCEnumValue orgd__v1__actor_kind__enum_values_by_number[4] =
+{
+  { "ACTOR_KIND_UNSPECIFIED", "ORGD__V1__ACTOR_KIND__ACTOR_KIND_UNSPECIFIED", 0 },
+  { "ACTOR_KIND_USER", "ORGD__V1__ACTOR_KIND__ACTOR_KIND_USER", 1 },
+  { "ACTOR_KIND_SERVICE_ACCOUNT", "ORGD__V1__ACTOR_KIND__ACTOR_KIND_SERVICE_ACCOUNT", 2 },
+  { "ACTOR_KIND_LOCAL_OPERATOR", "ORGD__V1__ACTOR_KIND__ACTOR_KIND_LOCAL_OPERATOR", 3 },
+};
+static const ProtobufCIntRange orgd__v1__actor_kind__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex orgd__v1__actor_kind__enum_values_by_name[4] =
+{
+  { "ACTOR_KIND_LOCAL_OPERATOR", 3 },
+  { "ACTOR_KIND_SERVICE_ACCOUNT", 2 },
+  { "ACTOR_KIND_UNSPECIFIED", 0 },
+  { "ACTOR_KIND_USER", 1 },
+};
+const ProtobufCEnumDescriptor orgd__v1__actor_kind__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "orgd.v1.ActorKind",
+  "ActorKind",
+  "Orgd__V1__ActorKind",
+  "orgd.v1",
+  4,
+  orgd__v1__actor_kind__enum_values_by_number,
+  4,
+  orgd__v1__actor_kind__enum_values_by_name,
+  1,
+  orgd__v1__actor_kind__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};

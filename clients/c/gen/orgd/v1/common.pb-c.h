@@ -62,6 +62,26 @@ typedef enum _Orgd__V1__StaffRole {
   ORGD__V1__STAFF_ROLE__STAFF_ROLE_AGENT = 2
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ORGD__V1__STAFF_ROLE)
 } Orgd__V1__StaffRole;
+/*
+ * What kind of principal made a change (the actor fields of invitations,
+ * consent history and the audit log say it beside a plain id).
+ */
+typedef enum _Orgd__V1__ActorKind {
+  ORGD__V1__ACTOR_KIND__ACTOR_KIND_UNSPECIFIED = 0,
+  /*
+   * A user with their own token; the id is a user id.
+   */
+  ORGD__V1__ACTOR_KIND__ACTOR_KIND_USER = 1,
+  /*
+   * A service account; the id is a service account id.
+   */
+  ORGD__V1__ACTOR_KIND__ACTOR_KIND_SERVICE_ACCOUNT = 2,
+  /*
+   * The local operator on the Unix socket; there is no id.
+   */
+  ORGD__V1__ACTOR_KIND__ACTOR_KIND_LOCAL_OPERATOR = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ORGD__V1__ACTOR_KIND)
+} Orgd__V1__ActorKind;
 
 /* --- messages --- */
 
@@ -113,6 +133,7 @@ extern const ProtobufCEnumDescriptor    orgd__v1__organization_type__descriptor;
 extern const ProtobufCEnumDescriptor    orgd__v1__system_role__descriptor;
 extern const ProtobufCEnumDescriptor    orgd__v1__user_status__descriptor;
 extern const ProtobufCEnumDescriptor    orgd__v1__staff_role__descriptor;
+extern const ProtobufCEnumDescriptor    orgd__v1__actor_kind__descriptor;
 extern const ProtobufCMessageDescriptor orgd__v1__identifier__descriptor;
 
 PROTOBUF_C__END_DECLS

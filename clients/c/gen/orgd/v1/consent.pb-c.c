@@ -3273,7 +3273,7 @@ const ProtobufCMessageDescriptor orgd__v1__list_accessible_patients_response__de
   (ProtobufCMessageInit) orgd__v1__list_accessible_patients_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor orgd__v1__consent_history_entry__field_descriptors[10] =
+static const ProtobufCFieldDescriptor orgd__v1__consent_history_entry__field_descriptors[11] =
 {
   {
     "id",
@@ -3395,11 +3395,24 @@ static const ProtobufCFieldDescriptor orgd__v1__consent_history_entry__field_des
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "actor_kind",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__ConsentHistoryEntry, actor_kind),
+    &orgd__v1__actor_kind__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned orgd__v1__consent_history_entry__field_indices_by_name[] = {
   8,   /* field[8] = acting_for */
   4,   /* field[4] = action */
   7,   /* field[7] = actor */
+  10,   /* field[10] = actor_kind */
   6,   /* field[6] = after */
   5,   /* field[5] = before */
   2,   /* field[2] = consent_request_id */
@@ -3411,7 +3424,7 @@ static const unsigned orgd__v1__consent_history_entry__field_indices_by_name[] =
 static const ProtobufCIntRange orgd__v1__consent_history_entry__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor orgd__v1__consent_history_entry__descriptor =
 {
@@ -3421,7 +3434,7 @@ const ProtobufCMessageDescriptor orgd__v1__consent_history_entry__descriptor =
   "Orgd__V1__ConsentHistoryEntry",
   "orgd.v1",
   sizeof(Orgd__V1__ConsentHistoryEntry),
-  10,
+  11,
   orgd__v1__consent_history_entry__field_descriptors,
   orgd__v1__consent_history_entry__field_indices_by_name,
   1,  orgd__v1__consent_history_entry__number_ranges,

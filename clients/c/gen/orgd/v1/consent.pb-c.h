@@ -15,6 +15,7 @@ PROTOBUF_C__BEGIN_DECLS
 #endif
 
 #include "google/protobuf/timestamp.pb-c.h"
+#include "orgd/v1/common.pb-c.h"
 #include "orgd/v1/membership.pb-c.h"
 
 typedef struct Orgd__V1__Scope Orgd__V1__Scope;
@@ -495,15 +496,17 @@ struct  Orgd__V1__ConsentHistoryEntry
   protobuf_c_boolean before;
   protobuf_c_boolean after;
   /*
-   * The principal that made the change, and the user it acted for.
+   * The principal that made the change (a plain id; its kind in
+   * actor_kind), and the user id it acted for ("" when none).
    */
   char *actor;
   char *acting_for;
   Google__Protobuf__Timestamp *time;
+  Orgd__V1__ActorKind actor_kind;
 };
 #define ORGD__V1__CONSENT_HISTORY_ENTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&orgd__v1__consent_history_entry__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, ORGD__V1__ACTOR_KIND__ACTOR_KIND_UNSPECIFIED }
 
 
 struct  Orgd__V1__ListConsentHistoryRequest
