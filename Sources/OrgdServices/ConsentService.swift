@@ -116,10 +116,15 @@ struct ConsentService {
         return byID
     }
 
+    /// How a scope reference names its scope, for messages.
+    static func name(_ reference: Orgd_V1_ScopeRef) -> String {
+        reference.id.isEmpty ? "\(reference.codingSystem)|\(reference.codingCode)".prefix(300).description : reference.id
+    }
+
     static func resolveAll(_ references: [Orgd_V1_ScopeRef], field: String, _ tx: StoreTransaction) throws -> [String] {
         try references.enumerated().map { index, reference in
             guard let scope = try resolve(reference, field: "\(field)[\(index)]", tx) else {
-                throw RPCError.invalidArgument(field: "\(field)[\(index)]", "no such scope; create it first")
+                throw RPCError.notFound(field: "\(field)[\(index)]", "scope", id: Self.name(reference) + " (create it first)")
             }
             return scope.id
         }
@@ -309,7 +314,7 @@ struct ConsentService {
         guard request.hasScope else { throw RPCError.invalidArgument(field: "scope", "required") }
         let limit = try PageToken.pageSize(request.pageSize)
         guard let scope = try Self.resolve(request.scope, field: "scope", tx) else {
-            throw RPCError.invalidArgument(field: "scope", "no such scope")
+            throw RPCError.notFound(field: "scope", "scope", id: Self.name(request.scope))
         }
         let pageScope = "accessible|\(agentID)|\(scope.id)"
         let after = try PageToken.decode(request.pageToken, scope: pageScope)

@@ -102,7 +102,7 @@ extension StoreTransaction {
     public func createConsentRequest(
         organizationID: String, kind: ConsentRequestKind, name: String, scopeIDs: [String], startTime: Date?, endTime: Date?
     ) throws -> ConsentRequestRecord {
-        let organization = try organization(id: organizationID)
+        let organization = try RPCError.referenced(from: "organization_id") { try self.organization(id: organizationID) }
         guard organization.active else {
             throw RPCError(.failedPrecondition, "organization \(organizationID) is deactivated and makes no new consent requests")
         }
@@ -214,7 +214,7 @@ extension StoreTransaction {
     /// member of the request's organisation; an unknown id gets the same
     /// answer as another organisation's patient). Returns how many were newly asked.
     public func askPatients(requestID: String, patientIDs: [String], actor: Actor) throws -> Int {
-        let request = try consentRequest(id: requestID)
+        let request = try RPCError.referenced(from: "consent_request_id") { try consentRequest(id: requestID) }
         if let end = request.endTime, end <= now {
             throw RPCError(.failedPrecondition, "consent request \(requestID) has ended")
         }
@@ -225,7 +225,8 @@ extension StoreTransaction {
             guard try fetchOne(
                 "SELECT 1 FROM organization_patient_member WHERE organization_id = ? AND patient_id = ?", [request.organizationID, patientID]
             ) != nil else {
-                throw RPCError.invalidArgument(field: "patient_ids[\(index)]", "not a patient of the consent request's organization")
+                let field = "patient_ids[\(index)]", why = "no such patient among the patients of organization \(request.organizationID)"
+                throw RPCError(.notFound, "\(field): \(why)", fieldViolations: [.init(field: field, description: why)])
             }
             try execute(
                 "INSERT OR IGNORE INTO consent_ask (patient_id, consent_request_id, ask_time) VALUES (?, ?, ?)",
@@ -260,13 +261,11 @@ extension StoreTransaction {
     /// Applies a patient's answers, all or nothing. Every reference is
     /// checked and a refusal names the request field it came from.
     public func changeConsents(patientID: String, _ inputs: [ConsentAnswerInput], change: ConsentChange, actor: Actor) throws {
-        _ = try patient(id: patientID)
+        _ = try RPCError.referenced(from: "patient_id") { try patient(id: patientID) }
         for input in inputs {
-            guard let request = try? consentRequest(id: input.requestID) else {
-                throw RPCError.invalidArgument(field: "\(input.field).study_id", "no consent request \(input.requestID)")
-            }
+            let request = try RPCError.referenced(from: "\(input.field).study_id") { try consentRequest(id: input.requestID) }
             guard try fetchOne("SELECT 1 FROM consent_ask WHERE patient_id = ? AND consent_request_id = ?", [patientID, request.id]) != nil else {
-                throw RPCError.invalidArgument(field: "\(input.field).study_id", "consent request \(request.id) was not asked of this patient")
+                throw RPCError.failedPrecondition(field: "\(input.field).study_id", "consent request \(request.id) was not asked of this patient")
             }
             if change != .revoke {
                 if let end = request.endTime, end <= now {
@@ -279,10 +278,8 @@ extension StoreTransaction {
             }
             for answer in input.scopes {
                 guard let scope = request.scopes.first(where: { $0.codingSystem == answer.codingSystem && $0.codingCode == answer.codingCode }) else {
-                    throw RPCError.invalidArgument(
-                        field: "\(answer.field).coding_code",
-                        "consent request \(request.id) does not ask for \(answer.codingSystem)|\(answer.codingCode)"
-                    )
+                    throw RPCError.notFound(
+                        field: answer.field, "scope", id: "\(answer.codingSystem)|\(answer.codingCode) among those consent request \(request.id) asks for")
                 }
                 let current = try Bool.fetchOne(
                     db.cachedStatement(sql: "SELECT consented FROM consent WHERE patient_id = ? AND scope_id = ? AND consent_request_id = ?"),

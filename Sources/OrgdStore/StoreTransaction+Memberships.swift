@@ -26,8 +26,8 @@ extension StoreTransaction {
     /// Adds a user to an organisation's staff. The organisation must be
     /// active; making this membership primary clears the user's other one.
     public func addStaffMember(organizationID: String, userID: String, roles: StaffRoles, isPrimary: Bool) throws -> StaffMember {
-        try requireActive(organizationID, toAdd: "staff")
-        let user = try user(id: userID)
+        try RPCError.referenced(from: "organization_id") { try requireActive(organizationID, toAdd: "staff") }
+        let user = try RPCError.referenced(from: "user_id") { try self.user(id: userID) }
         if user.status == .disabled {
             throw RPCError(.failedPrecondition, "user \(userID) is disabled; enable them before adding them to an organization")
         }
@@ -131,8 +131,8 @@ extension StoreTransaction {
     /// Adds a patient to an organisation. The organisation must be active;
     /// making this membership primary clears the patient's other one.
     public func addPatientMember(organizationID: String, patientID: String, isPrimary: Bool) throws -> PatientMember {
-        try requireActive(organizationID, toAdd: "patients")
-        _ = try patient(id: patientID)
+        try RPCError.referenced(from: "organization_id") { try requireActive(organizationID, toAdd: "patients") }
+        _ = try RPCError.referenced(from: "patient_id") { try patient(id: patientID) }
         if try fetchOne("SELECT 1 FROM organization_patient_member WHERE organization_id = ? AND patient_id = ?", [organizationID, patientID]) != nil {
             throw RPCError(.alreadyExists, "patient \(patientID) is already a member of organization \(organizationID)")
         }

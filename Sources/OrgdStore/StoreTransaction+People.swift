@@ -189,7 +189,7 @@ extension StoreTransaction {
         do {
             linked = try user(id: userID)
         } catch let error as RPCError where error.code == .notFound {
-            throw RPCError.invalidArgument(field: "user_id", "no user \(userID)")
+            throw error.referenced(from: "user_id")
         }
         guard linked.systemRole == .none else {
             throw RPCError(

@@ -95,8 +95,8 @@ extension StoreTransaction {
     /// SHA-256 is stored, with a short prefix to recognise it in listings.
     public func createToken(owner: TokenOwner, description: String, expireTime: Date?) throws -> IssuedToken {
         switch owner {
-        case .user(let id): _ = try user(id: id)
-        case .serviceAccount(let id): _ = try serviceAccount(id: id)
+        case .user(let id): _ = try RPCError.referenced(from: "user_id") { try user(id: id) }
+        case .serviceAccount(let id): _ = try RPCError.referenced(from: "service_account_id") { try serviceAccount(id: id) }
         }
         let secret = "orgd_" + Self.randomBase64URL(byteCount: 32)
         let prefix = String(secret.prefix(12))

@@ -74,7 +74,8 @@ struct ConsentEndToEndTests {
             unknown.codingSystem = ConsentWorld.openMHealth
             unknown.codingCode = "omh:nothing:1.0"
             let unknownScope = await rpcError { _ = try await world.request("Unknown", [world.bloodPressure, unknown]) }
-            #expect(unknownScope?.code == .invalidArgument && unknownScope?.fieldViolations.first?.field == "scopes[1]")
+            // A reference to nothing is NOT_FOUND naming the field (PROTOCOL.md's one rule).
+            #expect(unknownScope?.code == .notFound && unknownScope?.fieldViolations.first?.field == "scopes[1]")
             let backwards = await rpcError { _ = try await world.request("Backwards", [world.bloodPressure], start: Date(), end: Date().addingTimeInterval(-60)) }
             #expect(backwards?.fieldViolations.first?.field == "end_time")
             var deactivate = Orgd_V1_DeactivateOrganizationRequest()
@@ -99,7 +100,7 @@ struct ConsentEndToEndTests {
             outsider.familyName = "Sider"
             ask.patientIds = [world.patient.id, try await world.local.memberships.createPatient(outsider).id]
             let refused = await rpcError { _ = try await world.managerClient.consents.askPatients(ask) }
-            #expect(refused?.code == .invalidArgument && refused?.fieldViolations.first?.field == "patient_ids[1]")
+            #expect(refused?.code == .notFound && refused?.fieldViolations.first?.field == "patient_ids[1]")
             ask.patientIds = [UUID().uuidString]
             #expect(await rpcError { _ = try await world.managerClient.consents.askPatients(ask) }?.fieldViolations.first?.field == "patient_ids[0]")
         }
@@ -117,9 +118,9 @@ struct ConsentEndToEndTests {
             let foreign = try #require(await rpcError { _ = try await world.managerClient.consents.askPatients(ask) })
             ask.patientIds = [UUID().uuidString.lowercased()]
             let unknown = try #require(await rpcError { _ = try await world.managerClient.consents.askPatients(ask) })
-            #expect(foreign.code == .invalidArgument)
+            #expect(foreign.code == .notFound)
             #expect(foreign == unknown, "\(foreign) vs \(unknown)")
-            #expect(foreign.message == "patient_ids[0]: not a patient of the consent request's organization")
+            #expect(foreign.message == "patient_ids[0]: no such patient among the patients of organization \(world.organization.id)")
         }
     }
 
@@ -156,15 +157,16 @@ struct ConsentEndToEndTests {
             try await world.ask(asked)
             let consents = world.patientClient.consents
             let pid = world.patient.id
-            let cases: [(Orgd_V1_ConsentAnswersRequest, String)] = [
-                (ConsentWorld.answers(pid, UUID().uuidString, [(world.bloodPressure, true)]), "study_scope_consents[0].study_id"),
-                (ConsentWorld.answers(pid, notAsked.id, [(world.bloodPressure, true)]), "study_scope_consents[0].study_id"),
-                (ConsentWorld.answers(pid, asked.id, [(world.bloodPressure, true), (world.bloodGlucose, true)]), "study_scope_consents[0].scope_consents[1].coding_code"),
-                (ConsentWorld.answers(pid, asked.id, [(world.bloodPressure, nil)]), "study_scope_consents[0].scope_consents[0].consented"),
+            // Missing references are NOT_FOUND, the wrong state FAILED_PRECONDITION, bad values INVALID_ARGUMENT.
+            let cases: [(Orgd_V1_ConsentAnswersRequest, String, StatusCode)] = [
+                (ConsentWorld.answers(pid, UUID().uuidString, [(world.bloodPressure, true)]), "study_scope_consents[0].study_id", .notFound),
+                (ConsentWorld.answers(pid, notAsked.id, [(world.bloodPressure, true)]), "study_scope_consents[0].study_id", .failedPrecondition),
+                (ConsentWorld.answers(pid, asked.id, [(world.bloodPressure, true), (world.bloodGlucose, true)]), "study_scope_consents[0].scope_consents[1]", .notFound),
+                (ConsentWorld.answers(pid, asked.id, [(world.bloodPressure, nil)]), "study_scope_consents[0].scope_consents[0].consented", .invalidArgument),
             ]
-            for (request, field) in cases {
+            for (request, field, code) in cases {
                 let error = await rpcError { _ = try await consents.answerConsents(request) }
-                #expect(error?.code == .invalidArgument, "\(field)")
+                #expect(error?.code == code, "\(field)")
                 #expect(error?.fieldViolations.first?.field == field)
             }
             // The third case had a valid first answer: it was not applied.
@@ -220,8 +222,8 @@ struct ConsentEndToEndTests {
             #expect(entries.map(\.action) == ["asked", "answered", "updated", "revoked"])
             #expect(entries.map { $0.hasBefore ? "\($0.before)" : "-" } == ["-", "-", "true", "false"])
             #expect(entries.map { $0.hasAfter ? "\($0.after)" : "-" } == ["-", "true", "false", "-"])
-            #expect(entries[0].actor == "user:\(world.manager.id)")
-            #expect(entries[1].actor == "user:\(world.patientUser.id)" && entries[1].scope == world.bloodPressure)
+            #expect(entries[0].actor == world.manager.id && entries[0].actorKind == .user)
+            #expect(entries[1].actor == world.patientUser.id && entries[1].actorKind == .user && entries[1].scope == world.bloodPressure)
             #expect(Set(entries.map(\.consentRequestID)) == [study.id])
 
             let path = world.daemon.directory + "/orgd.sqlite"

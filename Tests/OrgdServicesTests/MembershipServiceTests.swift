@@ -111,7 +111,7 @@ struct MembershipServiceTests {
         let again = await rpcError { _ = try await harness.createPatient(userID: person.user.id) }
         #expect(again?.code == .alreadyExists && again?.fieldViolations.first?.field == "user_id")
         let unknown = await rpcError { _ = try await harness.createPatient(userID: UUID().uuidString) }
-        #expect(unknown?.code == .invalidArgument && unknown?.fieldViolations.first?.field == "user_id")
+        #expect(unknown?.code == .notFound && unknown?.fieldViolations.first?.field == "user_id")
         var get = Orgd_V1_GetPatientRequest()
         get.id = patient.id
         let own: Orgd_V1_Patient = try await harness.call(Harness.memberships, "GetPatient", get, as: .token(person.secret))
