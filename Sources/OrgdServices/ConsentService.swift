@@ -28,13 +28,14 @@ struct ConsentService {
         }
         table.add(Self.name, "UpdateConsentRequest", rule: .adminOrOrganizationManager, subject: { .consentRequest($0.id.lowercased()) }, updateConsentRequest)
         table.add(Self.name, "EndConsentRequest", rule: .adminOrOrganizationManager, subject: { .consentRequest($0.id.lowercased()) }) {
-            (request: Orgd_V1_EndConsentRequestRequest, _) in
+            (request: Orgd_V1_EndConsentRequestRequest, context) in
             let id = try Validation.id(request.id)
+            let actor = Self.actor(context)
             return try await store.write { tx in
                 let current = try tx.consentRequest(id: id)
                 if let end = current.endTime, end <= tx.now { return current.proto() }
                 let start: Date?? = current.startTime.map { $0 >= tx.now ? .some(nil) : nil } ?? nil
-                return try tx.updateConsentRequest(id: id, expectedVersion: 0, name: nil, addScopeIDs: [], startTime: start, endTime: .some(tx.now)).proto()
+                return try tx.updateConsentRequest(id: id, expectedVersion: 0, name: nil, addScopeIDs: [], startTime: start, endTime: .some(tx.now), actor: actor).proto()
             }
         }
         table.add(Self.name, "ListConsentRequests", rule: .adminOrOrganizationManager, subject: { .organization($0.organizationID.lowercased()) }, listConsentRequests)
@@ -162,9 +163,10 @@ struct ConsentService {
         if name == nil && request.addScopes.isEmpty && start == nil && end == nil {
             throw RPCError(.invalidArgument, "the update names no field")
         }
+        let actor = Self.actor(context)
         return try await store.write { tx in
             let scopeIDs = try Self.resolveAll(request.addScopes, field: "add_scopes", tx)
-            let updated = try tx.updateConsentRequest(id: id, expectedVersion: version, name: name, addScopeIDs: scopeIDs, startTime: start, endTime: end)
+            let updated = try tx.updateConsentRequest(id: id, expectedVersion: version, name: name, addScopeIDs: scopeIDs, startTime: start, endTime: end, actor: actor)
             return updated.proto(organization: try tx.organization(id: updated.organizationID))
         }
     }

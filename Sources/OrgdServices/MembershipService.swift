@@ -45,9 +45,10 @@ struct MembershipService {
                 try tx.updatePatientMember(organizationID: organizationID, patientID: patientID, isPrimary: request.isPrimary)
             }.proto
         }
-        table.add(Self.name, "RemovePatientMember", rule: .admin) { (request: Orgd_V1_RemovePatientMemberRequest, _) in
+        table.add(Self.name, "RemovePatientMember", rule: .admin) { (request: Orgd_V1_RemovePatientMemberRequest, context) in
             let (organizationID, patientID) = (try Validation.id(request.organizationID, field: "organization_id"), try Validation.id(request.patientID, field: "patient_id"))
-            try await store.write { tx in try tx.removePatientMember(organizationID: organizationID, patientID: patientID) }
+            let actor = ConsentService.actor(context)
+            try await store.write { tx in try tx.removePatientMember(organizationID: organizationID, patientID: patientID, actor: actor) }
             return Orgd_V1_RemovePatientMemberResponse()
         }
         table.add(Self.name, "ListPatientMembers", rule: .adminOrOrganizationManager, subject: { .organization($0.organizationID.lowercased()) }, listPatientMembers)

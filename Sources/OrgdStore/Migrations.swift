@@ -23,6 +23,9 @@ enum Migrations {
         migrator.registerMigration("v6: the mailer permission on service accounts") { db in
             try db.execute(sql: v6)
         }
+        migrator.registerMigration("v9: consent history says when leaving ended an answer or withdrew an ask") { db in
+            try db.execute(sql: v9)
+        }
         return migrator
     }
 
@@ -303,5 +306,37 @@ enum Migrations {
     /// not hold it.
     private static let v6 = """
         ALTER TABLE service_account ADD COLUMN mailer INTEGER NOT NULL DEFAULT 0 CHECK (mailer IN (0, 1));
+        """
+
+    /// Consent history gains "ended" (an answer ended because the patient
+    /// left the organisation) and "withdrawn" (a scope still pending in an
+    /// ask of that organisation). SQLite cannot alter a CHECK, so the table is
+    /// rebuilt: every row is copied with its seq, id and time, the index and
+    /// both append-only triggers are made again (DROP TABLE fires no trigger;
+    /// nothing references the table), and the AUTOINCREMENT counter carries on.
+    private static let v9 = """
+        CREATE TABLE consent_history_v9 (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          id TEXT NOT NULL UNIQUE CHECK (length(id) = 36),
+          patient_id TEXT NOT NULL REFERENCES patient(id),
+          consent_request_id TEXT NOT NULL REFERENCES consent_request(id),
+          scope_id TEXT REFERENCES scope(id),
+          action TEXT NOT NULL CHECK (action IN ('asked', 'answered', 'updated', 'revoked', 'ended', 'withdrawn')),
+          before INTEGER CHECK (before IN (0, 1)),
+          after INTEGER CHECK (after IN (0, 1)),
+          actor TEXT NOT NULL,
+          acting_for TEXT NOT NULL DEFAULT '',
+          time INTEGER NOT NULL
+        ) STRICT;
+        INSERT INTO consent_history_v9 (seq, id, patient_id, consent_request_id, scope_id, action, before, after, actor, acting_for, time)
+          SELECT seq, id, patient_id, consent_request_id, scope_id, action, before, after, actor, acting_for, time
+          FROM consent_history ORDER BY seq;
+        DROP TABLE consent_history;
+        ALTER TABLE consent_history_v9 RENAME TO consent_history;
+        CREATE INDEX consent_history_by_patient ON consent_history(patient_id, seq);
+        CREATE TRIGGER consent_history_no_update BEFORE UPDATE ON consent_history
+          BEGIN SELECT RAISE(ABORT, 'consent history is append-only'); END;
+        CREATE TRIGGER consent_history_no_delete BEFORE DELETE ON consent_history
+          BEGIN SELECT RAISE(ABORT, 'consent history is append-only'); END;
         """
 }

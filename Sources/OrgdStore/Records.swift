@@ -180,6 +180,10 @@ public struct ConsentRequestRecord: Sendable, Equatable {
 public struct ConsentHistoryRecord: Sendable, Equatable {
     public enum Action: String, Sendable {
         case asked, answered, updated, revoked
+        /// The patient left the organisation: an answer to one of its requests ended with the membership.
+        case ended
+        /// The patient left the organisation: a scope still pending in one of its requests is asked no more.
+        case withdrawn
     }
     public var id: String
     public var patientID: String

@@ -133,14 +133,17 @@ extension StoreTransaction {
     }
 
     /// Renames, re-dates or adds scopes; a scope is never taken away, so
-    /// answers already given keep their meaning.
+    /// answers already given keep their meaning. An added scope is pending
+    /// for every patient already asked (an ask is per request), so each of
+    /// them gets an "asked" entry for it, from `actor`; none when the
+    /// request has ended (nothing of it can be answered).
     ///
     /// The period is part of what a patient agreed to: once a request has
     /// ended its period never changes again, and a running request's period
     /// may be narrowed (or ended) but not widened once a patient has consented
     /// under it — that would grant access for time nobody agreed to.
     public func updateConsentRequest(
-        id: String, expectedVersion: Int64, name: String?, addScopeIDs: [String], startTime: Date??, endTime: Date??
+        id: String, expectedVersion: Int64, name: String?, addScopeIDs: [String], startTime: Date??, endTime: Date??, actor: Actor
     ) throws -> ConsentRequestRecord {
         var request = try consentRequest(id: id)
         try checkVersion(request.version, expected: expectedVersion, what: "consent request \(id)")
@@ -159,8 +162,24 @@ extension StoreTransaction {
             [request.name, request.startTime?.storedMicros, request.endTime?.storedMicros, now.storedMicros, id]
         )
         let known = Set(request.scopes.map(\.id))
-        try addScopes(addScopeIDs.filter { !known.contains($0) }, to: id, after: request.scopes.count)
+        var added: [String] = []
+        for scopeID in addScopeIDs where !known.contains(scopeID) && !added.contains(scopeID) { added.append(scopeID) }
+        try addScopes(added, to: id, after: request.scopes.count)
+        if !added.isEmpty && request.endTime.map({ $0 > now }) ?? true {
+            try recordAsked(added, requestID: id, actor: actor)
+        }
         return try consentRequest(id: id)
+    }
+
+    /// "asked" entries for scopes added to a request, one per scope for every patient asked it.
+    private func recordAsked(_ scopeIDs: [String], requestID: String, actor: Actor) throws {
+        let patientIDs = try fetchAll("SELECT patient_id FROM consent_ask WHERE consent_request_id = ? ORDER BY ask_time, patient_id", [requestID])
+            .map { $0["patient_id"] as String }
+        for patientID in patientIDs {
+            for scopeID in scopeIDs {
+                try recordHistory(patientID: patientID, requestID: requestID, scopeID: scopeID, action: .asked, before: nil, after: nil, actor: actor)
+            }
+        }
     }
 
     private func checkPeriodChange(_ id: String, old: (start: Date?, end: Date?), new: (start: Date?, end: Date?)) throws {
@@ -234,7 +253,10 @@ extension StoreTransaction {
             )
             if changes > 0 {
                 asked += 1
-                try recordHistory(patientID: patientID, requestID: requestID, scopeID: nil, action: .asked, before: nil, after: nil, actor: actor)
+                // One entry per scope asked, so the patient's history says what they were asked.
+                for scope in request.scopes {
+                    try recordHistory(patientID: patientID, requestID: requestID, scopeID: scope.id, action: .asked, before: nil, after: nil, actor: actor)
+                }
             }
         }
         return asked
@@ -316,7 +338,7 @@ extension StoreTransaction {
         }
     }
 
-    private func recordHistory(
+    func recordHistory(
         patientID: String, requestID: String, scopeID: String?, action: ConsentHistoryRecord.Action, before: Bool?, after: Bool?, actor: Actor
     ) throws {
         try execute(

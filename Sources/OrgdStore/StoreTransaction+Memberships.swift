@@ -164,13 +164,16 @@ extension StoreTransaction {
         return try patientMember(organizationID: organizationID, patientID: patientID)
     }
 
-    /// Removes a patient from an organisation.
-    public func removePatientMember(organizationID: String, patientID: String) throws {
+    /// Removes a patient from an organisation, ending what the membership
+    /// carried: the patient's answers to the organisation's requests and its
+    /// pending asks (`endCareRelationship`). Never refused for consents held.
+    public func removePatientMember(organizationID: String, patientID: String, actor: Actor) throws {
         try execute("DELETE FROM organization_patient_member WHERE organization_id = ? AND patient_id = ?", [organizationID, patientID])
         if changes == 0 {
             _ = try organization(id: organizationID)
             throw RPCError(.notFound, "patient \(patientID) is not a member of organization \(organizationID)")
         }
+        try endCareRelationship(organizationID: organizationID, patientID: patientID, actor: actor)
     }
 
     /// One patient membership, or NOT_FOUND.
