@@ -31,6 +31,13 @@ public nonisolated enum Orgd_V1_InvitationStatus: SwiftProtobuf.Enum, Swift.Case
   case declined // = 3
   case withdrawn // = 4
   case expired // = 5
+
+  /// Pending, but the mailer gave up: every delivery attempt of its e-mail
+  /// failed (see `last_delivery_error`). Otherwise it behaves as pending: the
+  /// token still works, it can be withdrawn, it expires, and a re-send
+  /// (ResendInvitation, or inviting the same person again) makes it pending
+  /// with a fresh token and e-mail.
+  case deliveryFailed // = 6
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -45,6 +52,7 @@ public nonisolated enum Orgd_V1_InvitationStatus: SwiftProtobuf.Enum, Swift.Case
     case 3: self = .declined
     case 4: self = .withdrawn
     case 5: self = .expired
+    case 6: self = .deliveryFailed
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -57,6 +65,7 @@ public nonisolated enum Orgd_V1_InvitationStatus: SwiftProtobuf.Enum, Swift.Case
     case .declined: return 3
     case .withdrawn: return 4
     case .expired: return 5
+    case .deliveryFailed: return 6
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -69,6 +78,7 @@ public nonisolated enum Orgd_V1_InvitationStatus: SwiftProtobuf.Enum, Swift.Case
     .declined,
     .withdrawn,
     .expired,
+    .deliveryFailed,
   ]
 
 }
@@ -124,7 +134,8 @@ public nonisolated struct Orgd_V1_Invitation: @unchecked Sendable {
     set {_uniqueStorage()._status = newValue}
   }
 
-  /// Who sent it: a user id or a service account id.
+  /// Who sent it: a plain id, whose kind `invited_by_kind` says (a user id, a
+  /// service account id, or "" for the local operator).
   public var invitedBy: String {
     get {_storage._invitedBy}
     set {_uniqueStorage()._invitedBy = newValue}
@@ -170,6 +181,34 @@ public nonisolated struct Orgd_V1_Invitation: @unchecked Sendable {
   public var hasRespondTime: Bool {_storage._respondTime != nil}
   /// Clears the value of `respondTime`. Subsequent reads from it will return its default value.
   public mutating func clearRespondTime() {_uniqueStorage()._respondTime = nil}
+
+  public var invitedByKind: Orgd_V1_ActorKind {
+    get {_storage._invitedByKind}
+    set {_uniqueStorage()._invitedByKind = newValue}
+  }
+
+  /// The user a service account acted for (`orgd-act-as`) when it invited, or "".
+  public var invitedByActingFor: String {
+    get {_storage._invitedByActingFor}
+    set {_uniqueStorage()._invitedByActingFor = newValue}
+  }
+
+  /// The mailer's error for the last failed delivery of the current e-mail
+  /// (cut at 1000 characters); "" when none failed since it was last sent.
+  public var lastDeliveryError: String {
+    get {_storage._lastDeliveryError}
+    set {_uniqueStorage()._lastDeliveryError = newValue}
+  }
+
+  /// When the mailer gave up (status `delivery_failed`); unset otherwise.
+  public var deliveryFailedTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._deliveryFailedTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._deliveryFailedTime = newValue}
+  }
+  /// Returns true if `deliveryFailedTime` has been explicitly set.
+  public var hasDeliveryFailedTime: Bool {_storage._deliveryFailedTime != nil}
+  /// Clears the value of `deliveryFailedTime`. Subsequent reads from it will return its default value.
+  public mutating func clearDeliveryFailedTime() {_uniqueStorage()._deliveryFailedTime = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -463,41 +502,168 @@ public nonisolated struct Orgd_V1_DeclineInvitationRequest: Sendable {
   public init() {}
 }
 
-/// One e-mail to deliver.
-public nonisolated struct Orgd_V1_OutboxMessage: Sendable {
+/// One e-mail to deliver, with everything the e-mail says, structured for a
+/// template: the mailer needs no other right to write it. The names, role and
+/// expiry are those at claim time (a re-send updates them).
+public nonisolated struct Orgd_V1_OutboxMessage: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
+
+  public var recipient: String {
+    get {_storage._recipient}
+    set {_uniqueStorage()._recipient = newValue}
+  }
+
+  /// `invite-team-member` or `invite-team-member-reminder` (a re-send).
+  public var template: String {
+    get {_storage._template}
+    set {_uniqueStorage()._template = newValue}
+  }
+
+  public var organizationID: String {
+    get {_storage._organizationID}
+    set {_uniqueStorage()._organizationID = newValue}
+  }
+
+  public var invitationID: String {
+    get {_storage._invitationID}
+    set {_uniqueStorage()._invitationID = newValue}
+  }
+
+  /// The secret for the accept link.
+  public var token: String {
+    get {_storage._token}
+    set {_uniqueStorage()._token = newValue}
+  }
+
+  /// Delivery attempts, this one included (each claim is one).
+  public var attempts: Int32 {
+    get {_storage._attempts}
+    set {_uniqueStorage()._attempts = newValue}
+  }
+
+  public var leaseExpireTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._leaseExpireTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._leaseExpireTime = newValue}
+  }
+  /// Returns true if `leaseExpireTime` has been explicitly set.
+  public var hasLeaseExpireTime: Bool {_storage._leaseExpireTime != nil}
+  /// Clears the value of `leaseExpireTime`. Subsequent reads from it will return its default value.
+  public mutating func clearLeaseExpireTime() {_uniqueStorage()._leaseExpireTime = nil}
+
+  public var organization: Orgd_V1_OutboxOrganization {
+    get {_storage._organization ?? Orgd_V1_OutboxOrganization()}
+    set {_uniqueStorage()._organization = newValue}
+  }
+  /// Returns true if `organization` has been explicitly set.
+  public var hasOrganization: Bool {_storage._organization != nil}
+  /// Clears the value of `organization`. Subsequent reads from it will return its default value.
+  public mutating func clearOrganization() {_uniqueStorage()._organization = nil}
+
+  public var inviter: Orgd_V1_OutboxInviter {
+    get {_storage._inviter ?? Orgd_V1_OutboxInviter()}
+    set {_uniqueStorage()._inviter = newValue}
+  }
+  /// Returns true if `inviter` has been explicitly set.
+  public var hasInviter: Bool {_storage._inviter != nil}
+  /// Clears the value of `inviter`. Subsequent reads from it will return its default value.
+  public mutating func clearInviter() {_uniqueStorage()._inviter = nil}
+
+  public var invitee: Orgd_V1_OutboxInvitee {
+    get {_storage._invitee ?? Orgd_V1_OutboxInvitee()}
+    set {_uniqueStorage()._invitee = newValue}
+  }
+  /// Returns true if `invitee` has been explicitly set.
+  public var hasInvitee: Bool {_storage._invitee != nil}
+  /// Clears the value of `invitee`. Subsequent reads from it will return its default value.
+  public mutating func clearInvitee() {_uniqueStorage()._invitee = nil}
+
+  /// The role offered, and in words: seed 003's user types, "Professional"
+  /// (agent) or "Team Coordinator" (membership manager).
+  public var role: Orgd_V1_StaffRole {
+    get {_storage._role}
+    set {_uniqueStorage()._role = newValue}
+  }
+
+  public var roleName: String {
+    get {_storage._roleName}
+    set {_uniqueStorage()._roleName = newValue}
+  }
+
+  /// When the link stops working.
+  public var expireTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._expireTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._expireTime = newValue}
+  }
+  /// Returns true if `expireTime` has been explicitly set.
+  public var hasExpireTime: Bool {_storage._expireTime != nil}
+  /// Clears the value of `expireTime`. Subsequent reads from it will return its default value.
+  public mutating func clearExpireTime() {_uniqueStorage()._expireTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Orgd_V1_OutboxOrganization: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var id: String = String()
 
-  public var recipient: String = String()
-
-  public var template: String = String()
-
-  public var organizationID: String = String()
-
-  public var invitationID: String = String()
-
-  /// The secret for the accept link.
-  public var token: String = String()
-
-  public var attempts: Int32 = 0
-
-  public var leaseExpireTime: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_leaseExpireTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_leaseExpireTime = newValue}
-  }
-  /// Returns true if `leaseExpireTime` has been explicitly set.
-  public var hasLeaseExpireTime: Bool {self._leaseExpireTime != nil}
-  /// Clears the value of `leaseExpireTime`. Subsequent reads from it will return its default value.
-  public mutating func clearLeaseExpireTime() {self._leaseExpireTime = nil}
+  public var name: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+}
 
-  fileprivate var _leaseExpireTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+/// Who invites, as the e-mail names them. When a service account invited on a
+/// user's behalf (`orgd-act-as`), the inviter is that user.
+public nonisolated struct Orgd_V1_OutboxInviter: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// A plain id ("" for the local operator).
+  public var id: String = String()
+
+  public var kind: Orgd_V1_ActorKind = .unspecified
+
+  /// A user's "title given family", a service account's name, or
+  /// "orgd operator" for the local operator.
+  public var displayName: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Orgd_V1_OutboxInvitee: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var email: String = String()
+
+  public var title: String = String()
+
+  public var givenName: String = String()
+
+  public var familyName: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Orgd_V1_ClaimOutboxRequest: Sendable {
@@ -530,6 +696,9 @@ public nonisolated struct Orgd_V1_ClaimOutboxResponse: Sendable {
   public init() {}
 }
 
+/// `delivered = false` counts a failed attempt: the message returns to the
+/// queue after a backoff, or, at the server's most attempts, is failed and
+/// its invitation becomes `delivery_failed`.
 public nonisolated struct Orgd_V1_AckOutboxRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -541,6 +710,7 @@ public nonisolated struct Orgd_V1_AckOutboxRequest: Sendable {
 
   public var delivered: Bool = false
 
+  /// Why delivery failed (kept, cut at 1000 characters; at most 2000 accepted).
   public var error: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -553,9 +723,25 @@ public nonisolated struct Orgd_V1_AckOutboxResponse: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// After a failed attempt: true when the message will be retried, not
+  /// before `next_attempt_time`; false when it was the last attempt (the
+  /// invitation is now `delivery_failed`) or the message was delivered.
+  public var retrying: Bool = false
+
+  public var nextAttemptTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_nextAttemptTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_nextAttemptTime = newValue}
+  }
+  /// Returns true if `nextAttemptTime` has been explicitly set.
+  public var hasNextAttemptTime: Bool {self._nextAttemptTime != nil}
+  /// Clears the value of `nextAttemptTime`. Subsequent reads from it will return its default value.
+  public mutating func clearNextAttemptTime() {self._nextAttemptTime = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _nextAttemptTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -563,12 +749,12 @@ public nonisolated struct Orgd_V1_AckOutboxResponse: Sendable {
 fileprivate nonisolated let _protobuf_package = "orgd.v1"
 
 nonisolated extension Orgd_V1_InvitationStatus: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0INVITATION_STATUS_UNSPECIFIED\0\u{1}INVITATION_STATUS_PENDING\0\u{1}INVITATION_STATUS_ACCEPTED\0\u{1}INVITATION_STATUS_DECLINED\0\u{1}INVITATION_STATUS_WITHDRAWN\0\u{1}INVITATION_STATUS_EXPIRED\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0INVITATION_STATUS_UNSPECIFIED\0\u{1}INVITATION_STATUS_PENDING\0\u{1}INVITATION_STATUS_ACCEPTED\0\u{1}INVITATION_STATUS_DECLINED\0\u{1}INVITATION_STATUS_WITHDRAWN\0\u{1}INVITATION_STATUS_EXPIRED\0\u{1}INVITATION_STATUS_DELIVERY_FAILED\0")
 }
 
 nonisolated extension Orgd_V1_Invitation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Invitation"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}organization_id\0\u{3}invitee_user_id\0\u{1}email\0\u{1}title\0\u{3}given_name\0\u{3}family_name\0\u{1}role\0\u{1}status\0\u{3}invited_by\0\u{3}create_time\0\u{3}last_sent_time\0\u{3}expire_time\0\u{3}send_count\0\u{3}respond_time\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}organization_id\0\u{3}invitee_user_id\0\u{1}email\0\u{1}title\0\u{3}given_name\0\u{3}family_name\0\u{1}role\0\u{1}status\0\u{3}invited_by\0\u{3}create_time\0\u{3}last_sent_time\0\u{3}expire_time\0\u{3}send_count\0\u{3}respond_time\0\u{3}invited_by_kind\0\u{3}invited_by_acting_for\0\u{3}last_delivery_error\0\u{3}delivery_failed_time\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -586,6 +772,10 @@ nonisolated extension Orgd_V1_Invitation: SwiftProtobuf.Message, SwiftProtobuf._
     var _expireTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _sendCount: Int32 = 0
     var _respondTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _invitedByKind: Orgd_V1_ActorKind = .unspecified
+    var _invitedByActingFor: String = String()
+    var _lastDeliveryError: String = String()
+    var _deliveryFailedTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -611,6 +801,10 @@ nonisolated extension Orgd_V1_Invitation: SwiftProtobuf.Message, SwiftProtobuf._
       _expireTime = source._expireTime
       _sendCount = source._sendCount
       _respondTime = source._respondTime
+      _invitedByKind = source._invitedByKind
+      _invitedByActingFor = source._invitedByActingFor
+      _lastDeliveryError = source._lastDeliveryError
+      _deliveryFailedTime = source._deliveryFailedTime
     }
   }
 
@@ -644,6 +838,10 @@ nonisolated extension Orgd_V1_Invitation: SwiftProtobuf.Message, SwiftProtobuf._
         case 13: try { try decoder.decodeSingularMessageField(value: &_storage._expireTime) }()
         case 14: try { try decoder.decodeSingularInt32Field(value: &_storage._sendCount) }()
         case 15: try { try decoder.decodeSingularMessageField(value: &_storage._respondTime) }()
+        case 16: try { try decoder.decodeSingularEnumField(value: &_storage._invitedByKind) }()
+        case 17: try { try decoder.decodeSingularStringField(value: &_storage._invitedByActingFor) }()
+        case 18: try { try decoder.decodeSingularStringField(value: &_storage._lastDeliveryError) }()
+        case 19: try { try decoder.decodeSingularMessageField(value: &_storage._deliveryFailedTime) }()
         default: break
         }
       }
@@ -701,6 +899,18 @@ nonisolated extension Orgd_V1_Invitation: SwiftProtobuf.Message, SwiftProtobuf._
       try { if let v = _storage._respondTime {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
       } }()
+      if _storage._invitedByKind != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._invitedByKind, fieldNumber: 16)
+      }
+      if !_storage._invitedByActingFor.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._invitedByActingFor, fieldNumber: 17)
+      }
+      if !_storage._lastDeliveryError.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._lastDeliveryError, fieldNumber: 18)
+      }
+      try { if let v = _storage._deliveryFailedTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -725,6 +935,10 @@ nonisolated extension Orgd_V1_Invitation: SwiftProtobuf.Message, SwiftProtobuf._
         if _storage._expireTime != rhs_storage._expireTime {return false}
         if _storage._sendCount != rhs_storage._sendCount {return false}
         if _storage._respondTime != rhs_storage._respondTime {return false}
+        if _storage._invitedByKind != rhs_storage._invitedByKind {return false}
+        if _storage._invitedByActingFor != rhs_storage._invitedByActingFor {return false}
+        if _storage._lastDeliveryError != rhs_storage._lastDeliveryError {return false}
+        if _storage._deliveryFailedTime != rhs_storage._deliveryFailedTime {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1242,7 +1456,168 @@ nonisolated extension Orgd_V1_DeclineInvitationRequest: SwiftProtobuf.Message, S
 
 nonisolated extension Orgd_V1_OutboxMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OutboxMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}recipient\0\u{1}template\0\u{3}organization_id\0\u{3}invitation_id\0\u{1}token\0\u{1}attempts\0\u{3}lease_expire_time\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}recipient\0\u{1}template\0\u{3}organization_id\0\u{3}invitation_id\0\u{1}token\0\u{1}attempts\0\u{3}lease_expire_time\0\u{1}organization\0\u{1}inviter\0\u{1}invitee\0\u{1}role\0\u{3}role_name\0\u{3}expire_time\0")
+
+  fileprivate class _StorageClass {
+    var _id: String = String()
+    var _recipient: String = String()
+    var _template: String = String()
+    var _organizationID: String = String()
+    var _invitationID: String = String()
+    var _token: String = String()
+    var _attempts: Int32 = 0
+    var _leaseExpireTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _organization: Orgd_V1_OutboxOrganization? = nil
+    var _inviter: Orgd_V1_OutboxInviter? = nil
+    var _invitee: Orgd_V1_OutboxInvitee? = nil
+    var _role: Orgd_V1_StaffRole = .unspecified
+    var _roleName: String = String()
+    var _expireTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _recipient = source._recipient
+      _template = source._template
+      _organizationID = source._organizationID
+      _invitationID = source._invitationID
+      _token = source._token
+      _attempts = source._attempts
+      _leaseExpireTime = source._leaseExpireTime
+      _organization = source._organization
+      _inviter = source._inviter
+      _invitee = source._invitee
+      _role = source._role
+      _roleName = source._roleName
+      _expireTime = source._expireTime
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._recipient) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._template) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._organizationID) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._invitationID) }()
+        case 6: try { try decoder.decodeSingularStringField(value: &_storage._token) }()
+        case 7: try { try decoder.decodeSingularInt32Field(value: &_storage._attempts) }()
+        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._leaseExpireTime) }()
+        case 9: try { try decoder.decodeSingularMessageField(value: &_storage._organization) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._inviter) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._invitee) }()
+        case 12: try { try decoder.decodeSingularEnumField(value: &_storage._role) }()
+        case 13: try { try decoder.decodeSingularStringField(value: &_storage._roleName) }()
+        case 14: try { try decoder.decodeSingularMessageField(value: &_storage._expireTime) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 1)
+      }
+      if !_storage._recipient.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._recipient, fieldNumber: 2)
+      }
+      if !_storage._template.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._template, fieldNumber: 3)
+      }
+      if !_storage._organizationID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._organizationID, fieldNumber: 4)
+      }
+      if !_storage._invitationID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._invitationID, fieldNumber: 5)
+      }
+      if !_storage._token.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._token, fieldNumber: 6)
+      }
+      if _storage._attempts != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._attempts, fieldNumber: 7)
+      }
+      try { if let v = _storage._leaseExpireTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      } }()
+      try { if let v = _storage._organization {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+      } }()
+      try { if let v = _storage._inviter {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
+      try { if let v = _storage._invitee {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
+      if _storage._role != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._role, fieldNumber: 12)
+      }
+      if !_storage._roleName.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._roleName, fieldNumber: 13)
+      }
+      try { if let v = _storage._expireTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Orgd_V1_OutboxMessage, rhs: Orgd_V1_OutboxMessage) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._recipient != rhs_storage._recipient {return false}
+        if _storage._template != rhs_storage._template {return false}
+        if _storage._organizationID != rhs_storage._organizationID {return false}
+        if _storage._invitationID != rhs_storage._invitationID {return false}
+        if _storage._token != rhs_storage._token {return false}
+        if _storage._attempts != rhs_storage._attempts {return false}
+        if _storage._leaseExpireTime != rhs_storage._leaseExpireTime {return false}
+        if _storage._organization != rhs_storage._organization {return false}
+        if _storage._inviter != rhs_storage._inviter {return false}
+        if _storage._invitee != rhs_storage._invitee {return false}
+        if _storage._role != rhs_storage._role {return false}
+        if _storage._roleName != rhs_storage._roleName {return false}
+        if _storage._expireTime != rhs_storage._expireTime {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Orgd_V1_OutboxOrganization: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OutboxOrganization"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1251,59 +1626,110 @@ nonisolated extension Orgd_V1_OutboxMessage: SwiftProtobuf.Message, SwiftProtobu
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.recipient) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.template) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.organizationID) }()
-      case 5: try { try decoder.decodeSingularStringField(value: &self.invitationID) }()
-      case 6: try { try decoder.decodeSingularStringField(value: &self.token) }()
-      case 7: try { try decoder.decodeSingularInt32Field(value: &self.attempts) }()
-      case 8: try { try decoder.decodeSingularMessageField(value: &self._leaseExpireTime) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.id.isEmpty {
       try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
     }
-    if !self.recipient.isEmpty {
-      try visitor.visitSingularStringField(value: self.recipient, fieldNumber: 2)
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
     }
-    if !self.template.isEmpty {
-      try visitor.visitSingularStringField(value: self.template, fieldNumber: 3)
-    }
-    if !self.organizationID.isEmpty {
-      try visitor.visitSingularStringField(value: self.organizationID, fieldNumber: 4)
-    }
-    if !self.invitationID.isEmpty {
-      try visitor.visitSingularStringField(value: self.invitationID, fieldNumber: 5)
-    }
-    if !self.token.isEmpty {
-      try visitor.visitSingularStringField(value: self.token, fieldNumber: 6)
-    }
-    if self.attempts != 0 {
-      try visitor.visitSingularInt32Field(value: self.attempts, fieldNumber: 7)
-    }
-    try { if let v = self._leaseExpireTime {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Orgd_V1_OutboxMessage, rhs: Orgd_V1_OutboxMessage) -> Bool {
+  public static func ==(lhs: Orgd_V1_OutboxOrganization, rhs: Orgd_V1_OutboxOrganization) -> Bool {
     if lhs.id != rhs.id {return false}
-    if lhs.recipient != rhs.recipient {return false}
-    if lhs.template != rhs.template {return false}
-    if lhs.organizationID != rhs.organizationID {return false}
-    if lhs.invitationID != rhs.invitationID {return false}
-    if lhs.token != rhs.token {return false}
-    if lhs.attempts != rhs.attempts {return false}
-    if lhs._leaseExpireTime != rhs._leaseExpireTime {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Orgd_V1_OutboxInviter: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OutboxInviter"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}kind\0\u{3}display_name\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.displayName) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if self.kind != .unspecified {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 2)
+    }
+    if !self.displayName.isEmpty {
+      try visitor.visitSingularStringField(value: self.displayName, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Orgd_V1_OutboxInviter, rhs: Orgd_V1_OutboxInviter) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.displayName != rhs.displayName {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Orgd_V1_OutboxInvitee: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OutboxInvitee"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}email\0\u{1}title\0\u{3}given_name\0\u{3}family_name\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.email) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.title) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.givenName) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.familyName) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.email.isEmpty {
+      try visitor.visitSingularStringField(value: self.email, fieldNumber: 1)
+    }
+    if !self.title.isEmpty {
+      try visitor.visitSingularStringField(value: self.title, fieldNumber: 2)
+    }
+    if !self.givenName.isEmpty {
+      try visitor.visitSingularStringField(value: self.givenName, fieldNumber: 3)
+    }
+    if !self.familyName.isEmpty {
+      try visitor.visitSingularStringField(value: self.familyName, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Orgd_V1_OutboxInvitee, rhs: Orgd_V1_OutboxInvitee) -> Bool {
+    if lhs.email != rhs.email {return false}
+    if lhs.title != rhs.title {return false}
+    if lhs.givenName != rhs.givenName {return false}
+    if lhs.familyName != rhs.familyName {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1426,18 +1852,38 @@ nonisolated extension Orgd_V1_AckOutboxRequest: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Orgd_V1_AckOutboxResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AckOutboxResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}retrying\0\u{3}next_attempt_time\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    // Load everything into unknown fields
-    while try decoder.nextFieldNumber() != nil {}
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.retrying) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._nextAttemptTime) }()
+      default: break
+      }
+    }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.retrying != false {
+      try visitor.visitSingularBoolField(value: self.retrying, fieldNumber: 1)
+    }
+    try { if let v = self._nextAttemptTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Orgd_V1_AckOutboxResponse, rhs: Orgd_V1_AckOutboxResponse) -> Bool {
+    if lhs.retrying != rhs.retrying {return false}
+    if lhs._nextAttemptTime != rhs._nextAttemptTime {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

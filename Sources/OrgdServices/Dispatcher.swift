@@ -37,7 +37,7 @@ public struct Dispatcher: Sendable {
         TokenService(store: store).register(in: &table)
         MembershipService(store: store).register(in: &table)
         ConsentService(store: store).register(in: &table)
-        InvitationService(store: store, policy: invitations).register(in: &table)
+        InvitationService(store: store, policy: invitations, metrics: metrics).register(in: &table)
         AuditService().register(in: &table)
         for (service, methods) in ServiceCatalog.declared { table.addUnimplemented(service, methods) }
         let services = Set(ServiceCatalog.declared.keys)

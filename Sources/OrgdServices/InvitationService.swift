@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import OrgdCore
 import OrgdProto
@@ -14,6 +15,8 @@ public struct InvitationPolicy: Sendable {
     public var defaultLeaseSeconds: Int = 300
     /// The most rows in one bulk invite.
     public var maximumBulkInvitees: Int = 500
+    /// How failed e-mail is retried, and when it is given up on.
+    public var outboxRetry = OutboxRetryPolicy()
 
     public init() {}
 }
@@ -26,6 +29,13 @@ struct InvitationService {
     static let sentMessage = "Invitation sent"
     let store: Store
     let policy: InvitationPolicy
+    let metrics: OutboxMetrics
+
+    init(store: Store, policy: InvitationPolicy, metrics: any MetricsFactory = NOOPMetricsHandler.instance) {
+        self.store = store
+        self.policy = policy
+        self.metrics = OutboxMetrics(factory: metrics)
+    }
 
     func register(in table: inout MethodTable) {
         table.add(Self.name, "InviteMember", rule: .adminOrOrganizationManager, subject: { .organization($0.organizationID.lowercased()) }, invite)
@@ -67,13 +77,7 @@ struct InvitationService {
         }
         // Only the mailer: claimed messages carry live invitation tokens.
         table.add(Self.name, "ClaimOutbox", rule: .mailer, claim)
-        table.add(Self.name, "AckOutbox", rule: .mailer) { (request: Orgd_V1_AckOutboxRequest, _) in
-            let id = try Validation.id(request.id)
-            let mailer = try Validation.text(request.mailerID, field: "mailer_id")
-            let error = try Validation.text(request.error, field: "error", maximum: 2000, required: false)
-            try await store.write { tx in try tx.acknowledgeOutbox(id: id, mailer: mailer, delivered: request.delivered, error: error) }
-            return Orgd_V1_AckOutboxResponse()
-        }
+        table.add(Self.name, "AckOutbox", rule: .mailer, acknowledge)
     }
 
     // MARK: Inviting
@@ -188,27 +192,124 @@ struct InvitationService {
 
     // MARK: The outbox
 
+    /// Leases queued e-mail, each message with what its e-mail says, read in
+    /// the same transaction as the claim.
     func claim(_ request: Orgd_V1_ClaimOutboxRequest, _ context: CallContext) async throws -> Orgd_V1_ClaimOutboxResponse {
         let mailer = try Validation.text(request.mailerID, field: "mailer_id")
         guard (0...1000).contains(request.maxMessages) else { throw RPCError.invalidArgument(field: "max_messages", "must be 0 (meaning 100) to 1000") }
         guard (0...86_400).contains(request.leaseSeconds) else { throw RPCError.invalidArgument(field: "lease_seconds", "must be 0 (the default) to 86400") }
         let limit = request.maxMessages == 0 ? 100 : Int(request.maxMessages)
         let lease = TimeInterval(request.leaseSeconds == 0 ? policy.defaultLeaseSeconds : Int(request.leaseSeconds))
-        let messages = try await store.write { tx in try tx.claimOutbox(mailer: mailer, limit: limit, lease: lease) }
-        var response = Orgd_V1_ClaimOutboxResponse()
-        response.messages = messages.map { message in
-            var proto = Orgd_V1_OutboxMessage()
-            proto.id = message.id
-            proto.recipient = message.recipient
-            proto.template = message.template
-            proto.organizationID = message.organizationID
-            proto.invitationID = message.invitationID
-            proto.token = message.token
-            proto.attempts = Int32(clamping: message.attempts)
-            if let expire = message.leaseExpireTime { proto.leaseExpireTime = Google_Protobuf_Timestamp(expire) }
-            return proto
+        let retry = policy.outboxRetry
+        let (response, gaveUp) = try await store.write { tx in
+            let (messages, gaveUp) = try tx.claimOutbox(mailer: mailer, limit: limit, lease: lease, retry: retry)
+            var response = Orgd_V1_ClaimOutboxResponse()
+            response.messages = messages.map { OutboxMail.message($0, inviter: OutboxMail.inviter($0.invitation.invitedBy, in: tx)) }
+            return (response, gaveUp)
+        }
+        // Counted once committed: the write has returned.
+        metrics.deliveryFailed.increment(by: Int64(gaveUp))
+        return response
+    }
+
+    /// A failed delivery counts an attempt: retried after the backoff, or,
+    /// at the last attempt, the invitation is marked delivery failed.
+    func acknowledge(_ request: Orgd_V1_AckOutboxRequest, _ context: CallContext) async throws -> Orgd_V1_AckOutboxResponse {
+        let id = try Validation.id(request.id)
+        let mailer = try Validation.text(request.mailerID, field: "mailer_id")
+        let error = try Validation.text(request.error, field: "error", maximum: 2000, required: false)
+        let retry = policy.outboxRetry
+        let outcome = try await store.write { tx in
+            try tx.acknowledgeOutbox(id: id, mailer: mailer, delivered: request.delivered, error: error, retry: retry)
+        }
+        var response = Orgd_V1_AckOutboxResponse()
+        switch outcome {
+        case .delivered:
+            break
+        case .retrying(let next):
+            metrics.retries.increment()
+            response.retrying = true
+            response.nextAttemptTime = Google_Protobuf_Timestamp(next)
+        case .gaveUp:
+            metrics.deliveryFailed.increment()
         }
         return response
+    }
+}
+
+/// The outbox's counters: failed deliveries that will be retried, and
+/// invitations given up on (marked delivery failed). Each counts a
+/// committed change only.
+struct OutboxMetrics: Sendable {
+    let retries: Counter
+    let deliveryFailed: Counter
+
+    init(factory: any MetricsFactory) {
+        retries = Counter(label: "orgd_outbox_retries_total", dimensions: [], factory: factory)
+        deliveryFailed = Counter(label: "orgd_invitations_delivery_failed_total", dimensions: [], factory: factory)
+    }
+}
+
+/// What an invitation e-mail says, for the mailer's template.
+enum OutboxMail {
+    /// Seed 003's user types, as the e-mail names the role.
+    static func roleName(_ role: InvitedRole) -> String {
+        switch role {
+        case .agent: "Professional"
+        case .membershipManager: "Team Coordinator"
+        }
+    }
+
+    /// Who the e-mail says invites: the user a service acted for when there
+    /// is one (the person who asked), else the principal that sent it, named
+    /// as it is now. A principal that cannot be found keeps its id, no name.
+    static func inviter(_ stored: String, in tx: StoreTransaction) -> Orgd_V1_OutboxInviter {
+        let actor = StoredActor(stored)
+        var inviter = Orgd_V1_OutboxInviter()
+        if !actor.actingFor.isEmpty {
+            inviter.id = actor.actingFor
+            inviter.kind = .user
+        } else {
+            inviter.id = actor.id
+            inviter.kind = actor.kind
+        }
+        switch inviter.kind {
+        case .user:
+            if let user = try? tx.user(id: inviter.id) {
+                inviter.displayName = [user.title, user.givenName, user.familyName].filter { !$0.isEmpty }.joined(separator: " ")
+            }
+        case .serviceAccount:
+            if let account = try? tx.serviceAccount(id: inviter.id) { inviter.displayName = account.name }
+        case .localOperator:
+            inviter.displayName = "orgd operator"
+        case .unspecified, .UNRECOGNIZED:
+            break
+        }
+        return inviter
+    }
+
+    static func message(_ record: OutboxMessageRecord, inviter: Orgd_V1_OutboxInviter) -> Orgd_V1_OutboxMessage {
+        var proto = Orgd_V1_OutboxMessage()
+        proto.id = record.id
+        proto.recipient = record.recipient
+        proto.template = record.template
+        proto.organizationID = record.organizationID
+        proto.invitationID = record.invitationID
+        proto.token = record.token
+        proto.attempts = Int32(clamping: record.attempts)
+        if let expire = record.leaseExpireTime { proto.leaseExpireTime = Google_Protobuf_Timestamp(expire) }
+        proto.organization.id = record.organizationID
+        proto.organization.name = record.organizationName
+        proto.inviter = inviter
+        let invitation = record.invitation
+        proto.invitee.email = invitation.email
+        proto.invitee.title = invitation.title
+        proto.invitee.givenName = invitation.givenName
+        proto.invitee.familyName = invitation.familyName
+        proto.role = invitation.role == .agent ? .agent : .membershipManager
+        proto.roleName = roleName(invitation.role)
+        proto.expireTime = Google_Protobuf_Timestamp(invitation.expireTime)
+        return proto
     }
 }
 
@@ -220,8 +321,9 @@ extension InvitationStatus {
         case .declined: self = .declined
         case .withdrawn: self = .withdrawn
         case .expired: self = .expired
+        case .deliveryFailed: self = .deliveryFailed
         case .unspecified, .UNRECOGNIZED:
-            throw RPCError.invalidArgument(field: field, "one of pending, accepted, declined, withdrawn, expired")
+            throw RPCError.invalidArgument(field: field, "one of pending, accepted, declined, withdrawn, expired, delivery_failed")
         }
     }
 
@@ -232,6 +334,7 @@ extension InvitationStatus {
         case .declined: .declined
         case .withdrawn: .withdrawn
         case .expired: .expired
+        case .deliveryFailed: .deliveryFailed
         }
     }
 }
@@ -248,12 +351,17 @@ extension InvitationRecord {
         message.familyName = familyName
         message.role = role == .agent ? .agent : .membershipManager
         message.status = status(at: now).proto
-        message.invitedBy = invitedBy
+        let inviter = StoredActor(invitedBy)
+        message.invitedBy = inviter.id
+        message.invitedByKind = inviter.kind
+        message.invitedByActingFor = inviter.actingFor
         message.createTime = Google_Protobuf_Timestamp(createTime)
         message.lastSentTime = Google_Protobuf_Timestamp(lastSentTime)
         message.expireTime = Google_Protobuf_Timestamp(expireTime)
         message.sendCount = Int32(clamping: sendCount)
         if let respondTime { message.respondTime = Google_Protobuf_Timestamp(respondTime) }
+        message.lastDeliveryError = lastDeliveryError ?? ""
+        if let deliveryFailedTime { message.deliveryFailedTime = Google_Protobuf_Timestamp(deliveryFailedTime) }
         return message
     }
 }

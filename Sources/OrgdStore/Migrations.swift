@@ -26,6 +26,9 @@ enum Migrations {
         migrator.registerMigration("v9: consent history says when leaving ended an answer or withdrew an ask") { db in
             try db.execute(sql: v9)
         }
+        migrator.registerMigration("v10: outbox retries with backoff, invitations whose delivery failed") { db in
+            try db.execute(sql: v10)
+        }
         return migrator
     }
 
@@ -338,5 +341,17 @@ enum Migrations {
           BEGIN SELECT RAISE(ABORT, 'consent history is append-only'); END;
         CREATE TRIGGER consent_history_no_delete BEFORE DELETE ON consent_history
           BEGIN SELECT RAISE(ABORT, 'consent history is append-only'); END;
+        """
+
+    /// A failed delivery returns the message to the queue, claimable again
+    /// from `next_attempt_time`; at the most attempts it is failed and its
+    /// invitation marked. "Delivery failed" is a mark on a pending invitation,
+    /// not a status of its own: such an invitation still works like a pending
+    /// one (one per person and organisation, answerable, expiring), and a
+    /// re-send clears the mark.
+    private static let v10 = """
+        ALTER TABLE outbox ADD COLUMN next_attempt_time INTEGER;
+        ALTER TABLE invitation ADD COLUMN delivery_failed_time INTEGER;
+        ALTER TABLE invitation ADD COLUMN last_delivery_error TEXT CHECK (length(last_delivery_error) <= 1000);
         """
 }

@@ -197,10 +197,12 @@ public struct ConsentHistoryRecord: Sendable, Equatable {
     public var time: Date
 }
 
-/// Where an invitation stands. `expired` is never stored: a pending
-/// invitation past its expiry reads as expired.
+/// Where an invitation stands. `expired` and `deliveryFailed` are never
+/// stored: a pending invitation past its expiry reads as expired, and one
+/// whose e-mail the mailer gave up on (and not expired) as delivery failed.
 public enum InvitationStatus: String, Sendable, CaseIterable {
     case pending, accepted, declined, withdrawn, expired
+    case deliveryFailed = "delivery_failed"
 }
 
 /// The role an invitation offers (seed 003: PKB_TEAM_PRO → agent,
@@ -232,14 +234,23 @@ public struct InvitationRecord: Sendable, Equatable {
     public var expireTime: Date
     public var sendCount: Int
     public var respondTime: Date?
+    /// When the mailer gave up on the current e-mail (nil until then; a
+    /// re-send clears it).
+    public var deliveryFailedTime: Date? = nil
+    /// The mailer's error for the last failed attempt at the current e-mail.
+    public var lastDeliveryError: String? = nil
 
-    /// The status a reader sees at `now`.
+    /// The status a reader sees at `now`: expiry wins over a failed delivery.
     public func status(at now: Date) -> InvitationStatus {
-        storedStatus == .pending && expireTime <= now ? .expired : storedStatus
+        guard storedStatus == .pending else { return storedStatus }
+        if expireTime <= now { return .expired }
+        return deliveryFailedTime == nil ? .pending : .deliveryFailed
     }
 }
 
-/// One e-mail waiting for (or leased to) a mailer.
+/// One e-mail leased to a mailer, with what it says as it stands at claim
+/// time: the invitation (invitee's names, role, expiry, who invited), the
+/// organisation's name and the inviter's.
 public struct OutboxMessageRecord: Sendable, Equatable {
     public var id: String
     public var recipient: String
@@ -247,6 +258,40 @@ public struct OutboxMessageRecord: Sendable, Equatable {
     public var organizationID: String
     public var invitationID: String
     public var token: String
+    /// Claims so far, this one included.
     public var attempts: Int
     public var leaseExpireTime: Date?
+    public var invitation: InvitationRecord
+    public var organizationName: String
+}
+
+/// What a mailer's acknowledgement did.
+public enum OutboxAcknowledgement: Sendable, Equatable {
+    case delivered
+    /// Failed, back in the queue from `nextAttempt`.
+    case retrying(nextAttempt: Date)
+    /// Failed at the last attempt: the invitation is marked delivery failed.
+    case gaveUp
+}
+
+/// How often and how patiently failed e-mail is retried.
+public struct OutboxRetryPolicy: Sendable, Equatable {
+    /// Attempts (claims) before a message is given up on; at least 1.
+    public var maximumAttempts: Int
+    /// The wait after the first failure; it doubles after each further one.
+    public var baseDelay: TimeInterval
+    /// The longest wait between attempts.
+    public var maximumDelay: TimeInterval
+
+    public init(maximumAttempts: Int = 5, baseDelay: TimeInterval = 60, maximumDelay: TimeInterval = 3600) {
+        self.maximumAttempts = maximumAttempts
+        self.baseDelay = baseDelay
+        self.maximumDelay = maximumDelay
+    }
+
+    /// The wait after `attempts` failed attempts: base × 2^(attempts−1), capped.
+    public func delay(afterAttempts attempts: Int) -> TimeInterval {
+        let doublings = max(0, min(attempts - 1, 62))
+        return min(maximumDelay, baseDelay * pow(2, Double(doublings)))
+    }
 }

@@ -119,8 +119,12 @@ extension StoreTransaction {
             [Data(Self.hash(secret: token)), invitationID, expire.storedMicros, now.storedMicros]
         )
         try execute("INSERT INTO invitation_send (invitation_id, send_time) VALUES (?, ?)", [invitationID, now.storedMicros])
+        // A new e-mail: whatever became of the last one is history.
         try execute(
-            "UPDATE invitation SET last_sent_time = ?, expire_time = ?, send_count = send_count + 1 WHERE id = ?",
+            """
+            UPDATE invitation SET last_sent_time = ?, expire_time = ?, send_count = send_count + 1,
+              delivery_failed_time = NULL, last_delivery_error = NULL WHERE id = ?
+            """,
             [now.storedMicros, expire.storedMicros, invitationID]
         )
         let invitation = try invitation(id: invitationID)
@@ -198,7 +202,7 @@ extension StoreTransaction {
             throw RPCError(.failedPrecondition, "this invitation was already \(invitation.storedStatus.rawValue)")
         case .withdrawn:
             throw RPCError(.failedPrecondition, "this invitation was withdrawn")
-        case .pending, .expired:
+        case .pending, .expired, .deliveryFailed:
             break
         }
         if (row["state"] as String) == "superseded" {
@@ -223,7 +227,8 @@ extension StoreTransaction {
     }
 
     /// One page of an organisation's invitations, newest last; `status`
-    /// filters as a reader sees it (pending excludes expired).
+    /// filters as a reader sees it (pending excludes expired and delivery
+    /// failed; delivery failed excludes expired).
     public func listInvitations(organizationID: String, status: InvitationStatus?, after: Int64?, limit: Int) throws -> Page<InvitationRecord> {
         _ = try organization(id: organizationID)
         var condition = ""
@@ -231,7 +236,10 @@ extension StoreTransaction {
         switch status {
         case nil: break
         case .pending:
-            condition = "AND status = 'pending' AND expire_time > ?"
+            condition = "AND status = 'pending' AND expire_time > ? AND delivery_failed_time IS NULL"
+            arguments += [now.storedMicros]
+        case .deliveryFailed:
+            condition = "AND status = 'pending' AND expire_time > ? AND delivery_failed_time IS NOT NULL"
             arguments += [now.storedMicros]
         case .expired:
             condition = "AND status = 'pending' AND expire_time <= ?"
@@ -249,50 +257,131 @@ extension StoreTransaction {
 
     /// Leases up to `limit` queued e-mails to `mailer` for `lease`. A message
     /// leased to someone else is skipped until its lease runs out, so two
-    /// mailers never hold the same message.
-    public func claimOutbox(mailer: String, limit: Int, lease: TimeInterval) throws -> [OutboxMessageRecord] {
-        let rows = try fetchAll(
-            """
-            SELECT * FROM outbox WHERE status = 'queued' AND (lease_expire_time IS NULL OR lease_expire_time <= ?)
-            ORDER BY seq LIMIT ?
-            """,
-            [now.storedMicros, limit]
-        )
+    /// mailers never hold the same message; one that failed is skipped until
+    /// its next attempt is due. Each claim counts an attempt, so a lease that
+    /// runs out counts too: a message whose last allowed attempt ran out is
+    /// given up on here, not handed out again (a message that crashes its
+    /// mailer cannot circulate forever). Mail whose link is dead (the
+    /// invitation answered or expired) is cancelled instead of handed out.
+    public func claimOutbox(mailer: String, limit: Int, lease: TimeInterval, retry: OutboxRetryPolicy) throws -> (messages: [OutboxMessageRecord], gaveUp: Int) {
+        var messages: [OutboxMessageRecord] = []
+        var gaveUp = 0
         let expire = now.addingTimeInterval(lease)
-        return try rows.map { row in
-            let id: String = row["id"]
-            try execute(
-                "UPDATE outbox SET lease_owner = ?, lease_expire_time = ?, attempts = attempts + 1 WHERE id = ?",
-                [mailer, expire.storedMicros, id]
+        // Rows set aside here (cancelled, given up) leave the queue; another
+        // round looks further only when some were.
+        while messages.count < limit {
+            let wanted = limit - messages.count
+            let rows = try fetchAll(
+                """
+                SELECT * FROM outbox WHERE status = 'queued' AND (lease_expire_time IS NULL OR lease_expire_time <= ?)
+                  AND (next_attempt_time IS NULL OR next_attempt_time <= ?)
+                ORDER BY seq LIMIT ?
+                """,
+                [now.storedMicros, now.storedMicros, wanted]
             )
-            return OutboxMessageRecord(
-                id: id, recipient: row["recipient"], template: row["template"], organizationID: row["organization_id"],
-                invitationID: row["invitation_id"], token: row["token"], attempts: (row["attempts"] as Int) + 1, leaseExpireTime: expire
-            )
+            let claimedBefore = messages.count
+            for row in rows {
+                let id: String = row["id"]
+                let attempts: Int = row["attempts"]
+                let invitation = try invitation(id: row["invitation_id"])
+                let status = invitation.status(at: now)
+                guard status == .pending || status == .deliveryFailed else {
+                    try finishOutbox(id: id, as: "cancelled", error: nil)
+                    continue
+                }
+                if attempts >= retry.maximumAttempts {
+                    try giveUp(outboxID: id, invitationID: invitation.id, error: "the lease of the last attempt ran out with no acknowledgement")
+                    gaveUp += 1
+                    continue
+                }
+                try execute(
+                    "UPDATE outbox SET lease_owner = ?, lease_expire_time = ?, next_attempt_time = NULL, attempts = attempts + 1 WHERE id = ?",
+                    [mailer, expire.storedMicros, id]
+                )
+                messages.append(OutboxMessageRecord(
+                    id: id, recipient: row["recipient"], template: row["template"], organizationID: row["organization_id"],
+                    invitationID: invitation.id, token: row["token"], attempts: attempts + 1, leaseExpireTime: expire,
+                    invitation: invitation, organizationName: try organization(id: invitation.organizationID).name
+                ))
+            }
+            if rows.count < wanted || messages.count - claimedBefore == rows.count { break }
         }
+        return (messages, gaveUp)
     }
 
     /// Records the mailer's outcome. Only the current lease holder may
-    /// acknowledge; the plain token is erased either way.
-    public func acknowledgeOutbox(id: String, mailer: String, delivered: Bool, error: String) throws {
-        guard let row = try fetchOne("SELECT status, lease_owner, lease_expire_time FROM outbox WHERE id = ?", [id]) else {
-            throw RPCError.notFound("outbox message", id: id)
+    /// acknowledge. Delivered: the plain token is erased. Failed: the
+    /// message returns to the queue, due after the backoff, while attempts
+    /// remain; at the last one it is failed, its token erased, and the
+    /// invitation marked delivery failed. The error is kept, cut at 1000
+    /// characters.
+    public func acknowledgeOutbox(id: String, mailer: String, delivered: Bool, error: String, retry: OutboxRetryPolicy) throws -> OutboxAcknowledgement {
+        guard let row = try fetchOne("SELECT status, lease_owner, attempts, invitation_id FROM outbox WHERE id = ?", [id]) else {
+            throw RPCError.notFound(field: "id", "outbox message", id: id)
         }
         guard (row["status"] as String) == "queued" else {
-            throw RPCError(.failedPrecondition, "outbox message \(id) is already \(row["status"] as String)")
+            throw RPCError.failedPrecondition(field: "id", "outbox message \(id) is already \(row["status"] as String)")
         }
         guard (row["lease_owner"] as String?) == mailer else {
-            throw RPCError(.failedPrecondition, "outbox message \(id) is not leased to \(mailer); claim it first")
+            throw RPCError.failedPrecondition(field: "id", "outbox message \(id) is not leased to \(mailer); claim it first")
         }
         // A lease that ran out still counts until another mailer claims the
         // message: then the owner changes and this mailer is refused above.
+        if delivered {
+            try finishOutbox(id: id, as: "delivered", error: nil)
+            return .delivered
+        }
+        let reason = Self.bounded(error)
+        let attempts: Int = row["attempts"]
+        let invitationID: String = row["invitation_id"]
+        guard attempts < retry.maximumAttempts else {
+            try giveUp(outboxID: id, invitationID: invitationID, error: reason)
+            return .gaveUp
+        }
+        let next = now.addingTimeInterval(retry.delay(afterAttempts: attempts))
         try execute(
-            "UPDATE outbox SET status = ?, token = NULL, finish_time = ?, error = ?, lease_expire_time = NULL WHERE id = ?",
-            [delivered ? "delivered" : "failed", now.storedMicros, delivered ? nil : error, id]
+            "UPDATE outbox SET lease_owner = NULL, lease_expire_time = NULL, next_attempt_time = ?, error = ? WHERE id = ?",
+            [next.storedMicros, reason, id]
         )
-        // secure_delete zeroes the old cell in the page; the writer then
-        // checkpoints the page images that still hold it out of the WAL.
+        try execute("UPDATE invitation SET last_delivery_error = ? WHERE id = ?", [reason, invitationID])
+        return .retrying(nextAttempt: next)
+    }
+
+    /// Fails a message for good and marks its invitation delivery failed.
+    private func giveUp(outboxID: String, invitationID: String, error: String?) throws {
+        try finishOutbox(id: outboxID, as: "failed", error: error)
+        try execute(
+            """
+            UPDATE invitation SET delivery_failed_time = ?, last_delivery_error = coalesce(?, last_delivery_error)
+            WHERE id = ? AND status = 'pending'
+            """,
+            [now.storedMicros, error, invitationID]
+        )
+    }
+
+    /// Ends a message: its plain token is erased. secure_delete zeroes the
+    /// old cell in the page; the writer then checkpoints the page images
+    /// that still hold it out of the WAL.
+    private func finishOutbox(id: String, as status: String, error: String?) throws {
+        try execute(
+            """
+            UPDATE outbox SET status = ?, token = NULL, finish_time = ?, error = coalesce(?, error),
+              lease_expire_time = NULL, next_attempt_time = NULL WHERE id = ?
+            """,
+            [status, now.storedMicros, error, id]
+        )
         erasedSecret()
+    }
+
+    /// A mailer's error as kept: nil when empty, else at most 1000
+    /// characters (Unicode scalars, as SQLite counts them), a cut marked "…".
+    static func bounded(_ error: String) -> String? {
+        if error.isEmpty { return nil }
+        let scalars = error.unicodeScalars
+        guard scalars.count > 1000 else { return error }
+        var cut = String.UnicodeScalarView()
+        cut.append(contentsOf: scalars.prefix(999))
+        return String(cut) + "…"
     }
 
     /// Runs `body` in a savepoint: if it throws, only its own changes are undone.
@@ -313,7 +402,9 @@ extension StoreTransaction {
             role: InvitedRole(rawValue: row["role"]) ?? .agent, storedStatus: InvitationStatus(rawValue: row["status"]) ?? .pending,
             invitedBy: row["invited_by"], createTime: Date(storedMicros: row["create_time"]),
             lastSentTime: Date(storedMicros: row["last_sent_time"]), expireTime: Date(storedMicros: row["expire_time"]),
-            sendCount: row["send_count"], respondTime: respond.map(Date.init(storedMicros:))
+            sendCount: row["send_count"], respondTime: respond.map(Date.init(storedMicros:)),
+            deliveryFailedTime: (row["delivery_failed_time"] as Int64?).map(Date.init(storedMicros:)),
+            lastDeliveryError: row["last_delivery_error"]
         )
     }
 }

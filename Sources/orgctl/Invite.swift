@@ -11,7 +11,12 @@ struct Invite: AsyncParsableCommand {
 
     static let statuses: [String: Orgd_V1_InvitationStatus] = [
         "pending": .pending, "accepted": .accepted, "declined": .declined, "withdrawn": .withdrawn, "expired": .expired,
+        "delivery_failed": .deliveryFailed,
     ]
+
+    static func inviter(_ invitation: Orgd_V1_Invitation) -> String {
+        Names.actor(invitation.invitedBy, invitation.invitedByKind, actingFor: invitation.invitedByActingFor)
+    }
 
     static func show(_ invitation: Orgd_V1_Invitation, json: Bool) throws {
         if json { return try Output.json(invitation) }
@@ -19,8 +24,8 @@ struct Invite: AsyncParsableCommand {
             ("invitation", invitation.id), ("invitee", invitation.inviteeUserID), ("email", invitation.email),
             ("role", invitation.role == .agent ? "agent" : "membership_manager"),
             ("status", Names.name(invitation.status, in: statuses)), ("sent", "\(invitation.sendCount) time(s), last \(Output.time(invitation.lastSentTime))"),
-            ("expires", Output.time(invitation.expireTime)), ("invited by", invitation.invitedBy),
-        ])
+            ("expires", Output.time(invitation.expireTime)), ("invited by", inviter(invitation)),
+        ] + (invitation.lastDeliveryError.isEmpty ? [] : [("delivery error", invitation.lastDeliveryError)]))
     }
 
     struct Send: AsyncParsableCommand {
@@ -87,7 +92,7 @@ struct Invite: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "An organisation's invitations: who invited whom, and when.")
         @OptionGroup var connection: ConnectionOptions
         @Option(name: .customLong("org")) var organization: String
-        @Option(help: "pending, accepted, declined, withdrawn or expired.") var status: String?
+        @Option(help: "pending, accepted, declined, withdrawn, expired or delivery_failed.") var status: String?
         @Option var pageSize: Int32 = 0
         @Option var pageToken: String = ""
 
@@ -102,7 +107,7 @@ struct Invite: AsyncParsableCommand {
                 if connection.json { return try Output.json(response) }
                 Output.table(["INVITATION", "EMAIL", "ROLE", "STATUS", "INVITED BY", "LAST SENT", "EXPIRES"], response.invitations.map {
                     [$0.id, $0.email, $0.role == .agent ? "agent" : "membership_manager", Names.name($0.status, in: Invite.statuses),
-                     $0.invitedBy, Output.time($0.lastSentTime), Output.time($0.expireTime)]
+                     Invite.inviter($0), Output.time($0.lastSentTime), Output.time($0.expireTime)]
                 })
                 if !response.nextPageToken.isEmpty { print("next page: --page-token \(response.nextPageToken)") }
             }
@@ -204,15 +209,19 @@ struct Outbox: AsyncParsableCommand {
             try await connection.run { client in
                 let response = try await client.invitations.claimOutbox(request, options: connection.callOptions)
                 if connection.json { return try Output.json(response) }
-                Output.table(["MESSAGE", "TO", "TEMPLATE", "TOKEN", "ATTEMPT"], response.messages.map {
-                    [$0.id, $0.recipient, $0.template, $0.token, "\($0.attempts)"]
+                Output.table(["MESSAGE", "TO", "INVITEE", "ORGANIZATION", "ROLE", "INVITED BY", "TEMPLATE", "TOKEN", "EXPIRES", "ATTEMPT"], response.messages.map {
+                    [$0.id, $0.recipient, [$0.invitee.title, $0.invitee.givenName, $0.invitee.familyName].filter { !$0.isEmpty }.joined(separator: " "),
+                     $0.organization.name, $0.roleName, $0.inviter.displayName, $0.template, $0.token, Output.time($0.expireTime), "\($0.attempts)"]
                 })
             }
         }
     }
 
     struct Ack: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Report an e-mail delivered, or failed with --error.")
+        static let configuration = CommandConfiguration(
+            abstract: "Report an e-mail delivered, or failed with --error.",
+            discussion: "A failure is retried after a backoff; at the server's most attempts the invitation becomes delivery_failed."
+        )
         @OptionGroup var connection: ConnectionOptions
         @Argument var id: String
         @Option var mailer: String
@@ -225,8 +234,15 @@ struct Outbox: AsyncParsableCommand {
             request.delivered = error == nil
             request.error = error ?? ""
             try await connection.run { client in
-                _ = try await client.invitations.ackOutbox(request, options: connection.callOptions)
-                if connection.json { print("{}") } else { print(error == nil ? "delivered" : "failed") }
+                let response = try await client.invitations.ackOutbox(request, options: connection.callOptions)
+                if connection.json { return try Output.json(response) }
+                if error == nil {
+                    print("delivered")
+                } else if response.retrying {
+                    print("failed; retried from \(Output.time(response.nextAttemptTime))")
+                } else {
+                    print("failed; no more attempts: the invitation is delivery_failed")
+                }
             }
         }
     }

@@ -101,6 +101,15 @@ struct Orgd: AsyncParsableCommand {
     @Option(help: "Seconds a mailer holds claimed e-mail before it returns to the queue [ORGD_OUTBOX_LEASE_SECONDS] (default: 300).")
     var outboxLeaseSeconds: Int?
 
+    @Option(help: "Delivery attempts of one e-mail before its invitation is marked delivery_failed; each claim is one [ORGD_OUTBOX_MAX_ATTEMPTS] (default: 5).")
+    var outboxMaxAttempts: Int?
+
+    @Option(help: "Seconds before a failed e-mail is retried, doubled after each further failure [ORGD_OUTBOX_RETRY_BASE_SECONDS] (default: 60).")
+    var outboxRetryBaseSeconds: Int?
+
+    @Option(help: "Longest wait in seconds between attempts at one e-mail [ORGD_OUTBOX_RETRY_MAX_SECONDS] (default: 3600).")
+    var outboxRetryMaxSeconds: Int?
+
     @Flag(help: "Print SECURITY.md's authorisation matrix (every RPC × every kind of caller) and exit.")
     var printAuthorizationMatrix = false
 
@@ -283,6 +292,18 @@ struct Settings {
         }
         if let seconds = try number(flags.outboxLeaseSeconds, "ORGD_OUTBOX_LEASE_SECONDS", "--outbox-lease-seconds", 1...86_400) {
             invitations.defaultLeaseSeconds = seconds
+        }
+        if let attempts = try number(flags.outboxMaxAttempts, "ORGD_OUTBOX_MAX_ATTEMPTS", "--outbox-max-attempts", 1...100) {
+            invitations.outboxRetry.maximumAttempts = attempts
+        }
+        if let seconds = try number(flags.outboxRetryBaseSeconds, "ORGD_OUTBOX_RETRY_BASE_SECONDS", "--outbox-retry-base-seconds", 1...86_400) {
+            invitations.outboxRetry.baseDelay = TimeInterval(seconds)
+        }
+        if let seconds = try number(flags.outboxRetryMaxSeconds, "ORGD_OUTBOX_RETRY_MAX_SECONDS", "--outbox-retry-max-seconds", 1...(7 * 86_400)) {
+            invitations.outboxRetry.maximumDelay = TimeInterval(seconds)
+        }
+        guard invitations.outboxRetry.maximumDelay >= invitations.outboxRetry.baseDelay else {
+            throw ValidationError("--outbox-retry-max-seconds (\(Int(invitations.outboxRetry.maximumDelay))) must be at least --outbox-retry-base-seconds (\(Int(invitations.outboxRetry.baseDelay)))")
         }
         let tlsCert = value(flags.tlsCert, "ORGD_TLS_CERT"), tlsKey = value(flags.tlsKey, "ORGD_TLS_KEY")
         let tlsClientCA = value(flags.tlsClientCa, "ORGD_TLS_CLIENT_CA")

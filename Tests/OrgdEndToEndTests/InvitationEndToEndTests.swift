@@ -43,7 +43,7 @@ struct InvitationEndToEndTests {
             list.organizationID = world.organization.id
             let invitations = try await world.managerClient.invitations.listInvitations(list)
             #expect(invitations.invitations.map(\.status) == [.accepted])
-            #expect(invitations.invitations[0].invitedBy == "user:\(world.manager.id)")
+            #expect(invitations.invitations[0].invitedBy == world.manager.id && invitations.invitations[0].invitedByKind == .user)
 
             // The new member, now active, lands in the organisation and, as an
             // agent, can be allowed by a consent.

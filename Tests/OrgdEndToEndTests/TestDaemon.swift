@@ -24,7 +24,9 @@ final class TestDaemon: Sendable {
         self.registry = registry
     }
 
-    static func start(maximumFrameLength: Int? = nil, configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestDaemon {
+    static func start(
+        maximumFrameLength: Int? = nil, invitations: InvitationPolicy = InvitationPolicy(), configure: (inout ServerConfiguration) -> Void = { _ in }
+    ) async throws -> TestDaemon {
         let directory = try makeTemporaryDirectory()
         let registry = PrometheusCollectorRegistry()
         let metrics = PrometheusMetricsFactory(registry: registry)
@@ -42,7 +44,7 @@ final class TestDaemon: Sendable {
         // ORGD_TEST_LOG_LEVEL=debug shows why a test daemon closed a connection.
         logger.logLevel = ProcessInfo.processInfo.environment["ORGD_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
         let server = OrgdServer(
-            configuration: configuration, dispatcher: Dispatcher(store: store, logger: logger, metrics: metrics),
+            configuration: configuration, dispatcher: Dispatcher(store: store, logger: logger, invitations: invitations, metrics: metrics),
             logger: logger, metrics: metrics)
         let bound = try await server.start()
         return TestDaemon(directory: directory, store: store, server: server, bound: bound, registry: registry)

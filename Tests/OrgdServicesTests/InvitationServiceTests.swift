@@ -287,7 +287,7 @@ struct InvitationServiceTests {
         _ = try await harness.addStaff(mine.id, manager.user.id, roles: [.membershipManager])
         _ = try await harness.addStaff(mine.id, agent.user.id, roles: [.agent])
         let response = try await Self.invite(harness, Self.inviteRequest(mine.id), as: .token(manager.secret))
-        #expect(response.invitation.invitedBy == "user:\(manager.user.id)")
+        #expect(response.invitation.invitedBy == manager.user.id && response.invitation.invitedByKind == .user)
         #expect(await rpcError { _ = try await Self.invite(harness, Self.inviteRequest(theirs.id), as: .token(manager.secret)) }?.code == .permissionDenied)
         #expect(await rpcError { _ = try await Self.invite(harness, Self.inviteRequest(mine.id, "x@y.org"), as: .token(agent.secret)) }?.code == .permissionDenied)
     }

@@ -682,6 +682,141 @@ void   orgd__v1__outbox_message__free_unpacked
   assert(message->base.descriptor == &orgd__v1__outbox_message__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   orgd__v1__outbox_organization__init
+                     (Orgd__V1__OutboxOrganization         *message)
+{
+  static const Orgd__V1__OutboxOrganization init_value = ORGD__V1__OUTBOX_ORGANIZATION__INIT;
+  *message = init_value;
+}
+size_t orgd__v1__outbox_organization__get_packed_size
+                     (const Orgd__V1__OutboxOrganization *message)
+{
+  assert(message->base.descriptor == &orgd__v1__outbox_organization__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t orgd__v1__outbox_organization__pack
+                     (const Orgd__V1__OutboxOrganization *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &orgd__v1__outbox_organization__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t orgd__v1__outbox_organization__pack_to_buffer
+                     (const Orgd__V1__OutboxOrganization *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &orgd__v1__outbox_organization__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Orgd__V1__OutboxOrganization *
+       orgd__v1__outbox_organization__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Orgd__V1__OutboxOrganization *)
+     protobuf_c_message_unpack (&orgd__v1__outbox_organization__descriptor,
+                                allocator, len, data);
+}
+void   orgd__v1__outbox_organization__free_unpacked
+                     (Orgd__V1__OutboxOrganization *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &orgd__v1__outbox_organization__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   orgd__v1__outbox_inviter__init
+                     (Orgd__V1__OutboxInviter         *message)
+{
+  static const Orgd__V1__OutboxInviter init_value = ORGD__V1__OUTBOX_INVITER__INIT;
+  *message = init_value;
+}
+size_t orgd__v1__outbox_inviter__get_packed_size
+                     (const Orgd__V1__OutboxInviter *message)
+{
+  assert(message->base.descriptor == &orgd__v1__outbox_inviter__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t orgd__v1__outbox_inviter__pack
+                     (const Orgd__V1__OutboxInviter *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &orgd__v1__outbox_inviter__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t orgd__v1__outbox_inviter__pack_to_buffer
+                     (const Orgd__V1__OutboxInviter *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &orgd__v1__outbox_inviter__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Orgd__V1__OutboxInviter *
+       orgd__v1__outbox_inviter__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Orgd__V1__OutboxInviter *)
+     protobuf_c_message_unpack (&orgd__v1__outbox_inviter__descriptor,
+                                allocator, len, data);
+}
+void   orgd__v1__outbox_inviter__free_unpacked
+                     (Orgd__V1__OutboxInviter *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &orgd__v1__outbox_inviter__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   orgd__v1__outbox_invitee__init
+                     (Orgd__V1__OutboxInvitee         *message)
+{
+  static const Orgd__V1__OutboxInvitee init_value = ORGD__V1__OUTBOX_INVITEE__INIT;
+  *message = init_value;
+}
+size_t orgd__v1__outbox_invitee__get_packed_size
+                     (const Orgd__V1__OutboxInvitee *message)
+{
+  assert(message->base.descriptor == &orgd__v1__outbox_invitee__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t orgd__v1__outbox_invitee__pack
+                     (const Orgd__V1__OutboxInvitee *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &orgd__v1__outbox_invitee__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t orgd__v1__outbox_invitee__pack_to_buffer
+                     (const Orgd__V1__OutboxInvitee *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &orgd__v1__outbox_invitee__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Orgd__V1__OutboxInvitee *
+       orgd__v1__outbox_invitee__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Orgd__V1__OutboxInvitee *)
+     protobuf_c_message_unpack (&orgd__v1__outbox_invitee__descriptor,
+                                allocator, len, data);
+}
+void   orgd__v1__outbox_invitee__free_unpacked
+                     (Orgd__V1__OutboxInvitee *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &orgd__v1__outbox_invitee__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   orgd__v1__claim_outbox_request__init
                      (Orgd__V1__ClaimOutboxRequest         *message)
 {
@@ -862,7 +997,7 @@ void   orgd__v1__ack_outbox_response__free_unpacked
   assert(message->base.descriptor == &orgd__v1__ack_outbox_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor orgd__v1__invitation__field_descriptors[15] =
+static const ProtobufCFieldDescriptor orgd__v1__invitation__field_descriptors[19] =
 {
   {
     "id",
@@ -1044,16 +1179,68 @@ static const ProtobufCFieldDescriptor orgd__v1__invitation__field_descriptors[15
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "invited_by_kind",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__Invitation, invited_by_kind),
+    &orgd__v1__actor_kind__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "invited_by_acting_for",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__Invitation, invited_by_acting_for),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_delivery_error",
+    18,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__Invitation, last_delivery_error),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "delivery_failed_time",
+    19,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__Invitation, delivery_failed_time),
+    &google__protobuf__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned orgd__v1__invitation__field_indices_by_name[] = {
   10,   /* field[10] = create_time */
+  18,   /* field[18] = delivery_failed_time */
   3,   /* field[3] = email */
   12,   /* field[12] = expire_time */
   6,   /* field[6] = family_name */
   5,   /* field[5] = given_name */
   0,   /* field[0] = id */
   9,   /* field[9] = invited_by */
+  16,   /* field[16] = invited_by_acting_for */
+  15,   /* field[15] = invited_by_kind */
   2,   /* field[2] = invitee_user_id */
+  17,   /* field[17] = last_delivery_error */
   11,   /* field[11] = last_sent_time */
   1,   /* field[1] = organization_id */
   14,   /* field[14] = respond_time */
@@ -1065,7 +1252,7 @@ static const unsigned orgd__v1__invitation__field_indices_by_name[] = {
 static const ProtobufCIntRange orgd__v1__invitation__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 15 }
+  { 0, 19 }
 };
 const ProtobufCMessageDescriptor orgd__v1__invitation__descriptor =
 {
@@ -1075,7 +1262,7 @@ const ProtobufCMessageDescriptor orgd__v1__invitation__descriptor =
   "Orgd__V1__Invitation",
   "orgd.v1",
   sizeof(Orgd__V1__Invitation),
-  15,
+  19,
   orgd__v1__invitation__field_descriptors,
   orgd__v1__invitation__field_indices_by_name,
   1,  orgd__v1__invitation__number_ranges,
@@ -1870,7 +2057,7 @@ const ProtobufCMessageDescriptor orgd__v1__decline_invitation_request__descripto
   (ProtobufCMessageInit) orgd__v1__decline_invitation_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor orgd__v1__outbox_message__field_descriptors[8] =
+static const ProtobufCFieldDescriptor orgd__v1__outbox_message__field_descriptors[14] =
 {
   {
     "id",
@@ -1968,21 +2155,99 @@ static const ProtobufCFieldDescriptor orgd__v1__outbox_message__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "organization",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__OutboxMessage, organization),
+    &orgd__v1__outbox_organization__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "inviter",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__OutboxMessage, inviter),
+    &orgd__v1__outbox_inviter__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "invitee",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__OutboxMessage, invitee),
+    &orgd__v1__outbox_invitee__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "role",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__OutboxMessage, role),
+    &orgd__v1__staff_role__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "role_name",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__OutboxMessage, role_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "expire_time",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__OutboxMessage, expire_time),
+    &google__protobuf__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned orgd__v1__outbox_message__field_indices_by_name[] = {
   6,   /* field[6] = attempts */
+  13,   /* field[13] = expire_time */
   0,   /* field[0] = id */
   4,   /* field[4] = invitation_id */
+  10,   /* field[10] = invitee */
+  9,   /* field[9] = inviter */
   7,   /* field[7] = lease_expire_time */
+  8,   /* field[8] = organization */
   3,   /* field[3] = organization_id */
   1,   /* field[1] = recipient */
+  11,   /* field[11] = role */
+  12,   /* field[12] = role_name */
   2,   /* field[2] = template */
   5,   /* field[5] = token */
 };
 static const ProtobufCIntRange orgd__v1__outbox_message__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 14 }
 };
 const ProtobufCMessageDescriptor orgd__v1__outbox_message__descriptor =
 {
@@ -1992,11 +2257,203 @@ const ProtobufCMessageDescriptor orgd__v1__outbox_message__descriptor =
   "Orgd__V1__OutboxMessage",
   "orgd.v1",
   sizeof(Orgd__V1__OutboxMessage),
-  8,
+  14,
   orgd__v1__outbox_message__field_descriptors,
   orgd__v1__outbox_message__field_indices_by_name,
   1,  orgd__v1__outbox_message__number_ranges,
   (ProtobufCMessageInit) orgd__v1__outbox_message__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor orgd__v1__outbox_organization__field_descriptors[2] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__OutboxOrganization, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__OutboxOrganization, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned orgd__v1__outbox_organization__field_indices_by_name[] = {
+  0,   /* field[0] = id */
+  1,   /* field[1] = name */
+};
+static const ProtobufCIntRange orgd__v1__outbox_organization__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor orgd__v1__outbox_organization__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "orgd.v1.OutboxOrganization",
+  "OutboxOrganization",
+  "Orgd__V1__OutboxOrganization",
+  "orgd.v1",
+  sizeof(Orgd__V1__OutboxOrganization),
+  2,
+  orgd__v1__outbox_organization__field_descriptors,
+  orgd__v1__outbox_organization__field_indices_by_name,
+  1,  orgd__v1__outbox_organization__number_ranges,
+  (ProtobufCMessageInit) orgd__v1__outbox_organization__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor orgd__v1__outbox_inviter__field_descriptors[3] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__OutboxInviter, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kind",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__OutboxInviter, kind),
+    &orgd__v1__actor_kind__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "display_name",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__OutboxInviter, display_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned orgd__v1__outbox_inviter__field_indices_by_name[] = {
+  2,   /* field[2] = display_name */
+  0,   /* field[0] = id */
+  1,   /* field[1] = kind */
+};
+static const ProtobufCIntRange orgd__v1__outbox_inviter__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor orgd__v1__outbox_inviter__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "orgd.v1.OutboxInviter",
+  "OutboxInviter",
+  "Orgd__V1__OutboxInviter",
+  "orgd.v1",
+  sizeof(Orgd__V1__OutboxInviter),
+  3,
+  orgd__v1__outbox_inviter__field_descriptors,
+  orgd__v1__outbox_inviter__field_indices_by_name,
+  1,  orgd__v1__outbox_inviter__number_ranges,
+  (ProtobufCMessageInit) orgd__v1__outbox_inviter__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor orgd__v1__outbox_invitee__field_descriptors[4] =
+{
+  {
+    "email",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__OutboxInvitee, email),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "title",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__OutboxInvitee, title),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "given_name",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__OutboxInvitee, given_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "family_name",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__OutboxInvitee, family_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned orgd__v1__outbox_invitee__field_indices_by_name[] = {
+  0,   /* field[0] = email */
+  3,   /* field[3] = family_name */
+  2,   /* field[2] = given_name */
+  1,   /* field[1] = title */
+};
+static const ProtobufCIntRange orgd__v1__outbox_invitee__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor orgd__v1__outbox_invitee__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "orgd.v1.OutboxInvitee",
+  "OutboxInvitee",
+  "Orgd__V1__OutboxInvitee",
+  "orgd.v1",
+  sizeof(Orgd__V1__OutboxInvitee),
+  4,
+  orgd__v1__outbox_invitee__field_descriptors,
+  orgd__v1__outbox_invitee__field_indices_by_name,
+  1,  orgd__v1__outbox_invitee__number_ranges,
+  (ProtobufCMessageInit) orgd__v1__outbox_invitee__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor orgd__v1__claim_outbox_request__field_descriptors[3] =
@@ -2178,9 +2635,42 @@ const ProtobufCMessageDescriptor orgd__v1__ack_outbox_request__descriptor =
   (ProtobufCMessageInit) orgd__v1__ack_outbox_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-#define orgd__v1__ack_outbox_response__field_descriptors NULL
-#define orgd__v1__ack_outbox_response__field_indices_by_name NULL
-#define orgd__v1__ack_outbox_response__number_ranges NULL
+static const ProtobufCFieldDescriptor orgd__v1__ack_outbox_response__field_descriptors[2] =
+{
+  {
+    "retrying",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__AckOutboxResponse, retrying),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "next_attempt_time",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__AckOutboxResponse, next_attempt_time),
+    &google__protobuf__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned orgd__v1__ack_outbox_response__field_indices_by_name[] = {
+  1,   /* field[1] = next_attempt_time */
+  0,   /* field[0] = retrying */
+};
+static const ProtobufCIntRange orgd__v1__ack_outbox_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
 const ProtobufCMessageDescriptor orgd__v1__ack_outbox_response__descriptor =
 {
   PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
@@ -2189,14 +2679,14 @@ const ProtobufCMessageDescriptor orgd__v1__ack_outbox_response__descriptor =
   "Orgd__V1__AckOutboxResponse",
   "orgd.v1",
   sizeof(Orgd__V1__AckOutboxResponse),
-  0,
+  2,
   orgd__v1__ack_outbox_response__field_descriptors,
   orgd__v1__ack_outbox_response__field_indices_by_name,
-  0,  orgd__v1__ack_outbox_response__number_ranges,
+  1,  orgd__v1__ack_outbox_response__number_ranges,
   (ProtobufCMessageInit) orgd__v1__ack_outbox_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue orgd__v1__invitation_status__enum_values_by_number[6] =
+static const ProtobufCEnumValue orgd__v1__invitation_status__enum_values_by_number[7] =
 {
   { "INVITATION_STATUS_UNSPECIFIED", "ORGD__V1__INVITATION_STATUS__INVITATION_STATUS_UNSPECIFIED", 0 },
   { "INVITATION_STATUS_PENDING", "ORGD__V1__INVITATION_STATUS__INVITATION_STATUS_PENDING", 1 },
@@ -2204,14 +2694,16 @@ static const ProtobufCEnumValue orgd__v1__invitation_status__enum_values_by_numb
   { "INVITATION_STATUS_DECLINED", "ORGD__V1__INVITATION_STATUS__INVITATION_STATUS_DECLINED", 3 },
   { "INVITATION_STATUS_WITHDRAWN", "ORGD__V1__INVITATION_STATUS__INVITATION_STATUS_WITHDRAWN", 4 },
   { "INVITATION_STATUS_EXPIRED", "ORGD__V1__INVITATION_STATUS__INVITATION_STATUS_EXPIRED", 5 },
+  { "INVITATION_STATUS_DELIVERY_FAILED", "ORGD__V1__INVITATION_STATUS__INVITATION_STATUS_DELIVERY_FAILED", 6 },
 };
 static const ProtobufCIntRange orgd__v1__invitation_status__value_ranges[] = {
-{0, 0},{0, 6}
+{0, 0},{0, 7}
 };
-static const ProtobufCEnumValueIndex orgd__v1__invitation_status__enum_values_by_name[6] =
+static const ProtobufCEnumValueIndex orgd__v1__invitation_status__enum_values_by_name[7] =
 {
   { "INVITATION_STATUS_ACCEPTED", 2 },
   { "INVITATION_STATUS_DECLINED", 3 },
+  { "INVITATION_STATUS_DELIVERY_FAILED", 6 },
   { "INVITATION_STATUS_EXPIRED", 5 },
   { "INVITATION_STATUS_PENDING", 1 },
   { "INVITATION_STATUS_UNSPECIFIED", 0 },
@@ -2224,9 +2716,9 @@ const ProtobufCEnumDescriptor orgd__v1__invitation_status__descriptor =
   "InvitationStatus",
   "Orgd__V1__InvitationStatus",
   "orgd.v1",
-  6,
+  7,
   orgd__v1__invitation_status__enum_values_by_number,
-  6,
+  7,
   orgd__v1__invitation_status__enum_values_by_name,
   1,
   orgd__v1__invitation_status__value_ranges,

@@ -33,6 +33,9 @@ typedef struct Orgd__V1__AcceptInvitationRequest Orgd__V1__AcceptInvitationReque
 typedef struct Orgd__V1__AcceptInvitationResponse Orgd__V1__AcceptInvitationResponse;
 typedef struct Orgd__V1__DeclineInvitationRequest Orgd__V1__DeclineInvitationRequest;
 typedef struct Orgd__V1__OutboxMessage Orgd__V1__OutboxMessage;
+typedef struct Orgd__V1__OutboxOrganization Orgd__V1__OutboxOrganization;
+typedef struct Orgd__V1__OutboxInviter Orgd__V1__OutboxInviter;
+typedef struct Orgd__V1__OutboxInvitee Orgd__V1__OutboxInvitee;
 typedef struct Orgd__V1__ClaimOutboxRequest Orgd__V1__ClaimOutboxRequest;
 typedef struct Orgd__V1__ClaimOutboxResponse Orgd__V1__ClaimOutboxResponse;
 typedef struct Orgd__V1__AckOutboxRequest Orgd__V1__AckOutboxRequest;
@@ -55,7 +58,15 @@ typedef enum _Orgd__V1__InvitationStatus {
   ORGD__V1__INVITATION_STATUS__INVITATION_STATUS_ACCEPTED = 2,
   ORGD__V1__INVITATION_STATUS__INVITATION_STATUS_DECLINED = 3,
   ORGD__V1__INVITATION_STATUS__INVITATION_STATUS_WITHDRAWN = 4,
-  ORGD__V1__INVITATION_STATUS__INVITATION_STATUS_EXPIRED = 5
+  ORGD__V1__INVITATION_STATUS__INVITATION_STATUS_EXPIRED = 5,
+  /*
+   * Pending, but the mailer gave up: every delivery attempt of its e-mail
+   * failed (see `last_delivery_error`). Otherwise it behaves as pending: the
+   * token still works, it can be withdrawn, it expires, and a re-send
+   * (ResendInvitation, or inviting the same person again) makes it pending
+   * with a fresh token and e-mail.
+   */
+  ORGD__V1__INVITATION_STATUS__INVITATION_STATUS_DELIVERY_FAILED = 6
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ORGD__V1__INVITATION_STATUS)
 } Orgd__V1__InvitationStatus;
 
@@ -77,7 +88,8 @@ struct  Orgd__V1__Invitation
   Orgd__V1__StaffRole role;
   Orgd__V1__InvitationStatus status;
   /*
-   * Who sent it: a user id or a service account id.
+   * Who sent it: a plain id, whose kind `invited_by_kind` says (a user id, a
+   * service account id, or "" for the local operator).
    */
   char *invited_by;
   Google__Protobuf__Timestamp *create_time;
@@ -85,10 +97,24 @@ struct  Orgd__V1__Invitation
   Google__Protobuf__Timestamp *expire_time;
   int32_t send_count;
   Google__Protobuf__Timestamp *respond_time;
+  Orgd__V1__ActorKind invited_by_kind;
+  /*
+   * The user a service account acted for (`orgd-act-as`) when it invited, or "".
+   */
+  char *invited_by_acting_for;
+  /*
+   * The mailer's error for the last failed delivery of the current e-mail
+   * (cut at 1000 characters); "" when none failed since it was last sent.
+   */
+  char *last_delivery_error;
+  /*
+   * When the mailer gave up (status `delivery_failed`); unset otherwise.
+   */
+  Google__Protobuf__Timestamp *delivery_failed_time;
 };
 #define ORGD__V1__INVITATION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&orgd__v1__invitation__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, ORGD__V1__STAFF_ROLE__STAFF_ROLE_UNSPECIFIED, ORGD__V1__INVITATION_STATUS__INVITATION_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, NULL, NULL, NULL, 0, NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, ORGD__V1__STAFF_ROLE__STAFF_ROLE_UNSPECIFIED, ORGD__V1__INVITATION_STATUS__INVITATION_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, NULL, NULL, NULL, 0, NULL, ORGD__V1__ACTOR_KIND__ACTOR_KIND_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL }
 
 
 /*
@@ -267,13 +293,18 @@ struct  Orgd__V1__DeclineInvitationRequest
 
 
 /*
- * One e-mail to deliver.
+ * One e-mail to deliver, with everything the e-mail says, structured for a
+ * template: the mailer needs no other right to write it. The names, role and
+ * expiry are those at claim time (a re-send updates them).
  */
 struct  Orgd__V1__OutboxMessage
 {
   ProtobufCMessage base;
   char *id;
   char *recipient;
+  /*
+   * `invite-team-member` or `invite-team-member-reminder` (a re-send).
+   */
   char *template_;
   char *organization_id;
   char *invitation_id;
@@ -281,12 +312,75 @@ struct  Orgd__V1__OutboxMessage
    * The secret for the accept link.
    */
   char *token;
+  /*
+   * Delivery attempts, this one included (each claim is one).
+   */
   int32_t attempts;
   Google__Protobuf__Timestamp *lease_expire_time;
+  Orgd__V1__OutboxOrganization *organization;
+  Orgd__V1__OutboxInviter *inviter;
+  Orgd__V1__OutboxInvitee *invitee;
+  /*
+   * The role offered, and in words: seed 003's user types, "Professional"
+   * (agent) or "Team Coordinator" (membership manager).
+   */
+  Orgd__V1__StaffRole role;
+  char *role_name;
+  /*
+   * When the link stops working.
+   */
+  Google__Protobuf__Timestamp *expire_time;
 };
 #define ORGD__V1__OUTBOX_MESSAGE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&orgd__v1__outbox_message__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, NULL, NULL, NULL, NULL, ORGD__V1__STAFF_ROLE__STAFF_ROLE_UNSPECIFIED, (char *)protobuf_c_empty_string, NULL }
+
+
+struct  Orgd__V1__OutboxOrganization
+{
+  ProtobufCMessage base;
+  char *id;
+  char *name;
+};
+#define ORGD__V1__OUTBOX_ORGANIZATION__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&orgd__v1__outbox_organization__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Who invites, as the e-mail names them. When a service account invited on a
+ * user's behalf (`orgd-act-as`), the inviter is that user.
+ */
+struct  Orgd__V1__OutboxInviter
+{
+  ProtobufCMessage base;
+  /*
+   * A plain id ("" for the local operator).
+   */
+  char *id;
+  Orgd__V1__ActorKind kind;
+  /*
+   * A user's "title given family", a service account's name, or
+   * "orgd operator" for the local operator.
+   */
+  char *display_name;
+};
+#define ORGD__V1__OUTBOX_INVITER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&orgd__v1__outbox_inviter__descriptor) \
+    , (char *)protobuf_c_empty_string, ORGD__V1__ACTOR_KIND__ACTOR_KIND_UNSPECIFIED, (char *)protobuf_c_empty_string }
+
+
+struct  Orgd__V1__OutboxInvitee
+{
+  ProtobufCMessage base;
+  char *email;
+  char *title;
+  char *given_name;
+  char *family_name;
+};
+#define ORGD__V1__OUTBOX_INVITEE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&orgd__v1__outbox_invitee__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Orgd__V1__ClaimOutboxRequest
@@ -318,12 +412,20 @@ struct  Orgd__V1__ClaimOutboxResponse
     , 0,NULL }
 
 
+/*
+ * `delivered = false` counts a failed attempt: the message returns to the
+ * queue after a backoff, or, at the server's most attempts, is failed and
+ * its invitation becomes `delivery_failed`.
+ */
 struct  Orgd__V1__AckOutboxRequest
 {
   ProtobufCMessage base;
   char *id;
   char *mailer_id;
   protobuf_c_boolean delivered;
+  /*
+   * Why delivery failed (kept, cut at 1000 characters; at most 2000 accepted).
+   */
   char *error;
 };
 #define ORGD__V1__ACK_OUTBOX_REQUEST__INIT \
@@ -334,10 +436,17 @@ struct  Orgd__V1__AckOutboxRequest
 struct  Orgd__V1__AckOutboxResponse
 {
   ProtobufCMessage base;
+  /*
+   * After a failed attempt: true when the message will be retried, not
+   * before `next_attempt_time`; false when it was the last attempt (the
+   * invitation is now `delivery_failed`) or the message was delivered.
+   */
+  protobuf_c_boolean retrying;
+  Google__Protobuf__Timestamp *next_attempt_time;
 };
 #define ORGD__V1__ACK_OUTBOX_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&orgd__v1__ack_outbox_response__descriptor) \
-     }
+    , 0, NULL }
 
 
 /* Orgd__V1__Invitation methods */
@@ -625,6 +734,63 @@ Orgd__V1__OutboxMessage *
 void   orgd__v1__outbox_message__free_unpacked
                      (Orgd__V1__OutboxMessage *message,
                       ProtobufCAllocator *allocator);
+/* Orgd__V1__OutboxOrganization methods */
+void   orgd__v1__outbox_organization__init
+                     (Orgd__V1__OutboxOrganization         *message);
+size_t orgd__v1__outbox_organization__get_packed_size
+                     (const Orgd__V1__OutboxOrganization   *message);
+size_t orgd__v1__outbox_organization__pack
+                     (const Orgd__V1__OutboxOrganization   *message,
+                      uint8_t             *out);
+size_t orgd__v1__outbox_organization__pack_to_buffer
+                     (const Orgd__V1__OutboxOrganization   *message,
+                      ProtobufCBuffer     *buffer);
+Orgd__V1__OutboxOrganization *
+       orgd__v1__outbox_organization__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   orgd__v1__outbox_organization__free_unpacked
+                     (Orgd__V1__OutboxOrganization *message,
+                      ProtobufCAllocator *allocator);
+/* Orgd__V1__OutboxInviter methods */
+void   orgd__v1__outbox_inviter__init
+                     (Orgd__V1__OutboxInviter         *message);
+size_t orgd__v1__outbox_inviter__get_packed_size
+                     (const Orgd__V1__OutboxInviter   *message);
+size_t orgd__v1__outbox_inviter__pack
+                     (const Orgd__V1__OutboxInviter   *message,
+                      uint8_t             *out);
+size_t orgd__v1__outbox_inviter__pack_to_buffer
+                     (const Orgd__V1__OutboxInviter   *message,
+                      ProtobufCBuffer     *buffer);
+Orgd__V1__OutboxInviter *
+       orgd__v1__outbox_inviter__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   orgd__v1__outbox_inviter__free_unpacked
+                     (Orgd__V1__OutboxInviter *message,
+                      ProtobufCAllocator *allocator);
+/* Orgd__V1__OutboxInvitee methods */
+void   orgd__v1__outbox_invitee__init
+                     (Orgd__V1__OutboxInvitee         *message);
+size_t orgd__v1__outbox_invitee__get_packed_size
+                     (const Orgd__V1__OutboxInvitee   *message);
+size_t orgd__v1__outbox_invitee__pack
+                     (const Orgd__V1__OutboxInvitee   *message,
+                      uint8_t             *out);
+size_t orgd__v1__outbox_invitee__pack_to_buffer
+                     (const Orgd__V1__OutboxInvitee   *message,
+                      ProtobufCBuffer     *buffer);
+Orgd__V1__OutboxInvitee *
+       orgd__v1__outbox_invitee__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   orgd__v1__outbox_invitee__free_unpacked
+                     (Orgd__V1__OutboxInvitee *message,
+                      ProtobufCAllocator *allocator);
 /* Orgd__V1__ClaimOutboxRequest methods */
 void   orgd__v1__claim_outbox_request__init
                      (Orgd__V1__ClaimOutboxRequest         *message);
@@ -747,6 +913,15 @@ typedef void (*Orgd__V1__DeclineInvitationRequest_Closure)
                   void *closure_data);
 typedef void (*Orgd__V1__OutboxMessage_Closure)
                  (const Orgd__V1__OutboxMessage *message,
+                  void *closure_data);
+typedef void (*Orgd__V1__OutboxOrganization_Closure)
+                 (const Orgd__V1__OutboxOrganization *message,
+                  void *closure_data);
+typedef void (*Orgd__V1__OutboxInviter_Closure)
+                 (const Orgd__V1__OutboxInviter *message,
+                  void *closure_data);
+typedef void (*Orgd__V1__OutboxInvitee_Closure)
+                 (const Orgd__V1__OutboxInvitee *message,
                   void *closure_data);
 typedef void (*Orgd__V1__ClaimOutboxRequest_Closure)
                  (const Orgd__V1__ClaimOutboxRequest *message,
@@ -885,6 +1060,9 @@ extern const ProtobufCMessageDescriptor orgd__v1__accept_invitation_request__des
 extern const ProtobufCMessageDescriptor orgd__v1__accept_invitation_response__descriptor;
 extern const ProtobufCMessageDescriptor orgd__v1__decline_invitation_request__descriptor;
 extern const ProtobufCMessageDescriptor orgd__v1__outbox_message__descriptor;
+extern const ProtobufCMessageDescriptor orgd__v1__outbox_organization__descriptor;
+extern const ProtobufCMessageDescriptor orgd__v1__outbox_inviter__descriptor;
+extern const ProtobufCMessageDescriptor orgd__v1__outbox_invitee__descriptor;
 extern const ProtobufCMessageDescriptor orgd__v1__claim_outbox_request__descriptor;
 extern const ProtobufCMessageDescriptor orgd__v1__claim_outbox_response__descriptor;
 extern const ProtobufCMessageDescriptor orgd__v1__ack_outbox_request__descriptor;
