@@ -200,7 +200,8 @@ public nonisolated struct Orgd_V1_Invitation: @unchecked Sendable {
     set {_uniqueStorage()._lastDeliveryError = newValue}
   }
 
-  /// When the mailer gave up (status `delivery_failed`); unset otherwise.
+  /// When the mailer gave up on the current e-mail (status `delivery_failed`
+  /// while pending and unexpired); unset until then, and again after a re-send.
   public var deliveryFailedTime: SwiftProtobuf.Google_Protobuf_Timestamp {
     get {_storage._deliveryFailedTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
     set {_uniqueStorage()._deliveryFailedTime = newValue}

@@ -108,7 +108,8 @@ struct  Orgd__V1__Invitation
    */
   char *last_delivery_error;
   /*
-   * When the mailer gave up (status `delivery_failed`); unset otherwise.
+   * When the mailer gave up on the current e-mail (status `delivery_failed`
+   * while pending and unexpired); unset until then, and again after a re-send.
    */
   Google__Protobuf__Timestamp *delivery_failed_time;
 };
