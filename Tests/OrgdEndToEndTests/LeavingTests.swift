@@ -2,6 +2,7 @@ import Foundation
 import OrgdClient
 import OrgdCore
 import OrgdProto
+import OrgdStore
 import Testing
 
 /// Leaving an organisation (issue 13 item 2) and history that says what was
@@ -218,6 +219,68 @@ struct LeavingTests {
             // Asking again asks nothing new, and writes nothing.
             try await world.ask(study)
             #expect(try await Self.history(world).count == 2)
+        }
+    }
+
+    /// consent_history as migration v3 made it, before v9 rebuilt it.
+    static let historyBeforeV9 = """
+        CREATE TABLE old_history AS SELECT * FROM consent_history;
+        DROP TABLE consent_history;
+        CREATE TABLE consent_history (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          id TEXT NOT NULL UNIQUE CHECK (length(id) = 36),
+          patient_id TEXT NOT NULL REFERENCES patient(id),
+          consent_request_id TEXT NOT NULL REFERENCES consent_request(id),
+          scope_id TEXT REFERENCES scope(id),
+          action TEXT NOT NULL CHECK (action IN ('asked', 'answered', 'updated', 'revoked')),
+          before INTEGER CHECK (before IN (0, 1)),
+          after INTEGER CHECK (after IN (0, 1)),
+          actor TEXT NOT NULL,
+          acting_for TEXT NOT NULL DEFAULT '',
+          time INTEGER NOT NULL
+        ) STRICT;
+        INSERT INTO consent_history SELECT * FROM old_history ORDER BY seq;
+        DROP TABLE old_history;
+        CREATE INDEX consent_history_by_patient ON consent_history(patient_id, seq);
+        CREATE TRIGGER consent_history_no_update BEFORE UPDATE ON consent_history
+          BEGIN SELECT RAISE(ABORT, 'consent history is append-only'); END;
+        CREATE TRIGGER consent_history_no_delete BEFORE DELETE ON consent_history
+          BEGIN SELECT RAISE(ABORT, 'consent history is append-only'); END;
+        DELETE FROM grdb_migrations WHERE identifier LIKE 'v9:%';
+        """
+
+    @Test("migration v9 keeps every history row (ids, order, times), its append-only triggers, and lets history carry on after them")
+    func migrationKeepsHistory() async throws {
+        try await withConsentWorld { (world: ConsentWorld) async throws in
+            let study = try await world.request("Study", [world.bloodPressure, world.bloodGlucose])
+            try await world.ask(study)
+            try await world.answer(study, [(world.bloodPressure, true)])
+            let path = world.daemon.directory + "/orgd.sqlite"
+            let sqlite = "/usr/bin/sqlite3"
+            let down = try await TTRPCInteropTests.run(sqlite, [path, Self.historyBeforeV9], environment: [:])
+            #expect(down.status == 0, "\(down.output)")
+            let refused = try await TTRPCInteropTests.run(sqlite, [path, "INSERT INTO consent_history SELECT seq + 100, lower(hex(randomblob(18))), patient_id, consent_request_id, scope_id, 'ended', before, NULL, actor, acting_for, time FROM consent_history LIMIT 1"], environment: [:])
+            #expect(refused.status != 0 && refused.output.contains("CHECK"), "the old table refuses the new action: \(refused.output)")
+
+            // Opening the store runs v9 on the old table.
+            let before = try await Self.history(world)
+            let upgraded = try Store(path: path)
+            let pid = world.patient.id
+            let migrated = try await upgraded.read { tx in try tx.listConsentHistory(patientID: pid, after: nil, limit: 100).items }
+            try upgraded.close()
+            #expect(migrated.map(\.id) == before.map(\.id))
+            #expect(migrated.map(\.action.rawValue) == ["asked", "asked", "answered"])
+            #expect(migrated.map(\.time) == before.map { $0.time.date })
+            for sql in ["DELETE FROM consent_history", "UPDATE consent_history SET after = 1"] {
+                let result = try await TTRPCInteropTests.run(sqlite, [path, sql], environment: [:])
+                #expect(result.status != 0 && result.output.contains("append-only"), "\(sql): \(result.output)")
+            }
+
+            // Leaving after the migration: new actions, after the old rows.
+            try await Self.removePatient(world.local, world.organization.id, pid)
+            let after = try await Self.history(world)
+            #expect(after.map(\.action) == ["asked", "asked", "answered", "ended", "withdrawn"])
+            #expect(Array(after.prefix(3).map(\.id)) == before.map(\.id))
         }
     }
 }
