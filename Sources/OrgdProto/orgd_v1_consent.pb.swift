@@ -65,6 +65,47 @@ public nonisolated enum Orgd_V1_ConsentRequestKind: SwiftProtobuf.Enum, Swift.Ca
 
 }
 
+/// What collects a study's data: an app or a device. Data sources describe
+/// collection only; consent is given to scopes, so changing a request's data
+/// sources never touches a patient's consents.
+public nonisolated enum Orgd_V1_DataSourceType: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case app // = 1
+  case device // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .app
+    case 2: self = .device
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .app: return 1
+    case .device: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Orgd_V1_DataSourceType] = [
+    .unspecified,
+    .app,
+    .device,
+  ]
+
+}
+
 /// A kind of data that consent is asked for; unique by system and code.
 public nonisolated struct Orgd_V1_Scope: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -95,6 +136,39 @@ public nonisolated struct Orgd_V1_ScopeRef: Sendable {
   public var codingSystem: String = String()
 
   public var codingCode: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One app or device a consent request collects from (seed 002's dataSources).
+public nonisolated struct Orgd_V1_DataSource: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var name: String = String()
+
+  public var type: Orgd_V1_DataSourceType = .unspecified
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A data source to add: a name (unique in its request, case-insensitively)
+/// and a type other than UNSPECIFIED.
+public nonisolated struct Orgd_V1_DataSourceInput: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var type: Orgd_V1_DataSourceType = .unspecified
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -199,6 +273,12 @@ public nonisolated struct Orgd_V1_ConsentRequest: @unchecked Sendable {
   /// Clears the value of `organization`. Subsequent reads from it will return its default value.
   public mutating func clearOrganization() {_uniqueStorage()._organization = nil}
 
+  /// At most 20, in the order added.
+  public var dataSources: [Orgd_V1_DataSource] {
+    get {_storage._dataSources}
+    set {_uniqueStorage()._dataSources = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -281,6 +361,9 @@ public nonisolated struct Orgd_V1_CreateConsentRequestRequest: Sendable {
   /// Clears the value of `endTime`. Subsequent reads from it will return its default value.
   public mutating func clearEndTime() {self._endTime = nil}
 
+  /// At most 20; names unique case-insensitively (ALREADY_EXISTS otherwise).
+  public var dataSources: [Orgd_V1_DataSourceInput] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -319,7 +402,9 @@ public nonisolated struct Orgd_V1_UpdateConsentRequestRequest: Sendable {
   /// Clears the value of `name`. Subsequent reads from it will return its default value.
   public mutating func clearName() {self._name = nil}
 
-  /// Adds these scopes to the request.
+  /// Adds these scopes to the request. They are pending at once for every
+  /// patient already asked it, and each such patient's history gets an
+  /// "asked" entry for each added scope (none once the request has ended).
   public var addScopes: [Orgd_V1_ScopeRef] = []
 
   /// The period is part of what patients consented to: once the request has
@@ -345,6 +430,13 @@ public nonisolated struct Orgd_V1_UpdateConsentRequestRequest: Sendable {
   public mutating func clearEndTime() {self._endTime = nil}
 
   public var removeEndTime: Bool = false
+
+  /// Adds data sources (the request keeps at most 20, names unique
+  /// case-insensitively) and removes data sources by id (NOT_FOUND when the
+  /// request has no such data source). Consents are untouched.
+  public var addDataSources: [Orgd_V1_DataSourceInput] = []
+
+  public var removeDataSourceIds: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -425,7 +517,9 @@ public nonisolated struct Orgd_V1_AskPatientsResponse: Sendable {
   public init() {}
 }
 
-/// One scope and the patient's answer; `consented` is absent while pending.
+/// One scope and the patient's answer. `consented` is a bool_value once
+/// answered and null_value while pending, so that proto3 JSON prints
+/// `"consented": null` as seed 002 does (only google.protobuf.Value can).
 public nonisolated struct Orgd_V1_ScopeConsent: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -440,8 +534,8 @@ public nonisolated struct Orgd_V1_ScopeConsent: Sendable {
   /// Clears the value of `code`. Subsequent reads from it will return its default value.
   public mutating func clearCode() {self._code = nil}
 
-  public var consented: Bool {
-    get {_consented ?? false}
+  public var consented: SwiftProtobuf.Google_Protobuf_Value {
+    get {_consented ?? SwiftProtobuf.Google_Protobuf_Value()}
     set {_consented = newValue}
   }
   /// Returns true if `consented` has been explicitly set.
@@ -454,7 +548,7 @@ public nonisolated struct Orgd_V1_ScopeConsent: Sendable {
   public init() {}
 
   fileprivate var _code: Orgd_V1_Scope? = nil
-  fileprivate var _consented: Bool? = nil
+  fileprivate var _consented: SwiftProtobuf.Google_Protobuf_Value? = nil
 }
 
 /// A consent request as one patient sees it.
@@ -482,11 +576,38 @@ public nonisolated struct Orgd_V1_StudyView: Sendable {
 
   public var scopeConsents: [Orgd_V1_ScopeConsent] = []
 
+  /// The apps and devices the study collects from.
+  public var dataSources: [Orgd_V1_DataSource] = []
+
+  /// The request's period (unset when open), and whether it has ended (its end
+  /// time is at or before now): a consent in an ended study grants nothing.
+  public var startTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_startTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_startTime = newValue}
+  }
+  /// Returns true if `startTime` has been explicitly set.
+  public var hasStartTime: Bool {self._startTime != nil}
+  /// Clears the value of `startTime`. Subsequent reads from it will return its default value.
+  public mutating func clearStartTime() {self._startTime = nil}
+
+  public var endTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_endTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_endTime = newValue}
+  }
+  /// Returns true if `endTime` has been explicitly set.
+  public var hasEndTime: Bool {self._endTime != nil}
+  /// Clears the value of `endTime`. Subsequent reads from it will return its default value.
+  public mutating func clearEndTime() {self._endTime = nil}
+
+  public var ended: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _organization: Orgd_V1_OrganizationSummary? = nil
+  fileprivate var _startTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _endTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
 public nonisolated struct Orgd_V1_GetPatientConsentsRequest: Sendable {
@@ -774,7 +895,11 @@ public nonisolated struct Orgd_V1_ConsentHistoryEntry: Sendable {
   /// Clears the value of `scope`. Subsequent reads from it will return its default value.
   public mutating func clearScope() {self._scope = nil}
 
-  /// "asked", "answered", "updated" or "revoked".
+  /// "asked" (one entry per scope asked, also for scopes added later),
+  /// "answered", "updated", "revoked", "ended" (the patient left the
+  /// organisation: its answer ended, before = the answer) or "withdrawn"
+  /// (the patient left the organisation: a scope still pending is asked no
+  /// more); actor is who asked, answered or removed the membership.
   public var action: String = String()
 
   public var before: Bool {
@@ -858,6 +983,10 @@ fileprivate nonisolated let _protobuf_package = "orgd.v1"
 
 nonisolated extension Orgd_V1_ConsentRequestKind: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CONSENT_REQUEST_KIND_UNSPECIFIED\0\u{1}CONSENT_REQUEST_KIND_STUDY\0\u{1}CONSENT_REQUEST_KIND_AGENCY\0")
+}
+
+nonisolated extension Orgd_V1_DataSourceType: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DATA_SOURCE_TYPE_UNSPECIFIED\0\u{1}DATA_SOURCE_TYPE_APP\0\u{1}DATA_SOURCE_TYPE_DEVICE\0")
 }
 
 nonisolated extension Orgd_V1_Scope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -945,6 +1074,81 @@ nonisolated extension Orgd_V1_ScopeRef: SwiftProtobuf.Message, SwiftProtobuf._Me
   }
 }
 
+nonisolated extension Orgd_V1_DataSource: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DataSource"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}type\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.type) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
+    }
+    if self.type != .unspecified {
+      try visitor.visitSingularEnumField(value: self.type, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Orgd_V1_DataSource, rhs: Orgd_V1_DataSource) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.type != rhs.type {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Orgd_V1_DataSourceInput: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DataSourceInput"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}type\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.type) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.type != .unspecified {
+      try visitor.visitSingularEnumField(value: self.type, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Orgd_V1_DataSourceInput, rhs: Orgd_V1_DataSourceInput) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.type != rhs.type {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Orgd_V1_OrganizationSummary: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OrganizationSummary"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}active\0")
@@ -987,7 +1191,7 @@ nonisolated extension Orgd_V1_OrganizationSummary: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Orgd_V1_ConsentRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ConsentRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}organization_id\0\u{1}kind\0\u{1}name\0\u{1}scopes\0\u{3}start_time\0\u{3}end_time\0\u{3}create_time\0\u{3}update_time\0\u{1}version\0\u{1}organization\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}organization_id\0\u{1}kind\0\u{1}name\0\u{1}scopes\0\u{3}start_time\0\u{3}end_time\0\u{3}create_time\0\u{3}update_time\0\u{1}version\0\u{1}organization\0\u{3}data_sources\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -1001,6 +1205,7 @@ nonisolated extension Orgd_V1_ConsentRequest: SwiftProtobuf.Message, SwiftProtob
     var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _version: Int64 = 0
     var _organization: Orgd_V1_OrganizationSummary? = nil
+    var _dataSources: [Orgd_V1_DataSource] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1022,6 +1227,7 @@ nonisolated extension Orgd_V1_ConsentRequest: SwiftProtobuf.Message, SwiftProtob
       _updateTime = source._updateTime
       _version = source._version
       _organization = source._organization
+      _dataSources = source._dataSources
     }
   }
 
@@ -1051,6 +1257,7 @@ nonisolated extension Orgd_V1_ConsentRequest: SwiftProtobuf.Message, SwiftProtob
         case 9: try { try decoder.decodeSingularMessageField(value: &_storage._updateTime) }()
         case 10: try { try decoder.decodeSingularInt64Field(value: &_storage._version) }()
         case 11: try { try decoder.decodeSingularMessageField(value: &_storage._organization) }()
+        case 12: try { try decoder.decodeRepeatedMessageField(value: &_storage._dataSources) }()
         default: break
         }
       }
@@ -1096,6 +1303,9 @@ nonisolated extension Orgd_V1_ConsentRequest: SwiftProtobuf.Message, SwiftProtob
       try { if let v = _storage._organization {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
       } }()
+      if !_storage._dataSources.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._dataSources, fieldNumber: 12)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1116,6 +1326,7 @@ nonisolated extension Orgd_V1_ConsentRequest: SwiftProtobuf.Message, SwiftProtob
         if _storage._updateTime != rhs_storage._updateTime {return false}
         if _storage._version != rhs_storage._version {return false}
         if _storage._organization != rhs_storage._organization {return false}
+        if _storage._dataSources != rhs_storage._dataSources {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1237,7 +1448,7 @@ nonisolated extension Orgd_V1_ListScopesResponse: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Orgd_V1_CreateConsentRequestRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateConsentRequestRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}organization_id\0\u{1}kind\0\u{1}name\0\u{1}scopes\0\u{3}start_time\0\u{3}end_time\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}organization_id\0\u{1}kind\0\u{1}name\0\u{1}scopes\0\u{3}start_time\0\u{3}end_time\0\u{3}data_sources\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1251,6 +1462,7 @@ nonisolated extension Orgd_V1_CreateConsentRequestRequest: SwiftProtobuf.Message
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.scopes) }()
       case 5: try { try decoder.decodeSingularMessageField(value: &self._startTime) }()
       case 6: try { try decoder.decodeSingularMessageField(value: &self._endTime) }()
+      case 7: try { try decoder.decodeRepeatedMessageField(value: &self.dataSources) }()
       default: break
       }
     }
@@ -1279,6 +1491,9 @@ nonisolated extension Orgd_V1_CreateConsentRequestRequest: SwiftProtobuf.Message
     try { if let v = self._endTime {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
     } }()
+    if !self.dataSources.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.dataSources, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1289,6 +1504,7 @@ nonisolated extension Orgd_V1_CreateConsentRequestRequest: SwiftProtobuf.Message
     if lhs.scopes != rhs.scopes {return false}
     if lhs._startTime != rhs._startTime {return false}
     if lhs._endTime != rhs._endTime {return false}
+    if lhs.dataSources != rhs.dataSources {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1326,7 +1542,7 @@ nonisolated extension Orgd_V1_GetConsentRequestRequest: SwiftProtobuf.Message, S
 
 nonisolated extension Orgd_V1_UpdateConsentRequestRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateConsentRequestRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}version\0\u{1}name\0\u{3}add_scopes\0\u{3}start_time\0\u{3}end_time\0\u{3}remove_end_time\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}version\0\u{1}name\0\u{3}add_scopes\0\u{3}start_time\0\u{3}end_time\0\u{3}remove_end_time\0\u{3}add_data_sources\0\u{3}remove_data_source_ids\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1341,6 +1557,8 @@ nonisolated extension Orgd_V1_UpdateConsentRequestRequest: SwiftProtobuf.Message
       case 5: try { try decoder.decodeSingularMessageField(value: &self._startTime) }()
       case 6: try { try decoder.decodeSingularMessageField(value: &self._endTime) }()
       case 7: try { try decoder.decodeSingularBoolField(value: &self.removeEndTime) }()
+      case 8: try { try decoder.decodeRepeatedMessageField(value: &self.addDataSources) }()
+      case 9: try { try decoder.decodeRepeatedStringField(value: &self.removeDataSourceIds) }()
       default: break
       }
     }
@@ -1372,6 +1590,12 @@ nonisolated extension Orgd_V1_UpdateConsentRequestRequest: SwiftProtobuf.Message
     if self.removeEndTime != false {
       try visitor.visitSingularBoolField(value: self.removeEndTime, fieldNumber: 7)
     }
+    if !self.addDataSources.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.addDataSources, fieldNumber: 8)
+    }
+    if !self.removeDataSourceIds.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.removeDataSourceIds, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1383,6 +1607,8 @@ nonisolated extension Orgd_V1_UpdateConsentRequestRequest: SwiftProtobuf.Message
     if lhs._startTime != rhs._startTime {return false}
     if lhs._endTime != rhs._endTime {return false}
     if lhs.removeEndTime != rhs.removeEndTime {return false}
+    if lhs.addDataSources != rhs.addDataSources {return false}
+    if lhs.removeDataSourceIds != rhs.removeDataSourceIds {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1560,7 +1786,7 @@ nonisolated extension Orgd_V1_AskPatientsResponse: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Orgd_V1_ScopeConsent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ScopeConsent"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}consented\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{2}\u{2}consented\0\u{c}\u{2}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1569,7 +1795,7 @@ nonisolated extension Orgd_V1_ScopeConsent: SwiftProtobuf.Message, SwiftProtobuf
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularMessageField(value: &self._code) }()
-      case 2: try { try decoder.decodeSingularBoolField(value: &self._consented) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._consented) }()
       default: break
       }
     }
@@ -1584,7 +1810,7 @@ nonisolated extension Orgd_V1_ScopeConsent: SwiftProtobuf.Message, SwiftProtobuf
       try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
     } }()
     try { if let v = self._consented {
-      try visitor.visitSingularBoolField(value: v, fieldNumber: 2)
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
     } }()
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1599,7 +1825,7 @@ nonisolated extension Orgd_V1_ScopeConsent: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Orgd_V1_StudyView: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StudyView"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}kind\0\u{1}organization\0\u{3}pending_scope_consents\0\u{3}scope_consents\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}kind\0\u{1}organization\0\u{3}pending_scope_consents\0\u{3}scope_consents\0\u{3}data_sources\0\u{3}start_time\0\u{3}end_time\0\u{1}ended\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1613,6 +1839,10 @@ nonisolated extension Orgd_V1_StudyView: SwiftProtobuf.Message, SwiftProtobuf._M
       case 4: try { try decoder.decodeSingularMessageField(value: &self._organization) }()
       case 5: try { try decoder.decodeRepeatedMessageField(value: &self.pendingScopeConsents) }()
       case 6: try { try decoder.decodeRepeatedMessageField(value: &self.scopeConsents) }()
+      case 7: try { try decoder.decodeRepeatedMessageField(value: &self.dataSources) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._startTime) }()
+      case 9: try { try decoder.decodeSingularMessageField(value: &self._endTime) }()
+      case 10: try { try decoder.decodeSingularBoolField(value: &self.ended) }()
       default: break
       }
     }
@@ -1641,6 +1871,18 @@ nonisolated extension Orgd_V1_StudyView: SwiftProtobuf.Message, SwiftProtobuf._M
     if !self.scopeConsents.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.scopeConsents, fieldNumber: 6)
     }
+    if !self.dataSources.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.dataSources, fieldNumber: 7)
+    }
+    try { if let v = self._startTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
+    try { if let v = self._endTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    } }()
+    if self.ended != false {
+      try visitor.visitSingularBoolField(value: self.ended, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1651,6 +1893,10 @@ nonisolated extension Orgd_V1_StudyView: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs._organization != rhs._organization {return false}
     if lhs.pendingScopeConsents != rhs.pendingScopeConsents {return false}
     if lhs.scopeConsents != rhs.scopeConsents {return false}
+    if lhs.dataSources != rhs.dataSources {return false}
+    if lhs._startTime != rhs._startTime {return false}
+    if lhs._endTime != rhs._endTime {return false}
+    if lhs.ended != rhs.ended {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -718,36 +718,36 @@ public nonisolated struct Orgd_V1_GetProfileRequest: Sendable {
   public init() {}
 }
 
-/// Who the caller is (seed 002's profile: the user and their patient record).
-public nonisolated struct Orgd_V1_Profile: @unchecked Sendable {
+/// Who the caller is, shaped as seed 002's profile: {id, email, firstName,
+/// lastName, patient}.
+public nonisolated struct Orgd_V1_Profile: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var user: Orgd_V1_User {
-    get {_storage._user ?? Orgd_V1_User()}
-    set {_uniqueStorage()._user = newValue}
-  }
-  /// Returns true if `user` has been explicitly set.
-  public var hasUser: Bool {_storage._user != nil}
-  /// Clears the value of `user`. Subsequent reads from it will return its default value.
-  public mutating func clearUser() {_uniqueStorage()._user = nil}
-
   /// Absent when the user is not a patient.
   public var patient: Orgd_V1_Patient {
-    get {_storage._patient ?? Orgd_V1_Patient()}
-    set {_uniqueStorage()._patient = newValue}
+    get {_patient ?? Orgd_V1_Patient()}
+    set {_patient = newValue}
   }
   /// Returns true if `patient` has been explicitly set.
-  public var hasPatient: Bool {_storage._patient != nil}
+  public var hasPatient: Bool {self._patient != nil}
   /// Clears the value of `patient`. Subsequent reads from it will return its default value.
-  public mutating func clearPatient() {_uniqueStorage()._patient = nil}
+  public mutating func clearPatient() {self._patient = nil}
+
+  public var id: String = String()
+
+  public var email: String = String()
+
+  public var firstName: String = String()
+
+  public var lastName: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _storage = _StorageClass.defaultInstance
+  fileprivate var _patient: Orgd_V1_Patient? = nil
 }
 
 public nonisolated struct Orgd_V1_ListMyOrganizationsRequest: Sendable {
@@ -2089,76 +2089,53 @@ nonisolated extension Orgd_V1_GetProfileRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Orgd_V1_Profile: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Profile"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}user\0\u{1}patient\0")
-
-  fileprivate class _StorageClass {
-    var _user: Orgd_V1_User? = nil
-    var _patient: Orgd_V1_Patient? = nil
-
-      // This property is used as the initial default value for new instances of the type.
-      // The type itself is protecting the reference to its storage via CoW semantics.
-      // This will force a copy to be made of this reference when the first mutation occurs;
-      // hence, it is safe to mark this as `nonisolated(unsafe)`.
-      static nonisolated(unsafe) let defaultInstance = _StorageClass()
-
-    private init() {}
-
-    init(copying source: _StorageClass) {
-      _user = source._user
-      _patient = source._patient
-    }
-  }
-
-  fileprivate mutating func _uniqueStorage() -> _StorageClass {
-    if !isKnownUniquelyReferenced(&_storage) {
-      _storage = _StorageClass(copying: _storage)
-    }
-    return _storage
-  }
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\u{2}patient\0\u{1}id\0\u{1}email\0\u{3}first_name\0\u{3}last_name\0\u{b}user\0\u{c}\u{1}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    _ = _uniqueStorage()
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      while let fieldNumber = try decoder.nextFieldNumber() {
-        // The use of inline closures is to circumvent an issue where the compiler
-        // allocates stack space for every case branch when no optimizations are
-        // enabled. https://github.com/apple/swift-protobuf/issues/1034
-        switch fieldNumber {
-        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._user) }()
-        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._patient) }()
-        default: break
-        }
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._patient) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.email) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.firstName) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.lastName) }()
+      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      try { if let v = _storage._user {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-      } }()
-      try { if let v = _storage._patient {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-      } }()
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._patient {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 3)
+    }
+    if !self.email.isEmpty {
+      try visitor.visitSingularStringField(value: self.email, fieldNumber: 4)
+    }
+    if !self.firstName.isEmpty {
+      try visitor.visitSingularStringField(value: self.firstName, fieldNumber: 5)
+    }
+    if !self.lastName.isEmpty {
+      try visitor.visitSingularStringField(value: self.lastName, fieldNumber: 6)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Orgd_V1_Profile, rhs: Orgd_V1_Profile) -> Bool {
-    if lhs._storage !== rhs._storage {
-      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
-        let _storage = _args.0
-        let rhs_storage = _args.1
-        if _storage._user != rhs_storage._user {return false}
-        if _storage._patient != rhs_storage._patient {return false}
-        return true
-      }
-      if !storagesAreEqual {return false}
-    }
+    if lhs._patient != rhs._patient {return false}
+    if lhs.id != rhs.id {return false}
+    if lhs.email != rhs.email {return false}
+    if lhs.firstName != rhs.firstName {return false}
+    if lhs.lastName != rhs.lastName {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -23,7 +23,7 @@ struct ConsentService {
             let id = try Validation.id(request.id)
             return try await store.read { tx in
                 let consentRequest = try tx.consentRequest(id: id)
-                return consentRequest.proto(organization: try tx.organization(id: consentRequest.organizationID))
+                return consentRequest.proto(organization: try tx.organization(id: consentRequest.organizationID), dataSources: try tx.dataSources(requestID: id))
             }
         }
         table.add(Self.name, "UpdateConsentRequest", rule: .adminOrOrganizationManager, subject: { .consentRequest($0.id.lowercased()) }, updateConsentRequest)
@@ -33,9 +33,9 @@ struct ConsentService {
             let actor = Self.actor(context)
             return try await store.write { tx in
                 let current = try tx.consentRequest(id: id)
-                if let end = current.endTime, end <= tx.now { return current.proto() }
+                if let end = current.endTime, end <= tx.now { return current.proto(dataSources: try tx.dataSources(requestID: id)) }
                 let start: Date?? = current.startTime.map { $0 >= tx.now ? .some(nil) : nil } ?? nil
-                return try tx.updateConsentRequest(id: id, expectedVersion: 0, name: nil, addScopeIDs: [], startTime: start, endTime: .some(tx.now), actor: actor).proto()
+                return try tx.updateConsentRequest(id: id, expectedVersion: 0, name: nil, addScopeIDs: [], startTime: start, endTime: .some(tx.now), actor: actor).proto(dataSources: try tx.dataSources(requestID: id))
             }
         }
         table.add(Self.name, "ListConsentRequests", rule: .adminOrOrganizationManager, subject: { .organization($0.organizationID.lowercased()) }, listConsentRequests)
@@ -141,11 +141,14 @@ struct ConsentService {
         let start = request.hasStartTime ? try Validation.timestamp(request.startTime, field: "start_time") : nil
         let end = request.hasEndTime ? try Validation.timestamp(request.endTime, field: "end_time") : nil
         if let start, let end, start >= end { throw RPCError.invalidArgument(field: "end_time", "must be after start_time") }
+        let dataSources = try Self.dataSourceInputs(request.dataSources, field: "data_sources")
         let bytes = try await store.write(idempotency: try context.idempotencyKey(for: request)) { tx in
             let scopeIDs = try Self.resolveAll(request.scopes, field: "scopes", tx)
             let created = try tx.createConsentRequest(
                 organizationID: organizationID, kind: kind, name: name, scopeIDs: scopeIDs, startTime: start, endTime: end)
-            return try created.proto(organization: try tx.organization(id: organizationID)).serializedBytes()
+            try tx.changeDataSources(requestID: created.id, add: dataSources, removeIDs: [], addField: "data_sources")
+            return try created.proto(organization: try tx.organization(id: organizationID), dataSources: try tx.dataSources(requestID: created.id))
+                .serializedBytes()
         }
         return try Orgd_V1_ConsentRequest(serializedBytes: bytes)
     }
@@ -160,14 +163,20 @@ struct ConsentService {
         let start: Date?? = request.hasStartTime ? .some(try Validation.timestamp(request.startTime, field: "start_time")) : nil
         let end: Date?? = request.hasEndTime
             ? .some(try Validation.timestamp(request.endTime, field: "end_time")) : request.removeEndTime ? .some(nil) : nil
-        if name == nil && request.addScopes.isEmpty && start == nil && end == nil {
+        let addDataSources = try Self.dataSourceInputs(request.addDataSources, field: "add_data_sources")
+        let removeDataSources = try request.removeDataSourceIds.enumerated().map { index, id in
+            (id: try Validation.id(id, field: "remove_data_source_ids[\(index)]"), field: "remove_data_source_ids[\(index)]")
+        }
+        if name == nil && request.addScopes.isEmpty && start == nil && end == nil && addDataSources.isEmpty && removeDataSources.isEmpty {
             throw RPCError(.invalidArgument, "the update names no field")
         }
         let actor = Self.actor(context)
         return try await store.write { tx in
             let scopeIDs = try Self.resolveAll(request.addScopes, field: "add_scopes", tx)
             let updated = try tx.updateConsentRequest(id: id, expectedVersion: version, name: name, addScopeIDs: scopeIDs, startTime: start, endTime: end, actor: actor)
-            return updated.proto(organization: try tx.organization(id: updated.organizationID))
+            // Data sources change with the request's version; consents are untouched.
+            try tx.changeDataSources(requestID: id, add: addDataSources, removeIDs: removeDataSources, addField: "add_data_sources")
+            return updated.proto(organization: try tx.organization(id: updated.organizationID), dataSources: try tx.dataSources(requestID: id))
         }
     }
 
@@ -176,11 +185,32 @@ struct ConsentService {
         let limit = try PageToken.pageSize(request.pageSize)
         let scope = "consent-requests|\(organizationID)"
         let after = try PageToken.decode(request.pageToken, scope: scope)
-        let page = try await store.read { tx in try tx.listConsentRequests(organizationID: organizationID, after: after, limit: limit) }
+        let (page, dataSources) = try await store.read { tx in
+            let page = try tx.listConsentRequests(organizationID: organizationID, after: after, limit: limit)
+            return (page, try page.items.map { try tx.dataSources(requestID: $0.id) })
+        }
         var response = Orgd_V1_ListConsentRequestsResponse()
-        response.consentRequests = page.items.map { $0.proto() }
+        response.consentRequests = zip(page.items, dataSources).map { $0.proto(dataSources: $1) }
         response.nextPageToken = PageToken.encode(after: page.nextAfter, scope: scope)
         return response
+    }
+
+    /// Data sources to add: names validated like other names, a type other
+    /// than UNSPECIFIED, at most `StoreTransaction.maximumDataSources` in one call.
+    static func dataSourceInputs(_ inputs: [Orgd_V1_DataSourceInput], field: String) throws -> [DataSourceInput] {
+        guard inputs.count <= StoreTransaction.maximumDataSources else {
+            throw RPCError.invalidArgument(field: field, "at most \(StoreTransaction.maximumDataSources) data sources, got \(inputs.count)")
+        }
+        return try inputs.enumerated().map { index, input in
+            let itemField = "\(field)[\(index)]"
+            let type: DataSourceRecord.Kind
+            switch input.type {
+            case .app: type = .app
+            case .device: type = .device
+            default: throw RPCError.invalidArgument(field: "\(itemField).type", "required: DATA_SOURCE_TYPE_APP or DATA_SOURCE_TYPE_DEVICE")
+            }
+            return DataSourceInput(name: try Validation.text(input.name, field: "\(itemField).name"), type: type, field: itemField)
+        }
     }
 
     func askPatients(_ request: Orgd_V1_AskPatientsRequest, _ context: CallContext) async throws -> Orgd_V1_AskPatientsResponse {
@@ -212,21 +242,28 @@ struct ConsentService {
             base.name = study.request.name
             base.kind = study.request.kind.proto
             base.organization = study.organization.summary
+            base.dataSources = try tx.dataSources(requestID: study.request.id).map(\.proto)
+            if let start = study.request.startTime { base.startTime = Google_Protobuf_Timestamp(start) }
+            if let end = study.request.endTime { base.endTime = Google_Protobuf_Timestamp(end) }
+            base.ended = study.request.endTime.map { $0 <= tx.now } ?? false
             var pending: [Orgd_V1_ScopeConsent] = []
             var answered: [Orgd_V1_ScopeConsent] = []
             for scope in study.request.scopes {
                 var entry = Orgd_V1_ScopeConsent()
                 entry.code = scope.proto
                 if let consented = study.answers[scope.id] {
-                    entry.consented = consented
+                    entry.consented = Google_Protobuf_Value(boolValue: consented)
                     answered.append(entry)
                     if consented && !consolidated.contains(scope) { consolidated.append(scope) }
                 } else {
+                    // Seed 002 prints a pending answer as "consented": null.
+                    entry.consented = Google_Protobuf_Value(nilLiteral: ())
                     pending.append(entry)
                 }
             }
-            let ended = study.request.endTime.map { $0 <= tx.now } ?? false
-            if !pending.isEmpty && !ended {
+            // A pending request of a deactivated organisation cannot be
+            // answered, so it is not offered; it is back on reactivation.
+            if !pending.isEmpty && !base.ended && study.organization.active {
                 var study = base
                 study.pendingScopeConsents = pending
                 view.studiesPendingConsent.append(study)

@@ -251,8 +251,12 @@ struct MembershipService {
     func getProfile(_ request: Orgd_V1_GetProfileRequest, _ context: CallContext) async throws -> Orgd_V1_Profile {
         let user = try Self.profileUser(context)
         let (fresh, patient) = try await store.read { tx in (try tx.user(id: user.id), try tx.patient(forUser: user.id)) }
+        // Seed 002's profile, key for key: the user's own fields at the top.
         var profile = Orgd_V1_Profile()
-        profile.user = fresh.proto
+        profile.id = fresh.id
+        profile.email = fresh.email
+        profile.firstName = fresh.givenName
+        profile.lastName = fresh.familyName
         if let patient { profile.patient = patient.proto }
         return profile
     }

@@ -247,7 +247,7 @@ extension OrganizationRecord {
 }
 
 extension ConsentRequestRecord {
-    func proto(organization: OrganizationRecord? = nil) -> Orgd_V1_ConsentRequest {
+    func proto(organization: OrganizationRecord? = nil, dataSources: [DataSourceRecord]) -> Orgd_V1_ConsentRequest {
         var message = Orgd_V1_ConsentRequest()
         message.id = id
         message.organizationID = organizationID
@@ -260,6 +260,20 @@ extension ConsentRequestRecord {
         message.updateTime = Google_Protobuf_Timestamp(updateTime)
         message.version = version
         if let organization { message.organization = organization.summary }
+        message.dataSources = dataSources.map(\.proto)
+        return message
+    }
+}
+
+extension DataSourceRecord {
+    var proto: Orgd_V1_DataSource {
+        var message = Orgd_V1_DataSource()
+        message.id = id
+        message.name = name
+        message.type = switch type {
+        case .app: .app
+        case .device: .device
+        }
         return message
     }
 }

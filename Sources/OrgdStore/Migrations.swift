@@ -23,6 +23,9 @@ enum Migrations {
         migrator.registerMigration("v6: the mailer permission on service accounts") { db in
             try db.execute(sql: v6)
         }
+        migrator.registerMigration("v8: the data sources of consent requests") { db in
+            try db.execute(sql: v8)
+        }
         migrator.registerMigration("v9: consent history says when leaving ended an answer or withdrew an ask") { db in
             try db.execute(sql: v9)
         }
@@ -353,5 +356,21 @@ enum Migrations {
         ALTER TABLE outbox ADD COLUMN next_attempt_time INTEGER;
         ALTER TABLE invitation ADD COLUMN delivery_failed_time INTEGER;
         ALTER TABLE invitation ADD COLUMN last_delivery_error TEXT CHECK (length(last_delivery_error) <= 1000);
+        """
+
+    /// The apps and devices a consent request collects from (seed 002's
+    /// dataSources): names unique per request case-insensitively, in the
+    /// order added. They describe collection only; no consent refers to them.
+    private static let v8 = """
+        CREATE TABLE consent_request_data_source (
+          id TEXT PRIMARY KEY CHECK (length(id) = 36),
+          consent_request_id TEXT NOT NULL REFERENCES consent_request(id),
+          name TEXT NOT NULL CHECK (length(name) >= 1),
+          name_normalized TEXT NOT NULL,
+          type INTEGER NOT NULL CHECK (type IN (1, 2)),
+          position INTEGER NOT NULL,
+          UNIQUE (consent_request_id, name_normalized)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX consent_request_data_source_by_request ON consent_request_data_source(consent_request_id, position);
         """
 }

@@ -185,7 +185,9 @@ struct Consent: AsyncParsableCommand {
     static func printView(_ view: Orgd_V1_PatientConsents) {
         print("consented scopes: " + (view.consolidatedConsentedScopes.isEmpty ? "none" : view.consolidatedConsentedScopes.map(\.text).joined(separator: ", ")))
         let rows = view.studiesPendingConsent.flatMap { study in study.pendingScopeConsents.map { [study.id, study.name, "\($0.code.codingSystem)|\($0.code.codingCode)", "pending"] } }
-            + view.studies.flatMap { study in study.scopeConsents.map { [study.id, study.name, "\($0.code.codingSystem)|\($0.code.codingCode)", "\($0.consented)"] } }
+            + view.studies.flatMap { study in
+                study.scopeConsents.map { [study.id, study.name + (study.ended ? " (ended)" : ""), "\($0.code.codingSystem)|\($0.code.codingCode)", "\($0.consented.boolValue)"] }
+            }
         Output.table(["REQUEST", "NAME", "SCOPE", "CONSENTED"], rows)
     }
 

@@ -3,15 +3,16 @@ import OrgdClient
 import OrgdProto
 
 struct Whoami: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show your profile: your user and your patient record, if any.")
+    static let configuration = CommandConfiguration(abstract: "Show your profile: your id, email and name, and your patient record, if any.")
     @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
         try await connection.run { client in
             let profile = try await client.memberships.getProfile(options: connection.callOptions)
             if connection.json { return try Output.json(profile) }
-            try User.show(profile.user, json: false)
-            if profile.hasPatient { Output.fields([("patient", profile.patient.id)]) }
+            var fields = [("id", profile.id), ("email", profile.email), ("name", "\(profile.firstName) \(profile.lastName)")]
+            if profile.hasPatient { fields.append(("patient", profile.patient.id)) }
+            Output.fields(fields)
         }
     }
 }

@@ -42,8 +42,8 @@ struct AuthorizationMatrixTests {
             }
             // The callers' identities survived the run: no allowed call above
             // changed who they are (else later rows proved less than they say).
-            #expect(try await clients[.patient]!.memberships.getProfile().user.id == world.patientUser.id)
-            #expect(try await clients[.serviceActingForPatient]!.memberships.getProfile().user.id == world.patientUser.id)
+            #expect(try await clients[.patient]!.memberships.getProfile().id == world.patientUser.id)
+            #expect(try await clients[.serviceActingForPatient]!.memberships.getProfile().id == world.patientUser.id)
             for caller in Caller.allCases where ![.managerHere, .agent, .patient, .service].contains(caller) {
                 await clients.removeValue(forKey: caller)?.close()
             }

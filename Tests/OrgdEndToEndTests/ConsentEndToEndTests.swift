@@ -35,7 +35,7 @@ struct ConsentEndToEndTests {
             #expect(pending.pendingScopeConsents[0].code.codingSystem == "https://w3id.org/openmhealth")
             #expect(pending.pendingScopeConsents[0].code.codingCode == "omh:blood-pressure:4.0")
             #expect(pending.pendingScopeConsents[0].code.text == "Blood pressure")
-            #expect(!pending.pendingScopeConsents[0].hasConsented, "consented: null while pending")
+            #expect(pending.pendingScopeConsents[0].consented.kind == .nullValue(.nullValue), "consented: null while pending")
             #expect(pending.scopeConsents.isEmpty)
 
             #expect(view.studies.count == 1)
@@ -44,7 +44,7 @@ struct ConsentEndToEndTests {
             #expect(answered.scopeConsents.count == 1)
             #expect(answered.scopeConsents[0].code == world.bloodGlucose)
             #expect(answered.scopeConsents[0].code.codingCode == "omh:blood-glucose:4.0")
-            #expect(answered.scopeConsents[0].hasConsented && answered.scopeConsents[0].consented)
+            #expect(answered.scopeConsents[0].consented.kind == .boolValue(true))
             #expect(answered.pendingScopeConsents.isEmpty)
 
             // POST the pending answer as seed 002 does; the view moves it over.

@@ -51,7 +51,9 @@ struct InvitationEndToEndTests {
             let newcomer = try await world.daemon.client(world.daemon.tcp, token: token)
             let mine = try await newcomer.memberships.listMyOrganizations()
             #expect(mine.primaryOrganizationID == world.organization.id && mine.asStaff.first?.roles == [.agent])
-            #expect(try await newcomer.memberships.getProfile().user.status == .active)
+            var newcomerUser = Orgd_V1_GetUserRequest()
+            newcomerUser.id = try await newcomer.memberships.getProfile().id
+            #expect(try await newcomer.memberships.getUser(newcomerUser).status == .active)
             let study = try await world.request("Study", [world.bloodPressure], kind: .agency)
             try await world.ask(study)
             try await world.answer(study, [(world.bloodPressure, true)])

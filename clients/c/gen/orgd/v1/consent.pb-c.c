@@ -97,6 +97,96 @@ void   orgd__v1__scope_ref__free_unpacked
   assert(message->base.descriptor == &orgd__v1__scope_ref__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   orgd__v1__data_source__init
+                     (Orgd__V1__DataSource         *message)
+{
+  static const Orgd__V1__DataSource init_value = ORGD__V1__DATA_SOURCE__INIT;
+  *message = init_value;
+}
+size_t orgd__v1__data_source__get_packed_size
+                     (const Orgd__V1__DataSource *message)
+{
+  assert(message->base.descriptor == &orgd__v1__data_source__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t orgd__v1__data_source__pack
+                     (const Orgd__V1__DataSource *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &orgd__v1__data_source__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t orgd__v1__data_source__pack_to_buffer
+                     (const Orgd__V1__DataSource *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &orgd__v1__data_source__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Orgd__V1__DataSource *
+       orgd__v1__data_source__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Orgd__V1__DataSource *)
+     protobuf_c_message_unpack (&orgd__v1__data_source__descriptor,
+                                allocator, len, data);
+}
+void   orgd__v1__data_source__free_unpacked
+                     (Orgd__V1__DataSource *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &orgd__v1__data_source__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   orgd__v1__data_source_input__init
+                     (Orgd__V1__DataSourceInput         *message)
+{
+  static const Orgd__V1__DataSourceInput init_value = ORGD__V1__DATA_SOURCE_INPUT__INIT;
+  *message = init_value;
+}
+size_t orgd__v1__data_source_input__get_packed_size
+                     (const Orgd__V1__DataSourceInput *message)
+{
+  assert(message->base.descriptor == &orgd__v1__data_source_input__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t orgd__v1__data_source_input__pack
+                     (const Orgd__V1__DataSourceInput *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &orgd__v1__data_source_input__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t orgd__v1__data_source_input__pack_to_buffer
+                     (const Orgd__V1__DataSourceInput *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &orgd__v1__data_source_input__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Orgd__V1__DataSourceInput *
+       orgd__v1__data_source_input__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Orgd__V1__DataSourceInput *)
+     protobuf_c_message_unpack (&orgd__v1__data_source_input__descriptor,
+                                allocator, len, data);
+}
+void   orgd__v1__data_source_input__free_unpacked
+                     (Orgd__V1__DataSourceInput *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &orgd__v1__data_source_input__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   orgd__v1__organization_summary__init
                      (Orgd__V1__OrganizationSummary         *message)
 {
@@ -1543,6 +1633,121 @@ const ProtobufCMessageDescriptor orgd__v1__scope_ref__descriptor =
   (ProtobufCMessageInit) orgd__v1__scope_ref__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor orgd__v1__data_source__field_descriptors[3] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__DataSource, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__DataSource, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "type",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__DataSource, type),
+    &orgd__v1__data_source_type__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned orgd__v1__data_source__field_indices_by_name[] = {
+  0,   /* field[0] = id */
+  1,   /* field[1] = name */
+  2,   /* field[2] = type */
+};
+static const ProtobufCIntRange orgd__v1__data_source__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor orgd__v1__data_source__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "orgd.v1.DataSource",
+  "DataSource",
+  "Orgd__V1__DataSource",
+  "orgd.v1",
+  sizeof(Orgd__V1__DataSource),
+  3,
+  orgd__v1__data_source__field_descriptors,
+  orgd__v1__data_source__field_indices_by_name,
+  1,  orgd__v1__data_source__number_ranges,
+  (ProtobufCMessageInit) orgd__v1__data_source__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor orgd__v1__data_source_input__field_descriptors[2] =
+{
+  {
+    "name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__DataSourceInput, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "type",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__DataSourceInput, type),
+    &orgd__v1__data_source_type__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned orgd__v1__data_source_input__field_indices_by_name[] = {
+  0,   /* field[0] = name */
+  1,   /* field[1] = type */
+};
+static const ProtobufCIntRange orgd__v1__data_source_input__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor orgd__v1__data_source_input__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "orgd.v1.DataSourceInput",
+  "DataSourceInput",
+  "Orgd__V1__DataSourceInput",
+  "orgd.v1",
+  sizeof(Orgd__V1__DataSourceInput),
+  2,
+  orgd__v1__data_source_input__field_descriptors,
+  orgd__v1__data_source_input__field_indices_by_name,
+  1,  orgd__v1__data_source_input__number_ranges,
+  (ProtobufCMessageInit) orgd__v1__data_source_input__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor orgd__v1__organization_summary__field_descriptors[3] =
 {
   {
@@ -1607,7 +1812,7 @@ const ProtobufCMessageDescriptor orgd__v1__organization_summary__descriptor =
   (ProtobufCMessageInit) orgd__v1__organization_summary__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor orgd__v1__consent_request__field_descriptors[11] =
+static const ProtobufCFieldDescriptor orgd__v1__consent_request__field_descriptors[12] =
 {
   {
     "id",
@@ -1741,9 +1946,22 @@ static const ProtobufCFieldDescriptor orgd__v1__consent_request__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "data_sources",
+    12,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Orgd__V1__ConsentRequest, n_data_sources),
+    offsetof(Orgd__V1__ConsentRequest, data_sources),
+    &orgd__v1__data_source__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned orgd__v1__consent_request__field_indices_by_name[] = {
   7,   /* field[7] = create_time */
+  11,   /* field[11] = data_sources */
   6,   /* field[6] = end_time */
   0,   /* field[0] = id */
   2,   /* field[2] = kind */
@@ -1758,7 +1976,7 @@ static const unsigned orgd__v1__consent_request__field_indices_by_name[] = {
 static const ProtobufCIntRange orgd__v1__consent_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor orgd__v1__consent_request__descriptor =
 {
@@ -1768,7 +1986,7 @@ const ProtobufCMessageDescriptor orgd__v1__consent_request__descriptor =
   "Orgd__V1__ConsentRequest",
   "orgd.v1",
   sizeof(Orgd__V1__ConsentRequest),
-  11,
+  12,
   orgd__v1__consent_request__field_descriptors,
   orgd__v1__consent_request__field_indices_by_name,
   1,  orgd__v1__consent_request__number_ranges,
@@ -1941,7 +2159,7 @@ const ProtobufCMessageDescriptor orgd__v1__list_scopes_response__descriptor =
   (ProtobufCMessageInit) orgd__v1__list_scopes_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor orgd__v1__create_consent_request_request__field_descriptors[6] =
+static const ProtobufCFieldDescriptor orgd__v1__create_consent_request_request__field_descriptors[7] =
 {
   {
     "organization_id",
@@ -2015,8 +2233,21 @@ static const ProtobufCFieldDescriptor orgd__v1__create_consent_request_request__
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "data_sources",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Orgd__V1__CreateConsentRequestRequest, n_data_sources),
+    offsetof(Orgd__V1__CreateConsentRequestRequest, data_sources),
+    &orgd__v1__data_source_input__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned orgd__v1__create_consent_request_request__field_indices_by_name[] = {
+  6,   /* field[6] = data_sources */
   5,   /* field[5] = end_time */
   1,   /* field[1] = kind */
   2,   /* field[2] = name */
@@ -2027,7 +2258,7 @@ static const unsigned orgd__v1__create_consent_request_request__field_indices_by
 static const ProtobufCIntRange orgd__v1__create_consent_request_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor orgd__v1__create_consent_request_request__descriptor =
 {
@@ -2037,7 +2268,7 @@ const ProtobufCMessageDescriptor orgd__v1__create_consent_request_request__descr
   "Orgd__V1__CreateConsentRequestRequest",
   "orgd.v1",
   sizeof(Orgd__V1__CreateConsentRequestRequest),
-  6,
+  7,
   orgd__v1__create_consent_request_request__field_descriptors,
   orgd__v1__create_consent_request_request__field_indices_by_name,
   1,  orgd__v1__create_consent_request_request__number_ranges,
@@ -2082,7 +2313,7 @@ const ProtobufCMessageDescriptor orgd__v1__get_consent_request_request__descript
   (ProtobufCMessageInit) orgd__v1__get_consent_request_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor orgd__v1__update_consent_request_request__field_descriptors[7] =
+static const ProtobufCFieldDescriptor orgd__v1__update_consent_request_request__field_descriptors[9] =
 {
   {
     "id",
@@ -2168,12 +2399,38 @@ static const ProtobufCFieldDescriptor orgd__v1__update_consent_request_request__
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "add_data_sources",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Orgd__V1__UpdateConsentRequestRequest, n_add_data_sources),
+    offsetof(Orgd__V1__UpdateConsentRequestRequest, add_data_sources),
+    &orgd__v1__data_source_input__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "remove_data_source_ids",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Orgd__V1__UpdateConsentRequestRequest, n_remove_data_source_ids),
+    offsetof(Orgd__V1__UpdateConsentRequestRequest, remove_data_source_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned orgd__v1__update_consent_request_request__field_indices_by_name[] = {
+  7,   /* field[7] = add_data_sources */
   3,   /* field[3] = add_scopes */
   5,   /* field[5] = end_time */
   0,   /* field[0] = id */
   2,   /* field[2] = name */
+  8,   /* field[8] = remove_data_source_ids */
   6,   /* field[6] = remove_end_time */
   4,   /* field[4] = start_time */
   1,   /* field[1] = version */
@@ -2181,7 +2438,7 @@ static const unsigned orgd__v1__update_consent_request_request__field_indices_by
 static const ProtobufCIntRange orgd__v1__update_consent_request_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor orgd__v1__update_consent_request_request__descriptor =
 {
@@ -2191,7 +2448,7 @@ const ProtobufCMessageDescriptor orgd__v1__update_consent_request_request__descr
   "Orgd__V1__UpdateConsentRequestRequest",
   "orgd.v1",
   sizeof(Orgd__V1__UpdateConsentRequestRequest),
-  7,
+  9,
   orgd__v1__update_consent_request_request__field_descriptors,
   orgd__v1__update_consent_request_request__field_indices_by_name,
   1,  orgd__v1__update_consent_request_request__number_ranges,
@@ -2456,12 +2713,12 @@ static const ProtobufCFieldDescriptor orgd__v1__scope_consent__field_descriptors
   },
   {
     "consented",
-    2,
+    3,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_BOOL,
+    PROTOBUF_C_TYPE_MESSAGE,
     0,   /* quantifier_offset */
     offsetof(Orgd__V1__ScopeConsent, consented),
-    NULL,
+    &google__protobuf__value__descriptor,
     NULL,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
@@ -2471,9 +2728,10 @@ static const unsigned orgd__v1__scope_consent__field_indices_by_name[] = {
   0,   /* field[0] = code */
   1,   /* field[1] = consented */
 };
-static const ProtobufCIntRange orgd__v1__scope_consent__number_ranges[1 + 1] =
+static const ProtobufCIntRange orgd__v1__scope_consent__number_ranges[2 + 1] =
 {
   { 1, 0 },
+  { 3, 1 },
   { 0, 2 }
 };
 const ProtobufCMessageDescriptor orgd__v1__scope_consent__descriptor =
@@ -2487,11 +2745,11 @@ const ProtobufCMessageDescriptor orgd__v1__scope_consent__descriptor =
   2,
   orgd__v1__scope_consent__field_descriptors,
   orgd__v1__scope_consent__field_indices_by_name,
-  1,  orgd__v1__scope_consent__number_ranges,
+  2,  orgd__v1__scope_consent__number_ranges,
   (ProtobufCMessageInit) orgd__v1__scope_consent__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor orgd__v1__study_view__field_descriptors[6] =
+static const ProtobufCFieldDescriptor orgd__v1__study_view__field_descriptors[10] =
 {
   {
     "id",
@@ -2565,19 +2823,71 @@ static const ProtobufCFieldDescriptor orgd__v1__study_view__field_descriptors[6]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "data_sources",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Orgd__V1__StudyView, n_data_sources),
+    offsetof(Orgd__V1__StudyView, data_sources),
+    &orgd__v1__data_source__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "start_time",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__StudyView, start_time),
+    &google__protobuf__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "end_time",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__StudyView, end_time),
+    &google__protobuf__timestamp__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ended",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__StudyView, ended),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned orgd__v1__study_view__field_indices_by_name[] = {
+  6,   /* field[6] = data_sources */
+  8,   /* field[8] = end_time */
+  9,   /* field[9] = ended */
   0,   /* field[0] = id */
   2,   /* field[2] = kind */
   1,   /* field[1] = name */
   3,   /* field[3] = organization */
   4,   /* field[4] = pending_scope_consents */
   5,   /* field[5] = scope_consents */
+  7,   /* field[7] = start_time */
 };
 static const ProtobufCIntRange orgd__v1__study_view__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor orgd__v1__study_view__descriptor =
 {
@@ -2587,7 +2897,7 @@ const ProtobufCMessageDescriptor orgd__v1__study_view__descriptor =
   "Orgd__V1__StudyView",
   "orgd.v1",
   sizeof(Orgd__V1__StudyView),
-  6,
+  10,
   orgd__v1__study_view__field_descriptors,
   orgd__v1__study_view__field_indices_by_name,
   1,  orgd__v1__study_view__number_ranges,
@@ -3584,6 +3894,36 @@ const ProtobufCEnumDescriptor orgd__v1__consent_request_kind__descriptor =
   orgd__v1__consent_request_kind__enum_values_by_name,
   1,
   orgd__v1__consent_request_kind__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue orgd__v1__data_source_type__enum_values_by_number[3] =
+{
+  { "DATA_SOURCE_TYPE_UNSPECIFIED", "ORGD__V1__DATA_SOURCE_TYPE__DATA_SOURCE_TYPE_UNSPECIFIED", 0 },
+  { "DATA_SOURCE_TYPE_APP", "ORGD__V1__DATA_SOURCE_TYPE__DATA_SOURCE_TYPE_APP", 1 },
+  { "DATA_SOURCE_TYPE_DEVICE", "ORGD__V1__DATA_SOURCE_TYPE__DATA_SOURCE_TYPE_DEVICE", 2 },
+};
+static const ProtobufCIntRange orgd__v1__data_source_type__value_ranges[] = {
+{0, 0},{0, 3}
+};
+static const ProtobufCEnumValueIndex orgd__v1__data_source_type__enum_values_by_name[3] =
+{
+  { "DATA_SOURCE_TYPE_APP", 1 },
+  { "DATA_SOURCE_TYPE_DEVICE", 2 },
+  { "DATA_SOURCE_TYPE_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor orgd__v1__data_source_type__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "orgd.v1.DataSourceType",
+  "DataSourceType",
+  "Orgd__V1__DataSourceType",
+  "orgd.v1",
+  3,
+  orgd__v1__data_source_type__enum_values_by_number,
+  3,
+  orgd__v1__data_source_type__enum_values_by_name,
+  1,
+  orgd__v1__data_source_type__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
 static const ProtobufCMethodDescriptor orgd__v1__consent_service__method_descriptors[16] =

@@ -3343,20 +3343,8 @@ const ProtobufCMessageDescriptor orgd__v1__get_profile_request__descriptor =
   (ProtobufCMessageInit) orgd__v1__get_profile_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor orgd__v1__profile__field_descriptors[2] =
+static const ProtobufCFieldDescriptor orgd__v1__profile__field_descriptors[5] =
 {
-  {
-    "user",
-    1,
-    PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_MESSAGE,
-    0,   /* quantifier_offset */
-    offsetof(Orgd__V1__Profile, user),
-    &orgd__v1__user__descriptor,
-    NULL,
-    0,             /* flags */
-    0,NULL,NULL    /* reserved1,reserved2, etc */
-  },
   {
     "patient",
     2,
@@ -3369,15 +3357,66 @@ static const ProtobufCFieldDescriptor orgd__v1__profile__field_descriptors[2] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__Profile, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "email",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__Profile, email),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "first_name",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__Profile, first_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_name",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Orgd__V1__Profile, last_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned orgd__v1__profile__field_indices_by_name[] = {
-  1,   /* field[1] = patient */
-  0,   /* field[0] = user */
+  2,   /* field[2] = email */
+  3,   /* field[3] = first_name */
+  1,   /* field[1] = id */
+  4,   /* field[4] = last_name */
+  0,   /* field[0] = patient */
 };
 static const ProtobufCIntRange orgd__v1__profile__number_ranges[1 + 1] =
 {
-  { 1, 0 },
-  { 0, 2 }
+  { 2, 0 },
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor orgd__v1__profile__descriptor =
 {
@@ -3387,7 +3426,7 @@ const ProtobufCMessageDescriptor orgd__v1__profile__descriptor =
   "Orgd__V1__Profile",
   "orgd.v1",
   sizeof(Orgd__V1__Profile),
-  2,
+  5,
   orgd__v1__profile__field_descriptors,
   orgd__v1__profile__field_indices_by_name,
   1,  orgd__v1__profile__number_ranges,

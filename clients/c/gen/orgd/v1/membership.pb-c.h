@@ -450,20 +450,24 @@ struct  Orgd__V1__GetProfileRequest
 
 
 /*
- * Who the caller is (seed 002's profile: the user and their patient record).
+ * Who the caller is, shaped as seed 002's profile: {id, email, firstName,
+ * lastName, patient}.
  */
 struct  Orgd__V1__Profile
 {
   ProtobufCMessage base;
-  Orgd__V1__User *user;
   /*
    * Absent when the user is not a patient.
    */
   Orgd__V1__Patient *patient;
+  char *id;
+  char *email;
+  char *first_name;
+  char *last_name;
 };
 #define ORGD__V1__PROFILE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&orgd__v1__profile__descriptor) \
-    , NULL, NULL }
+    , NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Orgd__V1__ListMyOrganizationsRequest
