@@ -1,25 +1,43 @@
+import Crypto
 import Foundation
 import OrgdCore
 import OrgdStore
 
-/// An organisation as a FHIR R4 Bundle (seed 001 section 3): the
-/// `Organization`, a `PractitionerRole` per staff membership, a `CareTeam`
-/// whose participants are the patient members, and a `Patient` with
-/// `managingOrganization` for each patient whose primary organisation it is.
+/// An organisation as a FHIR R4 Bundle that stands on its own (seed 001
+/// section 3, issue 13 item 7): the `Organization`, a `Practitioner` for
+/// every staff member and a `PractitionerRole` per staff membership, a
+/// `Patient` for every patient member (`managingOrganization` only where this
+/// is the patient's primary organisation) and a `CareTeam` whose participants
+/// are the patient members.
+///
+/// Every entry has a `fullUrl` `urn:uuid:<id>` and every reference is one of
+/// those, so each resolves inside the bundle. The bundle is a `transaction`
+/// whose entries are `PUT <Type>/<id>`: `POST [base]` of it to a FHIR server
+/// upserts every resource under orgd's ids, and the server rewrites the
+/// `urn:uuid:` references to the resources it wrote (FHIR R4 http.html,
+/// transaction processing rules). Ids are orgd's own; a PractitionerRole or
+/// CareTeam, which has no orgd id, gets a name-based UUID (version 5) over the
+/// organisation and user ids, so a re-export names the same resources.
 enum FhirExport {
     /// The code systems and extension orgd defines for what FHIR has no code for.
     static let organizationTypeSystem = "urn:orgd:fhir:CodeSystem:organization-type"
     static let staffRoleSystem = "urn:orgd:fhir:CodeSystem:staff-role"
     static let primaryExtension = "urn:orgd:fhir:StructureDefinition:primary-organization"
+    /// The namespace of orgd's name-based UUIDs (fixed for good: changing it
+    /// renames every PractitionerRole and CareTeam already loaded somewhere).
+    static let namespace = UUID(uuidString: "b3b41942-afd5-42ac-bdb2-8b52924f98af")!
 
     /// Reads everything in one transaction, so the bundle is a consistent snapshot.
     static func bundle(organizationID: String, _ tx: StoreTransaction) throws -> String {
         let organization = try tx.organization(id: organizationID)
         let staff = try all { try tx.listStaffMembers(organizationID: organizationID, after: $0, limit: 1000) }
         let patients = try all { try tx.listPatientMembers(organizationID: organizationID, after: $0, limit: 1000) }
-        let organizationReference: [String: Any] = ["reference": "Organization/\(organization.id)", "display": organization.name]
+        let organizationReference = reference(organization.id, display: organization.name)
 
         var entries: [[String: Any]] = [entry(organizationResource(organization))]
+        for member in staff {
+            entries.append(entry(practitioner(member.user)))
+        }
         for member in staff {
             var codings: [[String: Any]] = []
             if member.membership.roles.membershipManager {
@@ -30,40 +48,36 @@ enum FhirExport {
             }
             entries.append(entry([
                 "resourceType": "PractitionerRole",
-                "id": "\(organization.id.prefix(8))-\(member.user.id)",
+                "id": nameBasedID("PractitionerRole", organization.id, member.user.id),
                 "active": member.user.status != .disabled,
-                "practitioner": ["reference": "Practitioner/\(member.user.id)", "display": displayName(member.user.givenName, member.user.familyName)],
+                "practitioner": reference(member.user.id, display: displayName(member.user.givenName, member.user.familyName)),
                 "organization": organizationReference,
                 "code": codings.map { ["coding": [$0]] },
                 "extension": [["url": primaryExtension, "valueBoolean": member.membership.isPrimary]],
             ]))
         }
+        for member in patients {
+            var name: [String: Any] = ["family": member.patient.familyName, "given": [member.patient.givenName]]
+            if !member.patient.title.isEmpty { name["prefix"] = [member.patient.title] }
+            var resource: [String: Any] = ["resourceType": "Patient", "id": member.patient.id, "name": [name]]
+            if member.membership.isPrimary { resource["managingOrganization"] = organizationReference }
+            entries.append(entry(resource))
+        }
         if !patients.isEmpty {
             entries.append(entry([
                 "resourceType": "CareTeam",
-                "id": "patients-\(organization.id)",
+                "id": nameBasedID("CareTeam", organization.id, "patients"),
                 "status": organization.active ? "active" : "inactive",
                 "name": "Patients of \(organization.name)",
                 "managingOrganization": [organizationReference],
                 "participant": patients.map { member in
-                    ["member": ["reference": "Patient/\(member.patient.id)", "display": displayName(member.patient.givenName, member.patient.familyName)]]
+                    ["member": reference(member.patient.id, display: displayName(member.patient.givenName, member.patient.familyName))]
                 },
-            ]))
-        }
-        for member in patients where member.membership.isPrimary {
-            var name: [String: Any] = ["family": member.patient.familyName, "given": [member.patient.givenName]]
-            if !member.patient.title.isEmpty { name["prefix"] = [member.patient.title] }
-            entries.append(entry([
-                "resourceType": "Patient",
-                "id": member.patient.id,
-                "name": [name],
-                "managingOrganization": organizationReference,
             ]))
         }
         let bundle: [String: Any] = [
             "resourceType": "Bundle",
-            "id": UUID().uuidString.lowercased(),
-            "type": "collection",
+            "type": "transaction",
             "timestamp": ISO8601DateFormatter().string(from: tx.now),
             "entry": entries,
         ]
@@ -86,10 +100,40 @@ enum FhirExport {
         return resource
     }
 
-    /// A bundle entry; `fullUrl` only where the id is a UUID, as `urn:uuid:` requires.
+    /// A staff member as a person: their names and work e-mail.
+    static func practitioner(_ user: UserRecord) -> [String: Any] {
+        var name: [String: Any] = ["family": user.familyName, "given": [user.givenName]]
+        if !user.title.isEmpty { name["prefix"] = [user.title] }
+        return [
+            "resourceType": "Practitioner",
+            "id": user.id,
+            "active": user.status != .disabled,
+            "name": [name],
+            "telecom": [["system": "email", "value": user.email, "use": "work"]],
+        ]
+    }
+
+    /// A reference to the bundle entry whose resource has this id.
+    static func reference(_ id: String, display: String) -> [String: Any] {
+        ["reference": "urn:uuid:\(id)", "display": display]
+    }
+
+    /// An entry that upserts its resource under its id.
     static func entry(_ resource: [String: Any]) -> [String: Any] {
-        guard let id = resource["id"] as? String, UUID(uuidString: id) != nil else { return ["resource": resource] }
-        return ["fullUrl": "urn:uuid:\(id)", "resource": resource]
+        let id = resource["id"] as! String
+        let type = resource["resourceType"] as! String
+        return ["fullUrl": "urn:uuid:\(id)", "resource": resource, "request": ["method": "PUT", "url": "\(type)/\(id)"]]
+    }
+
+    /// RFC 9562's version 5 UUID of `parts` joined by "/" in orgd's namespace, lower case.
+    static func nameBasedID(_ parts: String...) -> String {
+        var bytes = withUnsafeBytes(of: namespace.uuid) { Array($0) }
+        bytes += Array(parts.joined(separator: "/").utf8)
+        var digest = Array(Insecure.SHA1.hash(data: bytes).prefix(16))
+        digest[6] = (digest[6] & 0x0F) | 0x50
+        digest[8] = (digest[8] & 0x3F) | 0x80
+        let uuid = digest.withUnsafeBytes { UUID(uuid: $0.load(as: uuid_t.self)) }
+        return uuid.uuidString.lowercased()
     }
 
     static func displayName(_ given: String, _ family: String) -> String { "\(given) \(family)" }

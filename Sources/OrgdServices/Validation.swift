@@ -124,83 +124,106 @@ enum Validation {
 }
 
 extension Validation {
-    /// A plausible e-mail address, stored exactly as sent (never trimmed):
-    /// at most 254 bytes; one `@`; a local part of 1–64 bytes in dot-atom
-    /// form (letters, digits, non-ASCII characters and ``!#$%&'*+-/=?^_`{|}~``,
-    /// dots only between them); a domain of at least two dot-separated labels,
-    /// each 1–63 bytes of letters (any script, with their combining marks),
-    /// digits and inner hyphens, the last label not all digits. No quoted
-    /// local parts and no address literals (`a@[127.0.0.1]`): mail for a
-    /// health-data platform goes to named domains.
+    /// An e-mail address the way mail systems take it (RFC 5321, with RFC
+    /// 6531 for internationalised addresses), returned NFC-normalised (as
+    /// typed otherwise, for display; `EmailKey` gives the identity):
+    /// `local@domain` with one `@`; the local part a dot-atom (RFC 5322 atext,
+    /// plus non-ASCII characters) of at most 64 octets, dots only between
+    /// atoms; the domain at least two dot-separated labels of letters, digits
+    /// and inner hyphens (letters in any script: U-labels), each 1–63 octets,
+    /// at most 253 octets in all, the top-level label not all digits; at most
+    /// 254 octets for the address. No quoted local parts and no address
+    /// literals (`a@[127.0.0.1]`): mail for a health-data platform goes to
+    /// named domains. No whitespace, controls or invisible format characters
+    /// anywhere (they would make two addresses look alike). Each refusal says
+    /// which rule the address breaks. Octets are UTF-8 of the NFC form; a
+    /// U-label is held to 63 UTF-8 octets, not to its A-label's length.
     static func email(_ value: String, field: String = "email") throws -> String {
         if value.isEmpty { throw RPCError.invalidArgument(field: field, "required") }
-        if let first = value.unicodeScalars.first, let last = value.unicodeScalars.last,
-           isWhitespace(first) || isWhitespace(last) {
-            throw RPCError.invalidArgument(field: field, "must not begin or end with whitespace")
-        }
-        let parts = value.split(separator: "@", omittingEmptySubsequences: false)
-        let labels = parts.count == 2 ? parts[1].split(separator: ".", omittingEmptySubsequences: false) : []
-        let valid = value.utf8.count <= 254
-            && parts.count == 2
-            && (1...64).contains(parts[0].utf8.count)
-            && isDotAtom(parts[0])
-            && parts[1].utf8.count <= 253
-            && labels.count >= 2
-            && labels.allSatisfy(isDomainLabel)
-            && !labels[labels.count - 1].unicodeScalars.allSatisfy { ("0"..."9").contains($0) }
-        guard valid else {
+        let address = value.precomposedStringWithCanonicalMapping
+        func refuse(_ why: String) -> RPCError {
             // Controls, format characters and separators are shown escaped, so
             // the message stays one line that reads as what was sent.
-            let shown = value.unicodeScalars.prefix(254).map { scalar in
+            let shown = address.unicodeScalars.prefix(254).map { scalar in
                 switch scalar.properties.generalCategory {
-                case .control, .format, .lineSeparator, .paragraphSeparator: "\\u{\(hex(scalar))}"
+                case .control, .format, .lineSeparator, .paragraphSeparator, .spaceSeparator: "\\u{\(hex(scalar))}"
                 default: String(scalar)
                 }
             }.joined()
-            throw RPCError.invalidArgument(field: field, "not a valid e-mail address: \(shown)")
+            return RPCError.invalidArgument(field: field, "not a valid e-mail address, \(why): \(shown)")
         }
-        return value
+        if let first = address.unicodeScalars.first, let last = address.unicodeScalars.last,
+           isWhitespace(first) || isWhitespace(last) {
+            throw RPCError.invalidArgument(field: field, "must not begin or end with whitespace")
+        }
+        for scalar in address.unicodeScalars {
+            if isWhitespace(scalar) { throw refuse("must not contain whitespace") }
+            switch scalar.properties.generalCategory {
+            case .control, .format, .lineSeparator, .paragraphSeparator, .unassigned, .privateUse, .surrogate:
+                throw refuse("must not contain control, format or unassigned characters such as U+\(hex(scalar))")
+            default: break
+            }
+        }
+        if address.utf8.count > 254 { throw refuse("at most 254 octets, got \(address.utf8.count)") }
+        if address.hasPrefix("\"") { throw refuse("quoted local parts are not accepted") }
+        let parts = address.split(separator: "@", omittingEmptySubsequences: false)
+        if parts.count == 1 { throw refuse("needs an @ between the local part and the domain") }
+        if parts.count > 2 { throw refuse("has more than one @") }
+        try checkLocalPart(parts[0], refuse)
+        try checkDomain(parts[1], refuse)
+        return address
     }
 
     /// RFC 5322's dot-atom, with RFC 6531's non-ASCII characters.
-    private static func isDotAtom(_ local: Substring) -> Bool {
-        let atoms = local.split(separator: ".", omittingEmptySubsequences: false)
-        return atoms.allSatisfy { atom in
-            !atom.isEmpty && atom.unicodeScalars.allSatisfy { scalar in
-                if scalar.isASCII {
-                    return ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar)
-                        || "!#$%&'*+-/=?^_`{|}~".unicodeScalars.contains(scalar)
-                }
-                return isNameCharacter(scalar)
-            }
+    private static func checkLocalPart(_ local: Substring, _ refuse: (String) -> RPCError) throws {
+        if local.isEmpty { throw refuse("local part is empty") }
+        if local.utf8.count > 64 { throw refuse("local part is at most 64 octets, got \(local.utf8.count)") }
+        if local.hasPrefix(".") { throw refuse("local part begins with a dot") }
+        if local.hasSuffix(".") { throw refuse("local part ends with a dot") }
+        if local.contains("..") { throw refuse("local part has two dots in a row") }
+        for scalar in local.unicodeScalars where scalar.isASCII && scalar != "." && !isAtext(scalar) {
+            throw refuse("local part must not contain '\(scalar)' (quoted local parts are not accepted)")
         }
     }
 
     /// Letters, digits and inner hyphens (LDH), letters in any script (IDN).
-    private static func isDomainLabel(_ label: Substring) -> Bool {
-        guard !label.isEmpty, label.utf8.count <= 63, !label.hasPrefix("-"), !label.hasSuffix("-") else { return false }
-        return label.unicodeScalars.allSatisfy { scalar in
-            if scalar.isASCII {
-                return ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar) || scalar == "-"
+    private static func checkDomain(_ domain: Substring, _ refuse: (String) -> RPCError) throws {
+        if domain.isEmpty { throw refuse("domain is empty") }
+        if domain.hasPrefix("[") { throw refuse("address literals ([…]) are not accepted; use a domain name") }
+        if domain.utf8.count > 253 { throw refuse("domain is at most 253 octets, got \(domain.utf8.count)") }
+        let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
+        if labels.count < 2 { throw refuse("domain needs at least two labels, as in example.org") }
+        for label in labels {
+            if label.isEmpty { throw refuse("domain has an empty label (a dot at its start or end, or two in a row)") }
+            if label.utf8.count > 63 { throw refuse("domain label is at most 63 octets, got \(label.utf8.count)") }
+            if label.hasPrefix("-") || label.hasSuffix("-") { throw refuse("domain label begins or ends with a hyphen") }
+            if let scalar = label.unicodeScalars.first(where: { !isDomainCharacter($0) }) {
+                throw refuse("domain must not contain '\(scalar)'")
             }
-            switch scalar.properties.generalCategory {
-            case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter,
-                 .nonspacingMark, .spacingMark, .decimalNumber:
-                return true
-            default:
-                return false
-            }
+        }
+        if labels[labels.count - 1].unicodeScalars.allSatisfy({ ("0"..."9").contains($0) }) {
+            throw refuse("top-level domain label is all digits")
         }
     }
 
-    /// A non-ASCII character a local part may hold: anything printable that
-    /// is not whitespace, a separator, a control or a format character.
-    private static func isNameCharacter(_ scalar: Unicode.Scalar) -> Bool {
+    /// RFC 5322 atext: ASCII letters, digits and ``!#$%&'*+-/=?^_`{|}~``;
+    /// every non-ASCII character that passed the address-wide checks (RFC 6531).
+    private static func isAtext(_ scalar: Unicode.Scalar) -> Bool {
+        guard scalar.isASCII else { return true }
+        return ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar)
+            || "!#$%&'*+-/=?^_`{|}~".unicodeScalars.contains(scalar)
+    }
+
+    private static func isDomainCharacter(_ scalar: Unicode.Scalar) -> Bool {
+        if scalar.isASCII {
+            return ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar) || scalar == "-"
+        }
         switch scalar.properties.generalCategory {
-        case .control, .format, .spaceSeparator, .lineSeparator, .paragraphSeparator, .unassigned, .privateUse, .surrogate:
-            return false
-        default:
+        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter,
+             .nonspacingMark, .spacingMark, .decimalNumber:
             return true
+        default:
+            return false
         }
     }
 }

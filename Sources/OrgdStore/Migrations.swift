@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 
 /// The schema's history. Each migration runs once, in order, at start-up;
@@ -31,6 +32,9 @@ enum Migrations {
         }
         migrator.registerMigration("v10: outbox retries with backoff, invitations whose delivery failed") { db in
             try db.execute(sql: v10)
+        }
+        migrator.registerMigration("v7: e-mail addresses stored NFC, keyed by NFC and full Unicode lowercasing") { db in
+            try v7(db)
         }
         return migrator
     }
@@ -373,4 +377,53 @@ enum Migrations {
         ) STRICT, WITHOUT ROWID;
         CREATE INDEX consent_request_data_source_by_request ON consent_request_data_source(consent_request_id, position);
         """
+
+    /// E-mail identity (issue 13 item 6): each address is stored NFC and its
+    /// key (`email_normalized`) becomes `EmailKey.of` it — NFC and full
+    /// Unicode lowercasing, where v1 lowercased only. Computed here in Swift,
+    /// as SQLite has no NFC. Two users whose addresses now share a key (a
+    /// composed and a decomposed "josé", "É" and "é") cannot both stay: the
+    /// migration fails, naming them, and nothing changes — an operator
+    /// decides which account stays, and orgd does not merge accounts.
+    static func v7(_ db: Database) throws {
+        let rows = try Row.fetchAll(db, sql: "SELECT id, email FROM user ORDER BY seq")
+        var holders: [String: [(id: String, email: String)]] = [:]
+        for row in rows {
+            let email: String = row["email"]
+            holders[EmailKey.of(email), default: []].append((row["id"], email))
+        }
+        let clashes = holders.filter { $0.value.count > 1 }.sorted { $0.key < $1.key }
+        if !clashes.isEmpty {
+            let listed = clashes.map { _, users in
+                users.map { "user \($0.id) <\(escaped($0.email))>" }
+                    .joined(separator: " and ")
+            }.joined(separator: "; ")
+            throw StoreOpenError(description:
+                "migration v7 (e-mail addresses compared by NFC and full Unicode lowercasing) found addresses that are now the same: \(listed). "
+                + "Change or remove all but one of each (with the orgd that made this database, or sqlite3), then start this one again")
+        }
+        // Through a key no address can have first, so no row meets another's
+        // old key on the way.
+        try db.execute(sql: "UPDATE user SET email_normalized = '#' || id")
+        for row in rows {
+            let id: String = row["id"]
+            let email: String = row["email"]
+            try db.execute(
+                sql: "UPDATE user SET email = ?, email_normalized = ? WHERE id = ?",
+                arguments: [email.precomposedStringWithCanonicalMapping, EmailKey.of(email), id])
+        }
+        let invitations = try Row.fetchAll(db, sql: "SELECT id, email FROM invitation")
+        for row in invitations {
+            let email: String = row["email"]
+            let composed = email.precomposedStringWithCanonicalMapping
+            if Array(composed.utf8) != Array(email.utf8) { // String == is canonical equivalence
+                try db.execute(sql: "UPDATE invitation SET email = ? WHERE id = ?", arguments: [composed, row["id"] as String])
+            }
+        }
+    }
+
+    /// Non-ASCII shown as \u{…}, so a composed and a decomposed address read differently.
+    private static func escaped(_ address: String) -> String {
+        address.unicodeScalars.map { $0.isASCII ? String($0) : "\\u{\(String($0.value, radix: 16, uppercase: true))}" }.joined()
+    }
 }

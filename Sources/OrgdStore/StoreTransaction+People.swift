@@ -68,15 +68,16 @@ extension StoreTransaction {
               status = ?, update_time = ?, version = version + 1
             WHERE id = ?
             """,
-            [user.email, user.email.lowercased(), user.title, user.givenName, user.familyName, user.systemRole.rawValue,
+            [user.email, EmailKey.of(user.email), user.title, user.givenName, user.familyName, user.systemRole.rawValue,
              user.status.rawValue, now.storedMicros, id]
         )
         return try self.user(id: id)
     }
 
-    /// The user with this e-mail (any case), if any.
+    /// The user with this e-mail, if any: compared by key (NFC, any case),
+    /// so a composed and a decomposed "josé" find the same user.
     public func user(email: String) throws -> UserRecord? {
-        try fetchOne("SELECT * FROM user WHERE email_normalized = ?", [email.lowercased()]).map(Self.user)
+        try fetchOne("SELECT * FROM user WHERE email_normalized = ?", [EmailKey.of(email)]).map(Self.user)
     }
 
     /// One page of users in creation order.
@@ -85,7 +86,7 @@ extension StoreTransaction {
         var arguments: StatementArguments = [after ?? 0]
         if !emailPrefix.isEmpty {
             conditions.append("email_normalized LIKE ? ESCAPE '\\'")
-            arguments += [Self.likePrefix(emailPrefix.lowercased())]
+            arguments += [Self.likePrefix(EmailKey.of(emailPrefix))]
         }
         if let status {
             conditions.append("status = ?")

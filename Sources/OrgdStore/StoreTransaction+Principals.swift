@@ -37,9 +37,9 @@ extension StoreTransaction {
     private static let userColumns =
         "seq, id, email, title, given_name, family_name, system_role, status, create_time, update_time, version"
 
-    /// Creates a user; ALREADY_EXISTS when the e-mail (in any case) is taken.
+    /// Creates a user; ALREADY_EXISTS when the e-mail's key (NFC, any case) is taken.
     public func createUser(_ new: NewUser) throws -> UserRecord {
-        let normalized = new.email.lowercased()
+        let normalized = EmailKey.of(new.email)
         try checkEmailFree(new.email, except: nil)
         let id = UUID().uuidString.lowercased()
         try execute(
