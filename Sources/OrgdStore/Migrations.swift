@@ -24,6 +24,9 @@ enum Migrations {
         migrator.registerMigration("v6: the mailer permission on service accounts") { db in
             try db.execute(sql: v6)
         }
+        migrator.registerMigration("v7: e-mail addresses stored NFC, keyed by NFC and full Unicode lowercasing") { db in
+            try v7(db)
+        }
         migrator.registerMigration("v8: the data sources of consent requests") { db in
             try db.execute(sql: v8)
         }
@@ -32,9 +35,6 @@ enum Migrations {
         }
         migrator.registerMigration("v10: outbox retries with backoff, invitations whose delivery failed") { db in
             try db.execute(sql: v10)
-        }
-        migrator.registerMigration("v7: e-mail addresses stored NFC, keyed by NFC and full Unicode lowercasing") { db in
-            try v7(db)
         }
         return migrator
     }

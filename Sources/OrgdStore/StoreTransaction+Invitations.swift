@@ -41,7 +41,7 @@ extension StoreTransaction {
     /// expired one) to the same organisation is re-sent — same invitation and
     /// invitee, fresh token and expiry — rather than duplicated.
     public func invite(_ new: NewInvitation, maximumSendsPerDay: Int) throws -> InviteResult {
-        let organization = try organization(id: new.organizationID)
+        let organization = try RPCError.referenced(from: "organization_id") { try self.organization(id: new.organizationID) }
         guard organization.active else {
             throw RPCError(.failedPrecondition, "organization \(organization.id) is deactivated and takes no new members")
         }

@@ -107,4 +107,27 @@ struct MissingReferenceTests {
             #expect(try await local.consents.getPatientConsents(consents).consolidatedConsentedScopes.isEmpty)
         }
     }
+
+    @Test("seed 003's team is an organisation: an invitation names an existing, active one")
+    func invitationsNameATeam() async throws {
+        try await withConsentWorld { (world: ConsentWorld) async throws in
+            let local = world.local
+            var invite = Orgd_V1_InviteMemberRequest()
+            invite.organizationID = UUID().uuidString.lowercased()
+            invite.title = "Dr"
+            invite.givenName = "Tess"
+            invite.familyName = "Team"
+            invite.email = "tess.team@example.org"
+            invite.role = "agent"
+            let toNowhere = invite
+            await Self.expectMissing("organization_id") { _ = try await local.invitations.inviteMember(toNowhere) }
+            invite.organizationID = world.organization.id
+            let toInactive = invite
+            var deactivate = Orgd_V1_DeactivateOrganizationRequest()
+            deactivate.id = world.organization.id
+            _ = try await local.organizations.deactivateOrganization(deactivate)
+            let refused = await rpcError { _ = try await local.invitations.inviteMember(toInactive) }
+            #expect(refused?.code == .failedPrecondition)
+        }
+    }
 }
