@@ -193,15 +193,17 @@ struct OutboxTests {
             let retrying = try await world.invitation(resent.invitation.id)
             #expect(retrying.status == .pending && retrying.lastDeliveryError == "550 5.1.1 mailbox unavailable")
 
-            // Not claimable before the backoff.
+            // Not claimable before the backoff: whatever a claim that ended
+            // before a message's next attempt time got is a failure. (On a
+            // machine so loaded that the claim ends after it, as under TSan
+            // with the whole suite at once, what it got is the retry itself.)
             let early = try await world.claim()
-            if Date() < next.values.min()! {
-                #expect(early.isEmpty, "claimed before the backoff ran out")
-            } else {
-                Issue.record("the machine took over 2 s between the acks and the claim; the early claim proved nothing")
+            let earlyEnded = Date()
+            for message in early {
+                #expect(earlyEnded >= next[message.id] ?? .distantFuture, "claimed before the backoff ran out")
             }
             try await Task.sleep(for: .seconds(max(0, next.values.max()!.timeIntervalSinceNow) + 0.2))
-            let second = try await world.claim()
+            let second = early.count < first.count ? early + (try await world.claim()) : early
             #expect(Set(second.map(\.id)) == Set(first.map(\.id)), "the same messages come back")
             #expect(second.map(\.attempts) == [2, 2])
             #expect(Set(second.map(\.token)) == Set(first.map(\.token)), "a retry carries the same link")
