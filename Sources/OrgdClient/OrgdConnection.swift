@@ -1,4 +1,5 @@
 import Foundation
+import struct GRPCCore.MethodDescriptor
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -108,6 +109,14 @@ public final class OrgdConnection: Sendable {
     }
 
     /// Calls a method with a typed request and response. Errors are `RPCError`.
+    /// Calls the method `descriptor` names (the generated clients pass it with
+    /// the method's own request and answer types).
+    public func call<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+        _ descriptor: MethodDescriptor, _ request: Request, options: CallOptions = CallOptions()
+    ) async throws -> Response {
+        try await call(service: descriptor.service.fullyQualifiedService, method: descriptor.method, request: request, options: options)
+    }
+
     public func call<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
         service: String, method: String, request: Request, options: CallOptions = CallOptions()
     ) async throws -> Response {

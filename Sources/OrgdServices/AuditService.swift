@@ -5,10 +5,9 @@ import SwiftProtobuf
 
 /// `orgd.v1.AuditService`: reading the audit log. Superadmin only.
 struct AuditService {
-    static let name = "orgd.v1.AuditService"
 
     func register(in table: inout MethodTable) {
-        table.addRead(Self.name, "ListAuditLog", rule: .superadmin) { (request: Orgd_V1_ListAuditLogRequest, _, tx) in
+        table.addRead(Method.ListAuditLog.self) { (request: Orgd_V1_ListAuditLogRequest, _, tx) in
             let limit = try PageToken.pageSize(request.pageSize)
             let scope = "audit|\(request.method)"
             let after = try PageToken.decode(request.pageToken, scope: scope)

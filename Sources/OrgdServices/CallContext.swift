@@ -32,6 +32,11 @@ public struct Metadata: Sendable {
         entries = keyValues.map { (key: $0.key.lowercased(), value: $0.value) }
     }
 
+    /// Metadata from any transport's key-value pairs (gRPC's headers).
+    public init(pairs: [(key: String, value: String)]) {
+        entries = pairs.map { (key: $0.key.lowercased(), value: $0.value) }
+    }
+
     /// The first value for `key`.
     public subscript(key: String) -> String? {
         entries.first { $0.key == key }?.value
@@ -48,16 +53,13 @@ public struct CallContext: Sendable {
     public var logger: Logger
     /// The store, for access rules that depend on the data.
     let store: Store
-    /// Whether the call's changes go to the audit log (`AuditPolicy`).
-    let audited: Bool
 
-    init(principal: Principal, connection: ConnectionInfo, metadata: Metadata, method: String, logger: Logger, store: Store, audited: Bool = false) {
+    init(principal: Principal, connection: ConnectionInfo, metadata: Metadata, method: String, logger: Logger, store: Store) {
         self.principal = principal
         self.connection = connection
         self.metadata = metadata
         self.method = method
         self.logger = logger
         self.store = store
-        self.audited = audited
     }
 }

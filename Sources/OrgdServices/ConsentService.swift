@@ -8,17 +8,16 @@ import SwiftProtobuf
 /// (seed 002), history, and the access check that data services ask before
 /// they return data.
 struct ConsentService {
-    static let name = "orgd.v1.ConsentService"
     static let maximumBatch = 1000
     let store: Store
 
     func register(in table: inout MethodTable) {
-        table.add(Self.name, "CreateScope", rule: .admin, createScope)
-        table.add(Self.name, "ListScopes", rule: .authenticated, listScopes)
+        table.add(Method.CreateScope.self, createScope)
+        table.add(Method.ListScopes.self, listScopes)
 
         let byOrganization: @Sendable (Orgd_V1_CreateConsentRequestRequest) -> AccessSubject = { .organization($0.organizationID.lowercased()) }
-        table.add(Self.name, "CreateConsentRequest", rule: .adminOrOrganizationManager, subject: byOrganization, createConsentRequest)
-        table.add(Self.name, "GetConsentRequest", rule: .adminOrOrganizationManager, subject: { .consentRequest($0.id.lowercased()) }) {
+        table.add(Method.CreateConsentRequest.self, subject: byOrganization, createConsentRequest)
+        table.add(Method.GetConsentRequest.self, subject: { .consentRequest($0.id.lowercased()) }) {
             (request: Orgd_V1_GetConsentRequestRequest, _) in
             let id = try Validation.id(request.id)
             return try await store.read { tx in
@@ -26,8 +25,8 @@ struct ConsentService {
                 return consentRequest.proto(organization: try tx.organization(id: consentRequest.organizationID), dataSources: try tx.dataSources(requestID: id))
             }
         }
-        table.add(Self.name, "UpdateConsentRequest", rule: .adminOrOrganizationManager, subject: { .consentRequest($0.id.lowercased()) }, updateConsentRequest)
-        table.add(Self.name, "EndConsentRequest", rule: .adminOrOrganizationManager, subject: { .consentRequest($0.id.lowercased()) }) {
+        table.add(Method.UpdateConsentRequest.self, subject: { .consentRequest($0.id.lowercased()) }, updateConsentRequest)
+        table.add(Method.EndConsentRequest.self, subject: { .consentRequest($0.id.lowercased()) }) {
             (request: Orgd_V1_EndConsentRequestRequest, context) in
             let id = try Validation.id(request.id)
             let actor = Self.actor(context)
@@ -38,25 +37,25 @@ struct ConsentService {
                 return try tx.updateConsentRequest(id: id, expectedVersion: 0, name: nil, addScopeIDs: [], startTime: start, endTime: .some(tx.now), actor: actor).proto(dataSources: try tx.dataSources(requestID: id))
             }
         }
-        table.add(Self.name, "ListConsentRequests", rule: .adminOrOrganizationManager, subject: { .organization($0.organizationID.lowercased()) }, listConsentRequests)
-        table.add(Self.name, "AskPatients", rule: .adminOrOrganizationManager, subject: { .consentRequest($0.consentRequestID.lowercased()) }, askPatients)
+        table.add(Method.ListConsentRequests.self, subject: { .organization($0.organizationID.lowercased()) }, listConsentRequests)
+        table.add(Method.AskPatients.self, subject: { .consentRequest($0.consentRequestID.lowercased()) }, askPatients)
 
-        table.add(Self.name, "GetPatientConsents", rule: .adminOrSelf, subject: { .patient($0.patientID.lowercased()) }) {
+        table.add(Method.GetPatientConsents.self, subject: { .patient($0.patientID.lowercased()) }) {
             (request: Orgd_V1_GetPatientConsentsRequest, _) in
             let patientID = try Validation.id(request.patientID, field: "patient_id")
             return try await store.read { tx in try Self.patientConsents(patientID, tx) }
         }
         let byPatient: @Sendable (Orgd_V1_ConsentAnswersRequest) -> AccessSubject = { .patient($0.patientID.lowercased()) }
-        table.add(Self.name, "AnswerConsents", rule: .patientSelf, subject: byPatient) { try await change(.answer, $0, $1) }
-        table.add(Self.name, "UpdateConsents", rule: .patientSelf, subject: byPatient) { try await change(.update, $0, $1) }
-        table.add(Self.name, "RevokeConsents", rule: .patientSelf, subject: byPatient) { try await change(.revoke, $0, $1) }
-        table.add(Self.name, "ListConsentHistory", rule: .adminOrSelf, subject: { .patient($0.patientID.lowercased()) }, listHistory)
+        table.add(Method.AnswerConsents.self, subject: byPatient) { try await change(.answer, $0, $1) }
+        table.add(Method.UpdateConsents.self, subject: byPatient) { try await change(.update, $0, $1) }
+        table.add(Method.RevokeConsents.self, subject: byPatient) { try await change(.revoke, $0, $1) }
+        table.add(Method.ListConsentHistory.self, subject: { .patient($0.patientID.lowercased()) }, listHistory)
 
         // The hot path: read methods run on a reader thread with no Swift task.
-        table.addRead(Self.name, "CheckAccess", rule: .serviceOrAdmin) { (request: Orgd_V1_CheckAccessRequest, _, tx) in
+        table.addRead(Method.CheckAccess.self) { (request: Orgd_V1_CheckAccessRequest, _, tx) in
             try Self.decide(try Self.validate(request, field: ""), tx).proto
         }
-        table.addRead(Self.name, "BatchCheckAccess", rule: .serviceOrAdmin) { (request: Orgd_V1_BatchCheckAccessRequest, _, tx) in
+        table.addRead(Method.BatchCheckAccess.self) { (request: Orgd_V1_BatchCheckAccessRequest, _, tx) in
             guard request.checks.count <= Self.maximumBatch else {
                 throw RPCError.invalidArgument(field: "checks", "at most \(Self.maximumBatch) checks in one call, got \(request.checks.count)")
             }
@@ -66,7 +65,7 @@ struct ConsentService {
             response.results = try checks.map { try Self.decide($0, tx).proto }
             return response
         }
-        table.addRead(Self.name, "ListAccessiblePatients", rule: .serviceOrAdmin, listAccessiblePatients)
+        table.addRead(Method.ListAccessiblePatients.self, listAccessiblePatients)
     }
 
     // MARK: Scopes

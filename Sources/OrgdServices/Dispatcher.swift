@@ -26,6 +26,8 @@ public struct Dispatcher: Sendable {
     private let serving: NIOLockedValueBox<Bool>
     private let store: Store
     private let metrics: CallMetrics
+    /// What a health check of a service answers now (`""`: the server).
+    public let healthStatus: @Sendable (String) -> Grpc_Health_V1_HealthCheckResponse.ServingStatus
 
     public init(
         store: Store, logger: Logger, invitations: InvitationPolicy = InvitationPolicy(),
@@ -39,13 +41,16 @@ public struct Dispatcher: Sendable {
         ConsentService(store: store).register(in: &table)
         InvitationService(store: store, policy: invitations, metrics: metrics).register(in: &table)
         AuditService().register(in: &table)
-        for (service, methods) in ServiceCatalog.declared { table.addUnimplemented(service, methods) }
-        let services = Set(ServiceCatalog.declared.keys)
-        HealthService.register(
+        let missing = table.missing(Surface.methods)
+        precondition(missing.isEmpty, "RPCs declared in proto/ without a handler: \(missing.joined(separator: ", "))")
+        let services = Set(Surface.methods.map { $0.descriptor.service.fullyQualifiedService } + [HealthService.name])
+        let status: @Sendable (String) -> Grpc_Health_V1_HealthCheckResponse.ServingStatus = { service in
+            guard service.isEmpty || services.contains(service) else { return .serviceUnknown }
             // NOT_SERVING while draining, and once the database files are gone.
-            in: &table, isServing: { serving.withLockedValue { $0 } && store.isUsable },
-            knows: { services.contains($0) || $0 == HealthService.name }
-        )
+            return serving.withLockedValue { $0 } && store.isUsable ? .serving : .notServing
+        }
+        HealthService.register(in: &table, status: status)
+        self.healthStatus = status
         self.table = table
         self.authenticator = Authenticator(store: store)
         self.logger = logger
@@ -57,8 +62,12 @@ public struct Dispatcher: Sendable {
     /// Every method the server serves and its access rule, sorted: the
     /// source of SECURITY.md's table (a test keeps the two equal).
     public var accessRules: [(method: String, rule: AccessRule)] {
-        table.services.flatMap { service, methods in methods.map { ("\(service)/\($0.key)", $0.value.rule) } }
-            .sorted { $0.method < $1.method }
+        methods.map { ($0.fullName, $0.rule) }
+    }
+
+    /// Every method the server serves, sorted by service and name.
+    public var methods: [MethodHandler] {
+        table.services.values.flatMap(\.values).sorted { $0.fullName < $1.fullName }
     }
 
     /// Health checks answer NOT_SERVING from now on (set while draining).
@@ -66,58 +75,87 @@ public struct Dispatcher: Sendable {
         serving.withLockedValue { $0 = false }
     }
 
-    /// Runs one call and hands its outcome to `completion`. Read-only methods
-    /// run entirely on a reader thread inside one read transaction, with no
-    /// Swift task (two thread hand-offs per call instead of four); the rest
-    /// run in a task. Returns that task, so the caller can cancel it at a
-    /// deadline; nil for the fast path.
+    /// Runs one call and hands its outcome to `completion`, whichever
+    /// transport it came by: the method is looked up once, then the caller is
+    /// authenticated, the access rule applied, the handler run (audited as
+    /// its policy says) and the outcome counted, the same way for every call.
+    ///
+    /// Read-only methods run entirely on a reader thread inside one read
+    /// transaction, with no Swift task (two thread hand-offs per call instead
+    /// of four); the rest run in a task. Returns that task, so the caller can
+    /// cancel it at a deadline or when the peer goes away; nil for the fast
+    /// path and for calls refused before they start.
     @discardableResult
     public func dispatch(
-        _ request: Ttrpc_Request, connection: ConnectionInfo, completion: @escaping @Sendable (CallOutcome) -> Void
+        service: String, method: String, metadata: Metadata, payload: [UInt8], connection: ConnectionInfo,
+        completion: @escaping @Sendable (CallOutcome) -> Void
     ) -> Task<Void, Never>? {
         let started = ContinuousClock.now
-        guard let handler = try? table.resolve(service: request.service, method: request.method), let read = handler.read else {
+        let handler: MethodHandler
+        do {
+            handler = try table.resolve(service: service, method: method)
+        } catch {
+            let outcome = failure(error, method: "\(service)/\(method)")
+            record(nil, outcome: outcome, since: started)
+            completion(outcome)
+            return nil
+        }
+        guard let read = handler.read else {
             return Task {
-                completion(await dispatch(request, connection: connection))
+                let outcome = await run(handler, metadata: metadata, payload: payload, connection: connection)
+                record(handler, outcome: outcome, since: started)
+                completion(outcome)
             }
         }
-        let metadata = Metadata(request.metadata)
-        let method = "\(request.service)/\(request.method)"
         store.asyncRead { [self] transaction in
             var outcome: CallOutcome
             var authenticated = false
             do {
                 let tx = try transaction.get()
-                let principal = try Authenticator.authenticate(metadata, transport: connection.transport, tx)
+                let principal = try anonymous(handler, metadata) ?? Authenticator.authenticate(metadata, transport: connection.transport, tx)
                 authenticated = true
-                try handler.rule.check(principal, method: method)
+                try handler.rule.check(principal, method: handler.fullName)
                 let context = CallContext(
-                    principal: principal, connection: connection, metadata: metadata, method: method,
-                    logger: callLogger(method: method, metadata: metadata, connection: connection), store: store)
-                outcome = CallOutcome(status: Self.okStatus, payload: try read(context, [UInt8](request.payload), tx))
+                    principal: principal, connection: connection, metadata: metadata, method: handler.fullName,
+                    logger: callLogger(method: handler.fullName, metadata: metadata, connection: connection), store: store)
+                outcome = CallOutcome(status: Self.okStatus, payload: try read(context, payload, tx))
             } catch {
-                outcome = failure(error, method: method)
+                outcome = failure(error, method: handler.fullName)
             }
             outcome.authenticated = authenticated
-            record(method, known: true, outcome: outcome, since: started)
+            record(handler, outcome: outcome, since: started)
             completion(outcome)
         }
         return nil
     }
 
-    /// Runs one call to completion. Never throws: failures become statuses.
-    public func dispatch(_ request: Ttrpc_Request, connection: ConnectionInfo) async -> CallOutcome {
-        let started = ContinuousClock.now
-        let outcome = await run(request, connection: connection)
-        let known = (try? table.resolve(service: request.service, method: request.method)) != nil
-        record("\(request.service)/\(request.method)", known: known, outcome: outcome, since: started)
-        return outcome
+    /// A ttrpc request envelope's call; see `dispatch(service:method:…)`.
+    @discardableResult
+    public func dispatch(
+        _ request: Ttrpc_Request, connection: ConnectionInfo, completion: @escaping @Sendable (CallOutcome) -> Void
+    ) -> Task<Void, Never>? {
+        dispatch(
+            service: request.service, method: request.method, metadata: Metadata(request.metadata), payload: [UInt8](request.payload),
+            connection: connection, completion: completion)
     }
 
-    private func record(_ method: String, known: Bool, outcome: CallOutcome, since started: ContinuousClock.Instant) {
+    /// Runs one call to completion. Never throws: failures become statuses.
+    public func dispatch(_ request: Ttrpc_Request, connection: ConnectionInfo) async -> CallOutcome {
+        await withCheckedContinuation { continuation in
+            dispatch(request, connection: connection) { continuation.resume(returning: $0) }
+        }
+    }
+
+    /// The anonymous principal, for a method open to anyone called without a
+    /// token; nil when the caller must be authenticated.
+    private func anonymous(_ handler: MethodHandler, _ metadata: Metadata) -> Principal? {
+        handler.rule == .anyone && metadata["authorization"] == nil ? Principal(identity: .anonymous) : nil
+    }
+
+    private func record(_ handler: MethodHandler?, outcome: CallOutcome, since started: ContinuousClock.Instant) {
         let (seconds, attoseconds) = (ContinuousClock.now - started).components
         metrics.record(
-            method: known ? method : "unknown", code: outcome.code,
+            method: handler?.fullName ?? "unknown", code: outcome.code,
             nanoseconds: seconds * 1_000_000_000 + attoseconds / 1_000_000_000
         )
     }
@@ -154,30 +192,23 @@ public struct Dispatcher: Sendable {
         }
     }
 
-    private func run(_ request: Ttrpc_Request, connection: ConnectionInfo) async -> CallOutcome {
-        let metadata = Metadata(request.metadata)
-        let method = "\(request.service)/\(request.method)"
+    private func run(_ handler: MethodHandler, metadata: Metadata, payload: [UInt8], connection: ConnectionInfo) async -> CallOutcome {
+        let method = handler.fullName
         var logger = callLogger(method: method, metadata: metadata, connection: connection)
         var authenticated = false
         do {
-            let handler = try table.resolve(service: request.service, method: request.method)
-            let principal: Principal
-            if handler.rule == .anyone, metadata["authorization"] == nil {
-                principal = Principal(identity: .anonymous)
-            } else {
-                principal = try await authenticator.authenticate(metadata, transport: connection.transport)
-            }
+            var principal = anonymous(handler, metadata)
+            if principal == nil { principal = try await authenticator.authenticate(metadata, transport: connection.transport) }
+            guard let principal else { preconditionFailure("authenticated or anonymous") }
             authenticated = true
             if logger.logLevel <= .debug { logger[metadataKey: "rpc.principal"] = "\(principal.key)" }
             try handler.rule.check(principal, method: method)
             // Audited calls get their audit record once past the access check
             // on the request (in `MethodTable.add`), not before.
-            let context = CallContext(
-                principal: principal, connection: connection, metadata: metadata, method: method, logger: logger, store: store,
-                audited: AuditPolicy.isAudited(service: request.service, method: request.method))
-            let payload = try await handler.call(context, [UInt8](request.payload))
+            let context = CallContext(principal: principal, connection: connection, metadata: metadata, method: method, logger: logger, store: store)
+            let answer = try await handler.call(context, payload)
             logger.debug("call ok")
-            return CallOutcome(status: Self.okStatus, payload: payload, authenticated: true)
+            return CallOutcome(status: Self.okStatus, payload: answer, authenticated: true)
         } catch {
             var outcome = failure(error, method: method)
             outcome.authenticated = authenticated

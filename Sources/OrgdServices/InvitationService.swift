@@ -25,7 +25,6 @@ public struct InvitationPolicy: Sendable {
 /// the outbox a mailer drains. Invitations are managed by the organisation's
 /// membership managers and admins; the invitee answers with the secret token.
 struct InvitationService {
-    static let name = "orgd.v1.InvitationService"
     static let sentMessage = "Invitation sent"
     let store: Store
     let policy: InvitationPolicy
@@ -38,15 +37,15 @@ struct InvitationService {
     }
 
     func register(in table: inout MethodTable) {
-        table.add(Self.name, "InviteMember", rule: .adminOrOrganizationManager, subject: { .organization($0.organizationID.lowercased()) }, invite)
-        table.add(Self.name, "BulkInviteMembers", rule: .adminOrOrganizationManager, subject: { .organization($0.organizationID.lowercased()) }, bulkInvite)
-        table.add(Self.name, "GetInvitation", rule: .adminOrOrganizationManager, subject: { .invitation($0.id.lowercased()) }) {
+        table.add(Method.InviteMember.self, subject: { .organization($0.organizationID.lowercased()) }, invite)
+        table.add(Method.BulkInviteMembers.self, subject: { .organization($0.organizationID.lowercased()) }, bulkInvite)
+        table.add(Method.GetInvitation.self, subject: { .invitation($0.id.lowercased()) }) {
             (request: Orgd_V1_GetInvitationRequest, _) in
             let id = try Validation.id(request.id)
             return try await store.read { tx in try tx.invitation(id: id).proto(at: tx.now) }
         }
-        table.add(Self.name, "ListInvitations", rule: .adminOrOrganizationManager, subject: { .organization($0.organizationID.lowercased()) }, list)
-        table.add(Self.name, "ResendInvitation", rule: .adminOrOrganizationManager, subject: { .invitation($0.id.lowercased()) }) {
+        table.add(Method.ListInvitations.self, subject: { .organization($0.organizationID.lowercased()) }, list)
+        table.add(Method.ResendInvitation.self, subject: { .invitation($0.id.lowercased()) }) {
             (request: Orgd_V1_ResendInvitationRequest, _) in
             let id = try Validation.id(request.id)
             let lifetime = try lifetime(days: request.expiresInDays)
@@ -55,13 +54,13 @@ struct InvitationService {
                 try tx.resendInvitation(id: id, lifetime: lifetime, maximumSendsPerDay: maximum).proto(at: tx.now)
             }
         }
-        table.add(Self.name, "WithdrawInvitation", rule: .adminOrOrganizationManager, subject: { .invitation($0.id.lowercased()) }) {
+        table.add(Method.WithdrawInvitation.self, subject: { .invitation($0.id.lowercased()) }) {
             (request: Orgd_V1_WithdrawInvitationRequest, _) in
             let id = try Validation.id(request.id)
             return try await store.write { tx in try tx.withdrawInvitation(id: id).proto(at: tx.now) }
         }
         // The token is the authority here: whoever holds the link may answer it.
-        table.add(Self.name, "AcceptInvitation", rule: .authenticated) { (request: Orgd_V1_AcceptInvitationRequest, _) in
+        table.add(Method.AcceptInvitation.self) { (request: Orgd_V1_AcceptInvitationRequest, _) in
             let token = try Self.token(request.token)
             return try await store.write { tx in
                 let (invitation, member) = try tx.acceptInvitation(token: token)
@@ -71,13 +70,13 @@ struct InvitationService {
                 return response
             }
         }
-        table.add(Self.name, "DeclineInvitation", rule: .authenticated) { (request: Orgd_V1_DeclineInvitationRequest, _) in
+        table.add(Method.DeclineInvitation.self) { (request: Orgd_V1_DeclineInvitationRequest, _) in
             let token = try Self.token(request.token)
             return try await store.write { tx in try tx.declineInvitation(token: token).proto(at: tx.now) }
         }
         // Only the mailer: claimed messages carry live invitation tokens.
-        table.add(Self.name, "ClaimOutbox", rule: .mailer, claim)
-        table.add(Self.name, "AckOutbox", rule: .mailer, acknowledge)
+        table.add(Method.ClaimOutbox.self, claim)
+        table.add(Method.AckOutbox.self, acknowledge)
     }
 
     // MARK: Inviting

@@ -8,53 +8,52 @@ import SwiftProtobuf
 /// manager may list their own organisation's members; everyone may read their
 /// own profile and organisations.
 struct MembershipService {
-    static let name = "orgd.v1.MembershipService"
     let store: Store
 
     func register(in table: inout MethodTable) {
-        table.add(Self.name, "CreateUser", rule: .admin, createUser)
-        table.add(Self.name, "GetUser", rule: .adminOrSelf, subject: { .user($0.id.lowercased()) }) { (request: Orgd_V1_GetUserRequest, _) in
+        table.add(Method.CreateUser.self, createUser)
+        table.add(Method.GetUser.self, subject: { .user($0.id.lowercased()) }) { (request: Orgd_V1_GetUserRequest, _) in
             let id = try Validation.id(request.id)
             return try await store.read { tx in try tx.user(id: id) }.proto
         }
-        table.add(Self.name, "UpdateUser", rule: .admin, updateUser)
-        table.add(Self.name, "ListUsers", rule: .admin, listUsers)
+        table.add(Method.UpdateUser.self, updateUser)
+        table.add(Method.ListUsers.self, listUsers)
 
-        table.add(Self.name, "CreatePatient", rule: .admin, createPatient)
-        table.add(Self.name, "GetPatient", rule: .adminOrSelf, subject: { .patient($0.id.lowercased()) }) { (request: Orgd_V1_GetPatientRequest, _) in
+        table.add(Method.CreatePatient.self, createPatient)
+        table.add(Method.GetPatient.self, subject: { .patient($0.id.lowercased()) }) { (request: Orgd_V1_GetPatientRequest, _) in
             let id = try Validation.id(request.id)
             return try await store.read { tx in try tx.patient(id: id) }.proto
         }
-        table.add(Self.name, "UpdatePatient", rule: .admin, updatePatient)
-        table.add(Self.name, "ListPatients", rule: .admin, listPatients)
+        table.add(Method.UpdatePatient.self, updatePatient)
+        table.add(Method.ListPatients.self, listPatients)
 
-        table.add(Self.name, "AddStaffMember", rule: .admin, addStaffMember)
-        table.add(Self.name, "UpdateStaffMember", rule: .admin, updateStaffMember)
-        table.add(Self.name, "RemoveStaffMember", rule: .admin) { (request: Orgd_V1_RemoveStaffMemberRequest, _) in
+        table.add(Method.AddStaffMember.self, addStaffMember)
+        table.add(Method.UpdateStaffMember.self, updateStaffMember)
+        table.add(Method.RemoveStaffMember.self) { (request: Orgd_V1_RemoveStaffMemberRequest, _) in
             let (organizationID, userID) = (try Validation.id(request.organizationID, field: "organization_id"), try Validation.id(request.userID, field: "user_id"))
             try await store.write { tx in try tx.removeStaffMember(organizationID: organizationID, userID: userID) }
             return Orgd_V1_RemoveStaffMemberResponse()
         }
-        table.add(Self.name, "ListStaffMembers", rule: .adminOrOrganizationManager, subject: { .organization($0.organizationID.lowercased()) }, listStaffMembers)
+        table.add(Method.ListStaffMembers.self, subject: { .organization($0.organizationID.lowercased()) }, listStaffMembers)
 
-        table.add(Self.name, "AddPatientMember", rule: .admin, addPatientMember)
-        table.add(Self.name, "UpdatePatientMember", rule: .admin) { (request: Orgd_V1_UpdatePatientMemberRequest, _) in
+        table.add(Method.AddPatientMember.self, addPatientMember)
+        table.add(Method.UpdatePatientMember.self) { (request: Orgd_V1_UpdatePatientMemberRequest, _) in
             let (organizationID, patientID) = (try Validation.id(request.organizationID, field: "organization_id"), try Validation.id(request.patientID, field: "patient_id"))
             guard request.hasIsPrimary else { throw RPCError(.invalidArgument, "the update names no field: set is_primary") }
             return try await store.write { tx in
                 try tx.updatePatientMember(organizationID: organizationID, patientID: patientID, isPrimary: request.isPrimary)
             }.proto
         }
-        table.add(Self.name, "RemovePatientMember", rule: .admin) { (request: Orgd_V1_RemovePatientMemberRequest, context) in
+        table.add(Method.RemovePatientMember.self) { (request: Orgd_V1_RemovePatientMemberRequest, context) in
             let (organizationID, patientID) = (try Validation.id(request.organizationID, field: "organization_id"), try Validation.id(request.patientID, field: "patient_id"))
             let actor = ConsentService.actor(context)
             try await store.write { tx in try tx.removePatientMember(organizationID: organizationID, patientID: patientID, actor: actor) }
             return Orgd_V1_RemovePatientMemberResponse()
         }
-        table.add(Self.name, "ListPatientMembers", rule: .adminOrOrganizationManager, subject: { .organization($0.organizationID.lowercased()) }, listPatientMembers)
+        table.add(Method.ListPatientMembers.self, subject: { .organization($0.organizationID.lowercased()) }, listPatientMembers)
 
-        table.add(Self.name, "GetProfile", rule: .authenticated, getProfile)
-        table.add(Self.name, "ListMyOrganizations", rule: .authenticated, listMyOrganizations)
+        table.add(Method.GetProfile.self, getProfile)
+        table.add(Method.ListMyOrganizations.self, listMyOrganizations)
     }
 
     // MARK: Users

@@ -1,52 +1,51 @@
+import struct GRPCCore.MethodDescriptor
 import OrgdCore
 import OrgdStore
 import SwiftProtobuf
 
-/// One callable method: its access rule and the code that runs it on
-/// serialized bytes.
+/// One callable method: its descriptor and policy, and the code that runs it
+/// on serialized bytes.
 public struct MethodHandler: Sendable {
-    public let rule: AccessRule
+    public let descriptor: MethodDescriptor
+    public let policy: MethodPolicy
+    public var rule: AccessRule { policy.access }
+    /// `service/method`, e.g. `orgd.v1.OrganizationService/CreateOrganization`.
+    public var fullName: String { "\(descriptor.service.fullyQualifiedService)/\(descriptor.method)" }
     let call: @Sendable (CallContext, [UInt8]) async throws -> [UInt8]
     /// For read-only methods: the whole call inside a read transaction the
     /// dispatcher already holds (the fast path, with no Swift task).
     let read: (@Sendable (CallContext, [UInt8], StoreTransaction) throws -> [UInt8])?
-
-    init(rule: AccessRule, call: @escaping @Sendable (CallContext, [UInt8]) async throws -> [UInt8],
-         read: (@Sendable (CallContext, [UInt8], StoreTransaction) throws -> [UInt8])? = nil) {
-        self.rule = rule
-        self.call = call
-        self.read = read
-    }
 }
 
-/// The server's methods by service and name, built once at start-up.
+/// The server's methods by service and name, built once at start-up from the
+/// generated surface: each handler is registered by its RPC's generated type
+/// (`Orgd_V1_…Service.Method.X`), which gives its name, its request and answer
+/// types and its policy.
 public struct MethodTable: Sendable {
     private(set) var services: [String: [String: MethodHandler]] = [:]
 
     public init() {}
 
-    /// Adds a unary method. The payload is decoded as `Request`; bytes that
-    /// do not decode are INVALID_ARGUMENT, before the handler runs.
+    /// Adds a unary method. The payload is decoded as the RPC's input; bytes
+    /// that do not decode are INVALID_ARGUMENT, before the handler runs.
     ///
     /// Rules that depend on the request (`AccessRule.needsSubject`) take
     /// `subject`, which says what the request is about; they are checked after
     /// decoding and before the handler runs.
-    public mutating func add<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
-        _ service: String, _ method: String, rule: AccessRule,
-        subject: (@Sendable (Request) -> AccessSubject)? = nil,
-        _ body: @escaping @Sendable (Request, CallContext) async throws -> Response
+    mutating func add<Method: PolicedMethod>(
+        _ method: Method.Type,
+        subject: (@Sendable (Method.Input) -> AccessSubject)? = nil,
+        _ body: @escaping @Sendable (Method.Input, CallContext) async throws -> Method.Output
     ) {
-        precondition(rule.needsSubject == (subject != nil), "\(service)/\(method): rule \(rule) and subject disagree")
-        services[service, default: [:]][method] = MethodHandler(rule: rule, call: { context, payload in
-            let request: Request = try Self.decode(payload)
+        let rule = Method.policy.access
+        precondition(rule.needsSubject == (subject != nil), "\(Method.fullName): rule \(rule) and subject disagree")
+        insert(Method.self, call: { context, payload in
+            let request: Method.Input = try Self.decode(payload)
             if let subject {
                 try await rule.check(context.principal, subject: subject(request), store: context.store, method: context.method)
             }
-            guard context.audited else { return try await body(request, context).serializedBytes() }
+            guard let record = Self.auditRecord(Method.self, request, context) else { return try await body(request, context).serializedBytes() }
             // Past every access check: what this call changes is audited.
-            let record = AuditRecord(
-                actor: context.principal.actor, actingFor: context.principal.actingForKey, method: context.method,
-                requestJSON: AuditPolicy.requestJSON(request, method: context.method))
             return try await AuditRecord.$current.withValue(record) { try await body(request, context).serializedBytes() }
         })
     }
@@ -54,19 +53,44 @@ public struct MethodTable: Sendable {
     /// Adds a read-only method. Its body runs inside a read transaction with
     /// authentication and the access rule, all on one reader thread; the
     /// dispatcher calls it without a Swift task in between (the fast path).
-    public mutating func addRead<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
-        _ service: String, _ method: String, rule: AccessRule,
-        subject: (@Sendable (Request) -> AccessSubject)? = nil,
-        _ body: @escaping @Sendable (Request, CallContext, StoreTransaction) throws -> Response
+    mutating func addRead<Method: PolicedMethod>(
+        _ method: Method.Type,
+        subject: (@Sendable (Method.Input) -> AccessSubject)? = nil,
+        _ body: @escaping @Sendable (Method.Input, CallContext, StoreTransaction) throws -> Method.Output
     ) {
-        precondition(rule.needsSubject == (subject != nil), "\(service)/\(method): rule \(rule) and subject disagree")
+        let rule = Method.policy.access
+        precondition(rule.needsSubject == (subject != nil), "\(Method.fullName): rule \(rule) and subject disagree")
+        precondition(Method.policy.audit == .none, "\(Method.fullName): a read-only method changes nothing to audit")
         let read: @Sendable (CallContext, [UInt8], StoreTransaction) throws -> [UInt8] = { context, payload, tx in
-            let request: Request = try Self.decode(payload)
+            let request: Method.Input = try Self.decode(payload)
             if let subject { try rule.check(context.principal, subject: subject(request), tx, method: context.method) }
             return try body(request, context, tx).serializedBytes()
         }
-        services[service, default: [:]][method] = MethodHandler(
-            rule: rule, call: { context, payload in try await context.store.read { tx in try read(context, payload, tx) } }, read: read)
+        insert(Method.self, call: { context, payload in try await context.store.read { tx in try read(context, payload, tx) } }, read: read)
+    }
+
+    private mutating func insert<Method: PolicedMethod>(
+        _ method: Method.Type, call: @escaping @Sendable (CallContext, [UInt8]) async throws -> [UInt8],
+        read: (@Sendable (CallContext, [UInt8], StoreTransaction) throws -> [UInt8])? = nil
+    ) {
+        let descriptor = Method.descriptor
+        precondition(services[descriptor.service.fullyQualifiedService]?[descriptor.method] == nil, "\(Method.fullName) registered twice")
+        services[descriptor.service.fullyQualifiedService, default: [:]][descriptor.method] =
+            MethodHandler(descriptor: descriptor, policy: Method.policy, call: call, read: read)
+    }
+
+    /// The audit record of a call that its RPC's policy audits.
+    private static func auditRecord<Method: PolicedMethod>(_ method: Method.Type, _ request: Method.Input, _ context: CallContext) -> AuditRecord? {
+        let json: String
+        switch Method.policy.audit {
+        case .none: return nil
+        case .callOnly: json = #"{"token":"(not recorded)"}"#
+        case .request:
+            var options = JSONEncodingOptions()
+            options.preserveProtoFieldNames = true
+            json = (try? request.jsonString(options: options)) ?? "{}"
+        }
+        return AuditRecord(actor: context.principal.actor, actingFor: context.principal.actingForKey, method: context.method, requestJSON: json)
     }
 
     static func decode<Request: SwiftProtobuf.Message>(_ payload: [UInt8]) throws -> Request {
@@ -74,16 +98,6 @@ public struct MethodTable: Sendable {
             return try Request(serializedBytes: payload)
         } catch {
             throw RPCError(.invalidArgument, "payload does not decode as \(Request.protoMessageName): \(error)")
-        }
-    }
-
-    /// Declares methods of the schema that this build does not serve yet:
-    /// they answer UNIMPLEMENTED with a message saying so.
-    public mutating func addUnimplemented(_ service: String, _ methods: [String]) {
-        for method in methods where services[service]?[method] == nil {
-            services[service, default: [:]][method] = MethodHandler(rule: .authenticated) { _, _ in
-                throw RPCError(.unimplemented, "\(service)/\(method) is declared but not implemented yet")
-            }
         }
     }
 
@@ -96,4 +110,10 @@ public struct MethodTable: Sendable {
 
     /// Whether `service` is served at all (for health checks).
     public func hasService(_ service: String) -> Bool { services[service] != nil }
+
+    /// The RPCs of `methods` that have no handler (the generated surface
+    /// lists every RPC; each must be registered).
+    func missing(_ methods: [any PolicedMethod.Type]) -> [String] {
+        methods.filter { services[$0.descriptor.service.fullyQualifiedService]?[$0.descriptor.method] == nil }.map { $0.fullName }
+    }
 }

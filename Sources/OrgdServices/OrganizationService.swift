@@ -6,21 +6,20 @@ import SwiftProtobuf
 /// `orgd.v1.OrganizationService`: care organisations (seed 001).
 /// Every method is admin or superadmin only.
 struct OrganizationService {
-    static let name = "orgd.v1.OrganizationService"
     let store: Store
 
     func register(in table: inout MethodTable) {
-        table.add(Self.name, "CreateOrganization", rule: .admin, create)
-        table.addRead(Self.name, "GetOrganization", rule: .admin, get)
-        table.add(Self.name, "UpdateOrganization", rule: .admin, update)
-        table.addRead(Self.name, "ListOrganizations", rule: .admin, list)
-        table.add(Self.name, "DeactivateOrganization", rule: .admin) { (request: Orgd_V1_DeactivateOrganizationRequest, _) in
+        table.add(Method.CreateOrganization.self, create)
+        table.addRead(Method.GetOrganization.self, get)
+        table.add(Method.UpdateOrganization.self, update)
+        table.addRead(Method.ListOrganizations.self, list)
+        table.add(Method.DeactivateOrganization.self) { (request: Orgd_V1_DeactivateOrganizationRequest, _) in
             try await setActive(false, id: request.id, version: request.version)
         }
-        table.add(Self.name, "ReactivateOrganization", rule: .admin) { (request: Orgd_V1_ReactivateOrganizationRequest, _) in
+        table.add(Method.ReactivateOrganization.self) { (request: Orgd_V1_ReactivateOrganizationRequest, _) in
             try await setActive(true, id: request.id, version: request.version)
         }
-        table.add(Self.name, "ExportOrganizationFhir", rule: .admin) { (request: Orgd_V1_ExportOrganizationFhirRequest, _) in
+        table.add(Method.ExportOrganizationFhir.self) { (request: Orgd_V1_ExportOrganizationFhirRequest, _) in
             let id = try Validation.id(request.id)
             var response = Orgd_V1_ExportOrganizationFhirResponse()
             response.bundleJson = try await store.read { tx in try FhirExport.bundle(organizationID: id, tx) }

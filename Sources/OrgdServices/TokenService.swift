@@ -6,15 +6,14 @@ import OrgdStore
 /// `orgd.v1.TokenService`: service accounts and bearer tokens. Superadmin
 /// only, which in practice means the local operator on the Unix socket.
 struct TokenService {
-    static let name = "orgd.v1.TokenService"
     let store: Store
 
     func register(in table: inout MethodTable) {
-        table.add(Self.name, "CreateServiceAccount", rule: .superadmin, createServiceAccount)
-        table.add(Self.name, "ListServiceAccounts", rule: .superadmin, listServiceAccounts)
-        table.add(Self.name, "CreateToken", rule: .superadmin, createToken)
-        table.add(Self.name, "ListTokens", rule: .superadmin, listTokens)
-        table.add(Self.name, "RevokeToken", rule: .superadmin) { (request: Orgd_V1_RevokeTokenRequest, _) in
+        table.add(Method.CreateServiceAccount.self, createServiceAccount)
+        table.add(Method.ListServiceAccounts.self, listServiceAccounts)
+        table.add(Method.CreateToken.self, createToken)
+        table.add(Method.ListTokens.self, listTokens)
+        table.add(Method.RevokeToken.self) { (request: Orgd_V1_RevokeTokenRequest, _) in
             let id = try Validation.id(request.id)
             return try await store.write { tx in try tx.revokeToken(id: id) }.proto
         }

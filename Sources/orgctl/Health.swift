@@ -10,7 +10,9 @@ struct Health: AsyncParsableCommand {
 
     func run() async throws {
         try await connection.run { client in
-            let response = try await client.health.check(service: service, options: connection.callOptions)
+            var request = Grpc_Health_V1_HealthCheckRequest()
+            request.service = service
+            let response = try await client.health.check(request, options: connection.callOptions)
             if connection.json { try Output.json(response) } else { print("\(response.status)".uppercased()) }
             if response.status != .serving { throw ExitCode(1) }
         }

@@ -15,7 +15,7 @@ struct ProtoSyncTests {
             .trimmingCharacters(in: .whitespacesAndNewlines)
         var files: [String] = []
         let generated: [(String, [String])] = [
-            ("proto", [".proto"]), ("Sources/OrgdProto", [".swift"]),
+            ("proto", [".proto"]), ("Sources/OrgdProto", [".swift"]), ("Sources/OrgdServices/Generated", [".swift"]), ("Sources/OrgdClient/Generated", [".swift"]),
             ("clients/c/gen", [".c", ".h"]), ("clients/python/orgd_client/_gen", [".py"]),
         ]
         for (folder, suffixes) in generated {

@@ -13,64 +13,85 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from orgd.v1 import common_pb2 as orgd_dot_v1_dot_common__pb2
+from orgd.v1 import options_pb2 as orgd_dot_v1_dot_options__pb2
 from orgd.v1 import membership_pb2 as orgd_dot_v1_dot_membership__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18orgd/v1/invitation.proto\x12\x07orgd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14orgd/v1/common.proto\x1a\x18orgd/v1/membership.proto\"\xf1\x04\n\nInvitation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x17\n\x0finvitee_user_id\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\r\n\x05title\x18\x05 \x01(\t\x12\x12\n\ngiven_name\x18\x06 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x07 \x01(\t\x12 \n\x04role\x18\x08 \x01(\x0e\x32\x12.orgd.v1.StaffRole\x12)\n\x06status\x18\t \x01(\x0e\x32\x19.orgd.v1.InvitationStatus\x12\x12\n\ninvited_by\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_sent_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsend_count\x18\x0e \x01(\x05\x12\x30\n\x0crespond_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x0finvited_by_kind\x18\x10 \x01(\x0e\x32\x12.orgd.v1.ActorKind\x12\x1d\n\x15invited_by_acting_for\x18\x11 \x01(\t\x12\x1b\n\x13last_delivery_error\x18\x12 \x01(\t\x12\x38\n\x14\x64\x65livery_failed_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9c\x01\n\x13InviteMemberRequest\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x12\n\ngiven_name\x18\x03 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x04 \x01(\t\x12\r\n\x05\x65mail\x18\x05 \x01(\t\x12\x0c\n\x04role\x18\x06 \x01(\t\x12\x17\n\x0f\x65xpires_in_days\x18\x07 \x01(\x05\"o\n\x14InviteMemberResponse\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\'\n\ninvitation\x18\x03 \x01(\x0b\x32\x13.orgd.v1.Invitation\x12\x11\n\treinvited\x18\x04 \x01(\x08\"c\n\x18\x42ulkInviteMembersRequest\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12.\n\x08invitees\x18\x02 \x03(\x0b\x32\x1c.orgd.v1.InviteMemberRequest\"\x82\x02\n\x10\x42ulkInviteResult\x12\x32\n\x07outcome\x18\x01 \x01(\x0e\x32!.orgd.v1.BulkInviteResult.Outcome\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x15\n\rinvitation_id\x18\x05 \x01(\t\"y\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x10\n\x0cOUTCOME_SENT\x10\x01\x12\x12\n\x0eOUTCOME_RESENT\x10\x02\x12\x1a\n\x16OUTCOME_ALREADY_MEMBER\x10\x03\x12\x13\n\x0fOUTCOME_INVALID\x10\x04\"G\n\x19\x42ulkInviteMembersResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.orgd.v1.BulkInviteResult\"\"\n\x14GetInvitationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x93\x01\n\x16ListInvitationsRequest\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x19.orgd.v1.InvitationStatusH\x00\x88\x01\x01\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\tB\t\n\x07_status\"\\\n\x17ListInvitationsResponse\x12(\n\x0binvitations\x18\x01 \x03(\x0b\x32\x13.orgd.v1.Invitation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\">\n\x17ResendInvitationRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0f\x65xpires_in_days\x18\x02 \x01(\x05\"\'\n\x19WithdrawInvitationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"(\n\x17\x41\x63\x63\x65ptInvitationRequest\x12\r\n\x05token\x18\x01 \x01(\t\"q\n\x18\x41\x63\x63\x65ptInvitationResponse\x12\'\n\ninvitation\x18\x01 \x01(\x0b\x32\x13.orgd.v1.Invitation\x12,\n\nmembership\x18\x02 \x01(\x0b\x32\x18.orgd.v1.StaffMembership\")\n\x18\x44\x65\x63lineInvitationRequest\x12\r\n\x05token\x18\x01 \x01(\t\"\xb3\x03\n\rOutboxMessage\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x10\n\x08template\x18\x03 \x01(\t\x12\x17\n\x0forganization_id\x18\x04 \x01(\t\x12\x15\n\rinvitation_id\x18\x05 \x01(\t\x12\r\n\x05token\x18\x06 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x05\x12\x35\n\x11lease_expire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x0corganization\x18\t \x01(\x0b\x32\x1b.orgd.v1.OutboxOrganization\x12\'\n\x07inviter\x18\n \x01(\x0b\x32\x16.orgd.v1.OutboxInviter\x12\'\n\x07invitee\x18\x0b \x01(\x0b\x32\x16.orgd.v1.OutboxInvitee\x12 \n\x04role\x18\x0c \x01(\x0e\x32\x12.orgd.v1.StaffRole\x12\x11\n\trole_name\x18\r \x01(\t\x12/\n\x0b\x65xpire_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\".\n\x12OutboxOrganization\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"S\n\rOutboxInviter\x12\n\n\x02id\x18\x01 \x01(\t\x12 \n\x04kind\x18\x02 \x01(\x0e\x32\x12.orgd.v1.ActorKind\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\"V\n\rOutboxInvitee\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x12\n\ngiven_name\x18\x03 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x04 \x01(\t\"T\n\x12\x43laimOutboxRequest\x12\x11\n\tmailer_id\x18\x01 \x01(\t\x12\x14\n\x0cmax_messages\x18\x02 \x01(\x05\x12\x15\n\rlease_seconds\x18\x03 \x01(\x05\"?\n\x13\x43laimOutboxResponse\x12(\n\x08messages\x18\x01 \x03(\x0b\x32\x16.orgd.v1.OutboxMessage\"S\n\x10\x41\x63kOutboxRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tmailer_id\x18\x02 \x01(\t\x12\x11\n\tdelivered\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"\\\n\x11\x41\x63kOutboxResponse\x12\x10\n\x08retrying\x18\x01 \x01(\x08\x12\x35\n\x11next_attempt_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xfb\x01\n\x10InvitationStatus\x12!\n\x1dINVITATION_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19INVITATION_STATUS_PENDING\x10\x01\x12\x1e\n\x1aINVITATION_STATUS_ACCEPTED\x10\x02\x12\x1e\n\x1aINVITATION_STATUS_DECLINED\x10\x03\x12\x1f\n\x1bINVITATION_STATUS_WITHDRAWN\x10\x04\x12\x1d\n\x19INVITATION_STATUS_EXPIRED\x10\x05\x12%\n!INVITATION_STATUS_DELIVERY_FAILED\x10\x06\x32\xa5\x06\n\x11InvitationService\x12K\n\x0cInviteMember\x12\x1c.orgd.v1.InviteMemberRequest\x1a\x1d.orgd.v1.InviteMemberResponse\x12Z\n\x11\x42ulkInviteMembers\x12!.orgd.v1.BulkInviteMembersRequest\x1a\".orgd.v1.BulkInviteMembersResponse\x12\x43\n\rGetInvitation\x12\x1d.orgd.v1.GetInvitationRequest\x1a\x13.orgd.v1.Invitation\x12T\n\x0fListInvitations\x12\x1f.orgd.v1.ListInvitationsRequest\x1a .orgd.v1.ListInvitationsResponse\x12I\n\x10ResendInvitation\x12 .orgd.v1.ResendInvitationRequest\x1a\x13.orgd.v1.Invitation\x12M\n\x12WithdrawInvitation\x12\".orgd.v1.WithdrawInvitationRequest\x1a\x13.orgd.v1.Invitation\x12W\n\x10\x41\x63\x63\x65ptInvitation\x12 .orgd.v1.AcceptInvitationRequest\x1a!.orgd.v1.AcceptInvitationResponse\x12K\n\x11\x44\x65\x63lineInvitation\x12!.orgd.v1.DeclineInvitationRequest\x1a\x13.orgd.v1.Invitation\x12H\n\x0b\x43laimOutbox\x12\x1b.orgd.v1.ClaimOutboxRequest\x1a\x1c.orgd.v1.ClaimOutboxResponse\x12\x42\n\tAckOutbox\x12\x19.orgd.v1.AckOutboxRequest\x1a\x1a.orgd.v1.AckOutboxResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18orgd/v1/invitation.proto\x12\x07orgd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14orgd/v1/common.proto\x1a\x15orgd/v1/options.proto\x1a\x18orgd/v1/membership.proto\"\xf1\x04\n\nInvitation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12\x17\n\x0finvitee_user_id\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\r\n\x05title\x18\x05 \x01(\t\x12\x12\n\ngiven_name\x18\x06 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x07 \x01(\t\x12 \n\x04role\x18\x08 \x01(\x0e\x32\x12.orgd.v1.StaffRole\x12)\n\x06status\x18\t \x01(\x0e\x32\x19.orgd.v1.InvitationStatus\x12\x12\n\ninvited_by\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_sent_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsend_count\x18\x0e \x01(\x05\x12\x30\n\x0crespond_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x0finvited_by_kind\x18\x10 \x01(\x0e\x32\x12.orgd.v1.ActorKind\x12\x1d\n\x15invited_by_acting_for\x18\x11 \x01(\t\x12\x1b\n\x13last_delivery_error\x18\x12 \x01(\t\x12\x38\n\x14\x64\x65livery_failed_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9c\x01\n\x13InviteMemberRequest\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x12\n\ngiven_name\x18\x03 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x04 \x01(\t\x12\r\n\x05\x65mail\x18\x05 \x01(\t\x12\x0c\n\x04role\x18\x06 \x01(\t\x12\x17\n\x0f\x65xpires_in_days\x18\x07 \x01(\x05\"o\n\x14InviteMemberResponse\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\'\n\ninvitation\x18\x03 \x01(\x0b\x32\x13.orgd.v1.Invitation\x12\x11\n\treinvited\x18\x04 \x01(\x08\"c\n\x18\x42ulkInviteMembersRequest\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12.\n\x08invitees\x18\x02 \x03(\x0b\x32\x1c.orgd.v1.InviteMemberRequest\"\x82\x02\n\x10\x42ulkInviteResult\x12\x32\n\x07outcome\x18\x01 \x01(\x0e\x32!.orgd.v1.BulkInviteResult.Outcome\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x15\n\rinvitation_id\x18\x05 \x01(\t\"y\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x10\n\x0cOUTCOME_SENT\x10\x01\x12\x12\n\x0eOUTCOME_RESENT\x10\x02\x12\x1a\n\x16OUTCOME_ALREADY_MEMBER\x10\x03\x12\x13\n\x0fOUTCOME_INVALID\x10\x04\"G\n\x19\x42ulkInviteMembersResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.orgd.v1.BulkInviteResult\"\"\n\x14GetInvitationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x93\x01\n\x16ListInvitationsRequest\x12\x17\n\x0forganization_id\x18\x01 \x01(\t\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x19.orgd.v1.InvitationStatusH\x00\x88\x01\x01\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\tB\t\n\x07_status\"\\\n\x17ListInvitationsResponse\x12(\n\x0binvitations\x18\x01 \x03(\x0b\x32\x13.orgd.v1.Invitation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\">\n\x17ResendInvitationRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0f\x65xpires_in_days\x18\x02 \x01(\x05\"\'\n\x19WithdrawInvitationRequest\x12\n\n\x02id\x18\x01 \x01(\t\"(\n\x17\x41\x63\x63\x65ptInvitationRequest\x12\r\n\x05token\x18\x01 \x01(\t\"q\n\x18\x41\x63\x63\x65ptInvitationResponse\x12\'\n\ninvitation\x18\x01 \x01(\x0b\x32\x13.orgd.v1.Invitation\x12,\n\nmembership\x18\x02 \x01(\x0b\x32\x18.orgd.v1.StaffMembership\")\n\x18\x44\x65\x63lineInvitationRequest\x12\r\n\x05token\x18\x01 \x01(\t\"\xb3\x03\n\rOutboxMessage\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x10\n\x08template\x18\x03 \x01(\t\x12\x17\n\x0forganization_id\x18\x04 \x01(\t\x12\x15\n\rinvitation_id\x18\x05 \x01(\t\x12\r\n\x05token\x18\x06 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x05\x12\x35\n\x11lease_expire_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x0corganization\x18\t \x01(\x0b\x32\x1b.orgd.v1.OutboxOrganization\x12\'\n\x07inviter\x18\n \x01(\x0b\x32\x16.orgd.v1.OutboxInviter\x12\'\n\x07invitee\x18\x0b \x01(\x0b\x32\x16.orgd.v1.OutboxInvitee\x12 \n\x04role\x18\x0c \x01(\x0e\x32\x12.orgd.v1.StaffRole\x12\x11\n\trole_name\x18\r \x01(\t\x12/\n\x0b\x65xpire_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\".\n\x12OutboxOrganization\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"S\n\rOutboxInviter\x12\n\n\x02id\x18\x01 \x01(\t\x12 \n\x04kind\x18\x02 \x01(\x0e\x32\x12.orgd.v1.ActorKind\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\"V\n\rOutboxInvitee\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x12\n\ngiven_name\x18\x03 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x04 \x01(\t\"T\n\x12\x43laimOutboxRequest\x12\x11\n\tmailer_id\x18\x01 \x01(\t\x12\x14\n\x0cmax_messages\x18\x02 \x01(\x05\x12\x15\n\rlease_seconds\x18\x03 \x01(\x05\"?\n\x13\x43laimOutboxResponse\x12(\n\x08messages\x18\x01 \x03(\x0b\x32\x16.orgd.v1.OutboxMessage\"S\n\x10\x41\x63kOutboxRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tmailer_id\x18\x02 \x01(\t\x12\x11\n\tdelivered\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"\\\n\x11\x41\x63kOutboxResponse\x12\x10\n\x08retrying\x18\x01 \x01(\x08\x12\x35\n\x11next_attempt_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xfb\x01\n\x10InvitationStatus\x12!\n\x1dINVITATION_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19INVITATION_STATUS_PENDING\x10\x01\x12\x1e\n\x1aINVITATION_STATUS_ACCEPTED\x10\x02\x12\x1e\n\x1aINVITATION_STATUS_DECLINED\x10\x03\x12\x1f\n\x1bINVITATION_STATUS_WITHDRAWN\x10\x04\x12\x1d\n\x19INVITATION_STATUS_EXPIRED\x10\x05\x12%\n!INVITATION_STATUS_DELIVERY_FAILED\x10\x06\x32\x81\x07\n\x11InvitationService\x12U\n\x0cInviteMember\x12\x1c.orgd.v1.InviteMemberRequest\x1a\x1d.orgd.v1.InviteMemberResponse\"\x08\xea\xe0\x18\x04\x08\x05\x10\x01\x12\x64\n\x11\x42ulkInviteMembers\x12!.orgd.v1.BulkInviteMembersRequest\x1a\".orgd.v1.BulkInviteMembersResponse\"\x08\xea\xe0\x18\x04\x08\x05\x10\x01\x12K\n\rGetInvitation\x12\x1d.orgd.v1.GetInvitationRequest\x1a\x13.orgd.v1.Invitation\"\x06\xea\xe0\x18\x02\x08\x05\x12\\\n\x0fListInvitations\x12\x1f.orgd.v1.ListInvitationsRequest\x1a .orgd.v1.ListInvitationsResponse\"\x06\xea\xe0\x18\x02\x08\x05\x12S\n\x10ResendInvitation\x12 .orgd.v1.ResendInvitationRequest\x1a\x13.orgd.v1.Invitation\"\x08\xea\xe0\x18\x04\x08\x05\x10\x01\x12W\n\x12WithdrawInvitation\x12\".orgd.v1.WithdrawInvitationRequest\x1a\x13.orgd.v1.Invitation\"\x08\xea\xe0\x18\x04\x08\x05\x10\x01\x12\x61\n\x10\x41\x63\x63\x65ptInvitation\x12 .orgd.v1.AcceptInvitationRequest\x1a!.orgd.v1.AcceptInvitationResponse\"\x08\xea\xe0\x18\x04\x08\x02\x10\x02\x12U\n\x11\x44\x65\x63lineInvitation\x12!.orgd.v1.DeclineInvitationRequest\x1a\x13.orgd.v1.Invitation\"\x08\xea\xe0\x18\x04\x08\x02\x10\x02\x12P\n\x0b\x43laimOutbox\x12\x1b.orgd.v1.ClaimOutboxRequest\x1a\x1c.orgd.v1.ClaimOutboxResponse\"\x06\xea\xe0\x18\x02\x08\t\x12J\n\tAckOutbox\x12\x19.orgd.v1.AckOutboxRequest\x1a\x1a.orgd.v1.AckOutboxResponse\"\x06\xea\xe0\x18\x02\x08\tb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orgd.v1.invitation_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
-  _INVITATIONSTATUS._serialized_start=3028
-  _INVITATIONSTATUS._serialized_end=3279
-  _INVITATION._serialized_start=119
-  _INVITATION._serialized_end=744
-  _INVITEMEMBERREQUEST._serialized_start=747
-  _INVITEMEMBERREQUEST._serialized_end=903
-  _INVITEMEMBERRESPONSE._serialized_start=905
-  _INVITEMEMBERRESPONSE._serialized_end=1016
-  _BULKINVITEMEMBERSREQUEST._serialized_start=1018
-  _BULKINVITEMEMBERSREQUEST._serialized_end=1117
-  _BULKINVITERESULT._serialized_start=1120
-  _BULKINVITERESULT._serialized_end=1378
-  _BULKINVITERESULT_OUTCOME._serialized_start=1257
-  _BULKINVITERESULT_OUTCOME._serialized_end=1378
-  _BULKINVITEMEMBERSRESPONSE._serialized_start=1380
-  _BULKINVITEMEMBERSRESPONSE._serialized_end=1451
-  _GETINVITATIONREQUEST._serialized_start=1453
-  _GETINVITATIONREQUEST._serialized_end=1487
-  _LISTINVITATIONSREQUEST._serialized_start=1490
-  _LISTINVITATIONSREQUEST._serialized_end=1637
-  _LISTINVITATIONSRESPONSE._serialized_start=1639
-  _LISTINVITATIONSRESPONSE._serialized_end=1731
-  _RESENDINVITATIONREQUEST._serialized_start=1733
-  _RESENDINVITATIONREQUEST._serialized_end=1795
-  _WITHDRAWINVITATIONREQUEST._serialized_start=1797
-  _WITHDRAWINVITATIONREQUEST._serialized_end=1836
-  _ACCEPTINVITATIONREQUEST._serialized_start=1838
-  _ACCEPTINVITATIONREQUEST._serialized_end=1878
-  _ACCEPTINVITATIONRESPONSE._serialized_start=1880
-  _ACCEPTINVITATIONRESPONSE._serialized_end=1993
-  _DECLINEINVITATIONREQUEST._serialized_start=1995
-  _DECLINEINVITATIONREQUEST._serialized_end=2036
-  _OUTBOXMESSAGE._serialized_start=2039
-  _OUTBOXMESSAGE._serialized_end=2474
-  _OUTBOXORGANIZATION._serialized_start=2476
-  _OUTBOXORGANIZATION._serialized_end=2522
-  _OUTBOXINVITER._serialized_start=2524
-  _OUTBOXINVITER._serialized_end=2607
-  _OUTBOXINVITEE._serialized_start=2609
-  _OUTBOXINVITEE._serialized_end=2695
-  _CLAIMOUTBOXREQUEST._serialized_start=2697
-  _CLAIMOUTBOXREQUEST._serialized_end=2781
-  _CLAIMOUTBOXRESPONSE._serialized_start=2783
-  _CLAIMOUTBOXRESPONSE._serialized_end=2846
-  _ACKOUTBOXREQUEST._serialized_start=2848
-  _ACKOUTBOXREQUEST._serialized_end=2931
-  _ACKOUTBOXRESPONSE._serialized_start=2933
-  _ACKOUTBOXRESPONSE._serialized_end=3025
-  _INVITATIONSERVICE._serialized_start=3282
-  _INVITATIONSERVICE._serialized_end=4087
+  _INVITATIONSERVICE.methods_by_name['InviteMember']._options = None
+  _INVITATIONSERVICE.methods_by_name['InviteMember']._serialized_options = b'\352\340\030\004\010\005\020\001'
+  _INVITATIONSERVICE.methods_by_name['BulkInviteMembers']._options = None
+  _INVITATIONSERVICE.methods_by_name['BulkInviteMembers']._serialized_options = b'\352\340\030\004\010\005\020\001'
+  _INVITATIONSERVICE.methods_by_name['GetInvitation']._options = None
+  _INVITATIONSERVICE.methods_by_name['GetInvitation']._serialized_options = b'\352\340\030\002\010\005'
+  _INVITATIONSERVICE.methods_by_name['ListInvitations']._options = None
+  _INVITATIONSERVICE.methods_by_name['ListInvitations']._serialized_options = b'\352\340\030\002\010\005'
+  _INVITATIONSERVICE.methods_by_name['ResendInvitation']._options = None
+  _INVITATIONSERVICE.methods_by_name['ResendInvitation']._serialized_options = b'\352\340\030\004\010\005\020\001'
+  _INVITATIONSERVICE.methods_by_name['WithdrawInvitation']._options = None
+  _INVITATIONSERVICE.methods_by_name['WithdrawInvitation']._serialized_options = b'\352\340\030\004\010\005\020\001'
+  _INVITATIONSERVICE.methods_by_name['AcceptInvitation']._options = None
+  _INVITATIONSERVICE.methods_by_name['AcceptInvitation']._serialized_options = b'\352\340\030\004\010\002\020\002'
+  _INVITATIONSERVICE.methods_by_name['DeclineInvitation']._options = None
+  _INVITATIONSERVICE.methods_by_name['DeclineInvitation']._serialized_options = b'\352\340\030\004\010\002\020\002'
+  _INVITATIONSERVICE.methods_by_name['ClaimOutbox']._options = None
+  _INVITATIONSERVICE.methods_by_name['ClaimOutbox']._serialized_options = b'\352\340\030\002\010\t'
+  _INVITATIONSERVICE.methods_by_name['AckOutbox']._options = None
+  _INVITATIONSERVICE.methods_by_name['AckOutbox']._serialized_options = b'\352\340\030\002\010\t'
+  _INVITATIONSTATUS._serialized_start=3051
+  _INVITATIONSTATUS._serialized_end=3302
+  _INVITATION._serialized_start=142
+  _INVITATION._serialized_end=767
+  _INVITEMEMBERREQUEST._serialized_start=770
+  _INVITEMEMBERREQUEST._serialized_end=926
+  _INVITEMEMBERRESPONSE._serialized_start=928
+  _INVITEMEMBERRESPONSE._serialized_end=1039
+  _BULKINVITEMEMBERSREQUEST._serialized_start=1041
+  _BULKINVITEMEMBERSREQUEST._serialized_end=1140
+  _BULKINVITERESULT._serialized_start=1143
+  _BULKINVITERESULT._serialized_end=1401
+  _BULKINVITERESULT_OUTCOME._serialized_start=1280
+  _BULKINVITERESULT_OUTCOME._serialized_end=1401
+  _BULKINVITEMEMBERSRESPONSE._serialized_start=1403
+  _BULKINVITEMEMBERSRESPONSE._serialized_end=1474
+  _GETINVITATIONREQUEST._serialized_start=1476
+  _GETINVITATIONREQUEST._serialized_end=1510
+  _LISTINVITATIONSREQUEST._serialized_start=1513
+  _LISTINVITATIONSREQUEST._serialized_end=1660
+  _LISTINVITATIONSRESPONSE._serialized_start=1662
+  _LISTINVITATIONSRESPONSE._serialized_end=1754
+  _RESENDINVITATIONREQUEST._serialized_start=1756
+  _RESENDINVITATIONREQUEST._serialized_end=1818
+  _WITHDRAWINVITATIONREQUEST._serialized_start=1820
+  _WITHDRAWINVITATIONREQUEST._serialized_end=1859
+  _ACCEPTINVITATIONREQUEST._serialized_start=1861
+  _ACCEPTINVITATIONREQUEST._serialized_end=1901
+  _ACCEPTINVITATIONRESPONSE._serialized_start=1903
+  _ACCEPTINVITATIONRESPONSE._serialized_end=2016
+  _DECLINEINVITATIONREQUEST._serialized_start=2018
+  _DECLINEINVITATIONREQUEST._serialized_end=2059
+  _OUTBOXMESSAGE._serialized_start=2062
+  _OUTBOXMESSAGE._serialized_end=2497
+  _OUTBOXORGANIZATION._serialized_start=2499
+  _OUTBOXORGANIZATION._serialized_end=2545
+  _OUTBOXINVITER._serialized_start=2547
+  _OUTBOXINVITER._serialized_end=2630
+  _OUTBOXINVITEE._serialized_start=2632
+  _OUTBOXINVITEE._serialized_end=2718
+  _CLAIMOUTBOXREQUEST._serialized_start=2720
+  _CLAIMOUTBOXREQUEST._serialized_end=2804
+  _CLAIMOUTBOXRESPONSE._serialized_start=2806
+  _CLAIMOUTBOXRESPONSE._serialized_end=2869
+  _ACKOUTBOXREQUEST._serialized_start=2871
+  _ACKOUTBOXREQUEST._serialized_end=2954
+  _ACKOUTBOXRESPONSE._serialized_start=2956
+  _ACKOUTBOXRESPONSE._serialized_end=3048
+  _INVITATIONSERVICE._serialized_start=3305
+  _INVITATIONSERVICE._serialized_end=4202
 # @@protoc_insertion_point(module_scope)

@@ -13,38 +13,53 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from orgd.v1 import common_pb2 as orgd_dot_v1_dot_common__pb2
+from orgd.v1 import options_pb2 as orgd_dot_v1_dot_options__pb2
 from orgd.v1 import membership_pb2 as orgd_dot_v1_dot_membership__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aorgd/v1/organization.proto\x12\x07orgd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14orgd/v1/common.proto\x1a\x18orgd/v1/membership.proto\"\xfd\x01\n\x0cOrganization\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\'\n\x04type\x18\x03 \x01(\x0e\x32\x19.orgd.v1.OrganizationType\x12\'\n\nidentifier\x18\x04 \x01(\x0b\x32\x13.orgd.v1.Identifier\x12\x0e\n\x06\x61\x63tive\x18\x05 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x08 \x01(\x03\"{\n\x19\x43reateOrganizationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x04type\x18\x02 \x01(\x0e\x32\x19.orgd.v1.OrganizationType\x12\'\n\nidentifier\x18\x03 \x01(\x0b\x32\x13.orgd.v1.Identifier\"\x8e\x01\n\x16GetOrganizationRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0fstaff_page_size\x18\x02 \x01(\x05\x12\x18\n\x10staff_page_token\x18\x03 \x01(\t\x12\x19\n\x11patient_page_size\x18\x04 \x01(\x05\x12\x1a\n\x12patient_page_token\x18\x05 \x01(\t\"\x89\x02\n\x17GetOrganizationResponse\x12+\n\x0corganization\x18\x01 \x01(\x0b\x32\x15.orgd.v1.Organization\x12\'\n\x05staff\x18\x02 \x03(\x0b\x32\x18.orgd.v1.StaffMembership\x12\x13\n\x0bstaff_count\x18\x03 \x01(\x03\x12\x1d\n\x15next_staff_page_token\x18\x04 \x01(\t\x12,\n\x08patients\x18\x05 \x03(\x0b\x32\x1a.orgd.v1.PatientMembership\x12\x15\n\rpatient_count\x18\x06 \x01(\x03\x12\x1f\n\x17next_patient_page_token\x18\x07 \x01(\t\"\xcf\x01\n\x19UpdateOrganizationRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x11\n\x04name\x18\x03 \x01(\tH\x00\x88\x01\x01\x12,\n\x04type\x18\x04 \x01(\x0e\x32\x19.orgd.v1.OrganizationTypeH\x01\x88\x01\x01\x12\'\n\nidentifier\x18\x05 \x01(\x0b\x32\x13.orgd.v1.Identifier\x12\x19\n\x11remove_identifier\x18\x06 \x01(\x08\x42\x07\n\x05_nameB\x07\n\x05_type\"\xad\x01\n\x18ListOrganizationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12,\n\x04type\x18\x03 \x01(\x0e\x32\x19.orgd.v1.OrganizationTypeH\x00\x88\x01\x01\x12\x13\n\x06\x61\x63tive\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x13\n\x0bname_prefix\x18\x05 \x01(\tB\x07\n\x05_typeB\t\n\x07_active\"b\n\x19ListOrganizationsResponse\x12,\n\rorganizations\x18\x01 \x03(\x0b\x32\x15.orgd.v1.Organization\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"<\n\x1d\x44\x65\x61\x63tivateOrganizationRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"<\n\x1dReactivateOrganizationRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"+\n\x1d\x45xportOrganizationFhirRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x1e\x45xportOrganizationFhirResponse\x12\x13\n\x0b\x62undle_json\x18\x01 \x01(\t2\x86\x05\n\x13OrganizationService\x12O\n\x12\x43reateOrganization\x12\".orgd.v1.CreateOrganizationRequest\x1a\x15.orgd.v1.Organization\x12T\n\x0fGetOrganization\x12\x1f.orgd.v1.GetOrganizationRequest\x1a .orgd.v1.GetOrganizationResponse\x12O\n\x12UpdateOrganization\x12\".orgd.v1.UpdateOrganizationRequest\x1a\x15.orgd.v1.Organization\x12Z\n\x11ListOrganizations\x12!.orgd.v1.ListOrganizationsRequest\x1a\".orgd.v1.ListOrganizationsResponse\x12W\n\x16\x44\x65\x61\x63tivateOrganization\x12&.orgd.v1.DeactivateOrganizationRequest\x1a\x15.orgd.v1.Organization\x12W\n\x16ReactivateOrganization\x12&.orgd.v1.ReactivateOrganizationRequest\x1a\x15.orgd.v1.Organization\x12i\n\x16\x45xportOrganizationFhir\x12&.orgd.v1.ExportOrganizationFhirRequest\x1a\'.orgd.v1.ExportOrganizationFhirResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aorgd/v1/organization.proto\x12\x07orgd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14orgd/v1/common.proto\x1a\x15orgd/v1/options.proto\x1a\x18orgd/v1/membership.proto\"\xfd\x01\n\x0cOrganization\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\'\n\x04type\x18\x03 \x01(\x0e\x32\x19.orgd.v1.OrganizationType\x12\'\n\nidentifier\x18\x04 \x01(\x0b\x32\x13.orgd.v1.Identifier\x12\x0e\n\x06\x61\x63tive\x18\x05 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x08 \x01(\x03\"{\n\x19\x43reateOrganizationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x04type\x18\x02 \x01(\x0e\x32\x19.orgd.v1.OrganizationType\x12\'\n\nidentifier\x18\x03 \x01(\x0b\x32\x13.orgd.v1.Identifier\"\x8e\x01\n\x16GetOrganizationRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0fstaff_page_size\x18\x02 \x01(\x05\x12\x18\n\x10staff_page_token\x18\x03 \x01(\t\x12\x19\n\x11patient_page_size\x18\x04 \x01(\x05\x12\x1a\n\x12patient_page_token\x18\x05 \x01(\t\"\x89\x02\n\x17GetOrganizationResponse\x12+\n\x0corganization\x18\x01 \x01(\x0b\x32\x15.orgd.v1.Organization\x12\'\n\x05staff\x18\x02 \x03(\x0b\x32\x18.orgd.v1.StaffMembership\x12\x13\n\x0bstaff_count\x18\x03 \x01(\x03\x12\x1d\n\x15next_staff_page_token\x18\x04 \x01(\t\x12,\n\x08patients\x18\x05 \x03(\x0b\x32\x1a.orgd.v1.PatientMembership\x12\x15\n\rpatient_count\x18\x06 \x01(\x03\x12\x1f\n\x17next_patient_page_token\x18\x07 \x01(\t\"\xcf\x01\n\x19UpdateOrganizationRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x11\n\x04name\x18\x03 \x01(\tH\x00\x88\x01\x01\x12,\n\x04type\x18\x04 \x01(\x0e\x32\x19.orgd.v1.OrganizationTypeH\x01\x88\x01\x01\x12\'\n\nidentifier\x18\x05 \x01(\x0b\x32\x13.orgd.v1.Identifier\x12\x19\n\x11remove_identifier\x18\x06 \x01(\x08\x42\x07\n\x05_nameB\x07\n\x05_type\"\xad\x01\n\x18ListOrganizationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12,\n\x04type\x18\x03 \x01(\x0e\x32\x19.orgd.v1.OrganizationTypeH\x00\x88\x01\x01\x12\x13\n\x06\x61\x63tive\x18\x04 \x01(\x08H\x01\x88\x01\x01\x12\x13\n\x0bname_prefix\x18\x05 \x01(\tB\x07\n\x05_typeB\t\n\x07_active\"b\n\x19ListOrganizationsResponse\x12,\n\rorganizations\x18\x01 \x03(\x0b\x32\x15.orgd.v1.Organization\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"<\n\x1d\x44\x65\x61\x63tivateOrganizationRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"<\n\x1dReactivateOrganizationRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"+\n\x1d\x45xportOrganizationFhirRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x1e\x45xportOrganizationFhirResponse\x12\x13\n\x0b\x62undle_json\x18\x01 \x01(\t2\xc6\x05\n\x13OrganizationService\x12Y\n\x12\x43reateOrganization\x12\".orgd.v1.CreateOrganizationRequest\x1a\x15.orgd.v1.Organization\"\x08\xea\xe0\x18\x04\x08\x03\x10\x01\x12\\\n\x0fGetOrganization\x12\x1f.orgd.v1.GetOrganizationRequest\x1a .orgd.v1.GetOrganizationResponse\"\x06\xea\xe0\x18\x02\x08\x03\x12Y\n\x12UpdateOrganization\x12\".orgd.v1.UpdateOrganizationRequest\x1a\x15.orgd.v1.Organization\"\x08\xea\xe0\x18\x04\x08\x03\x10\x01\x12\x62\n\x11ListOrganizations\x12!.orgd.v1.ListOrganizationsRequest\x1a\".orgd.v1.ListOrganizationsResponse\"\x06\xea\xe0\x18\x02\x08\x03\x12\x61\n\x16\x44\x65\x61\x63tivateOrganization\x12&.orgd.v1.DeactivateOrganizationRequest\x1a\x15.orgd.v1.Organization\"\x08\xea\xe0\x18\x04\x08\x03\x10\x01\x12\x61\n\x16ReactivateOrganization\x12&.orgd.v1.ReactivateOrganizationRequest\x1a\x15.orgd.v1.Organization\"\x08\xea\xe0\x18\x04\x08\x03\x10\x01\x12q\n\x16\x45xportOrganizationFhir\x12&.orgd.v1.ExportOrganizationFhirRequest\x1a\'.orgd.v1.ExportOrganizationFhirResponse\"\x06\xea\xe0\x18\x02\x08\x03\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orgd.v1.organization_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
-  _ORGANIZATION._serialized_start=121
-  _ORGANIZATION._serialized_end=374
-  _CREATEORGANIZATIONREQUEST._serialized_start=376
-  _CREATEORGANIZATIONREQUEST._serialized_end=499
-  _GETORGANIZATIONREQUEST._serialized_start=502
-  _GETORGANIZATIONREQUEST._serialized_end=644
-  _GETORGANIZATIONRESPONSE._serialized_start=647
-  _GETORGANIZATIONRESPONSE._serialized_end=912
-  _UPDATEORGANIZATIONREQUEST._serialized_start=915
-  _UPDATEORGANIZATIONREQUEST._serialized_end=1122
-  _LISTORGANIZATIONSREQUEST._serialized_start=1125
-  _LISTORGANIZATIONSREQUEST._serialized_end=1298
-  _LISTORGANIZATIONSRESPONSE._serialized_start=1300
-  _LISTORGANIZATIONSRESPONSE._serialized_end=1398
-  _DEACTIVATEORGANIZATIONREQUEST._serialized_start=1400
-  _DEACTIVATEORGANIZATIONREQUEST._serialized_end=1460
-  _REACTIVATEORGANIZATIONREQUEST._serialized_start=1462
-  _REACTIVATEORGANIZATIONREQUEST._serialized_end=1522
-  _EXPORTORGANIZATIONFHIRREQUEST._serialized_start=1524
-  _EXPORTORGANIZATIONFHIRREQUEST._serialized_end=1567
-  _EXPORTORGANIZATIONFHIRRESPONSE._serialized_start=1569
-  _EXPORTORGANIZATIONFHIRRESPONSE._serialized_end=1622
-  _ORGANIZATIONSERVICE._serialized_start=1625
-  _ORGANIZATIONSERVICE._serialized_end=2271
+  _ORGANIZATIONSERVICE.methods_by_name['CreateOrganization']._options = None
+  _ORGANIZATIONSERVICE.methods_by_name['CreateOrganization']._serialized_options = b'\352\340\030\004\010\003\020\001'
+  _ORGANIZATIONSERVICE.methods_by_name['GetOrganization']._options = None
+  _ORGANIZATIONSERVICE.methods_by_name['GetOrganization']._serialized_options = b'\352\340\030\002\010\003'
+  _ORGANIZATIONSERVICE.methods_by_name['UpdateOrganization']._options = None
+  _ORGANIZATIONSERVICE.methods_by_name['UpdateOrganization']._serialized_options = b'\352\340\030\004\010\003\020\001'
+  _ORGANIZATIONSERVICE.methods_by_name['ListOrganizations']._options = None
+  _ORGANIZATIONSERVICE.methods_by_name['ListOrganizations']._serialized_options = b'\352\340\030\002\010\003'
+  _ORGANIZATIONSERVICE.methods_by_name['DeactivateOrganization']._options = None
+  _ORGANIZATIONSERVICE.methods_by_name['DeactivateOrganization']._serialized_options = b'\352\340\030\004\010\003\020\001'
+  _ORGANIZATIONSERVICE.methods_by_name['ReactivateOrganization']._options = None
+  _ORGANIZATIONSERVICE.methods_by_name['ReactivateOrganization']._serialized_options = b'\352\340\030\004\010\003\020\001'
+  _ORGANIZATIONSERVICE.methods_by_name['ExportOrganizationFhir']._options = None
+  _ORGANIZATIONSERVICE.methods_by_name['ExportOrganizationFhir']._serialized_options = b'\352\340\030\002\010\003'
+  _ORGANIZATION._serialized_start=144
+  _ORGANIZATION._serialized_end=397
+  _CREATEORGANIZATIONREQUEST._serialized_start=399
+  _CREATEORGANIZATIONREQUEST._serialized_end=522
+  _GETORGANIZATIONREQUEST._serialized_start=525
+  _GETORGANIZATIONREQUEST._serialized_end=667
+  _GETORGANIZATIONRESPONSE._serialized_start=670
+  _GETORGANIZATIONRESPONSE._serialized_end=935
+  _UPDATEORGANIZATIONREQUEST._serialized_start=938
+  _UPDATEORGANIZATIONREQUEST._serialized_end=1145
+  _LISTORGANIZATIONSREQUEST._serialized_start=1148
+  _LISTORGANIZATIONSREQUEST._serialized_end=1321
+  _LISTORGANIZATIONSRESPONSE._serialized_start=1323
+  _LISTORGANIZATIONSRESPONSE._serialized_end=1421
+  _DEACTIVATEORGANIZATIONREQUEST._serialized_start=1423
+  _DEACTIVATEORGANIZATIONREQUEST._serialized_end=1483
+  _REACTIVATEORGANIZATIONREQUEST._serialized_start=1485
+  _REACTIVATEORGANIZATIONREQUEST._serialized_end=1545
+  _EXPORTORGANIZATIONFHIRREQUEST._serialized_start=1547
+  _EXPORTORGANIZATIONFHIRREQUEST._serialized_end=1590
+  _EXPORTORGANIZATIONFHIRRESPONSE._serialized_start=1592
+  _EXPORTORGANIZATIONFHIRRESPONSE._serialized_end=1645
+  _ORGANIZATIONSERVICE._serialized_start=1648
+  _ORGANIZATIONSERVICE._serialized_end=2358
 # @@protoc_insertion_point(module_scope)

@@ -13,35 +13,46 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from orgd.v1 import common_pb2 as orgd_dot_v1_dot_common__pb2
+from orgd.v1 import options_pb2 as orgd_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13orgd/v1/token.proto\x12\x07orgd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14orgd/v1/common.proto\"\xa9\x01\n\x0eServiceAccount\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x0bsystem_role\x18\x03 \x01(\x0e\x32\x13.orgd.v1.SystemRole\x12\x12\n\nmay_act_as\x18\x04 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06mailer\x18\x06 \x01(\x08\"\x8c\x02\n\x08\x41piToken\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x11\n\x07user_id\x18\x03 \x01(\tH\x00\x12\x1c\n\x12service_account_id\x18\x04 \x01(\tH\x00\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x0b\n\tprincipal\"y\n\x1b\x43reateServiceAccountRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x0bsystem_role\x18\x02 \x01(\x0e\x32\x13.orgd.v1.SystemRole\x12\x12\n\nmay_act_as\x18\x03 \x01(\x08\x12\x0e\n\x06mailer\x18\x04 \x01(\x08\"C\n\x1aListServiceAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"i\n\x1bListServiceAccountsResponse\x12\x31\n\x10service_accounts\x18\x01 \x03(\x0b\x32\x17.orgd.v1.ServiceAccount\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x83\x01\n\x12\x43reateTokenRequest\x12\x11\n\x07user_id\x18\x01 \x01(\tH\x00\x12\x1c\n\x12service_account_id\x18\x02 \x01(\tH\x00\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x1a\n\x12\x65xpires_in_seconds\x18\x04 \x01(\x03\x42\x0b\n\tprincipal\"G\n\x13\x43reateTokenResponse\x12 \n\x05token\x18\x01 \x01(\x0b\x32\x11.orgd.v1.ApiToken\x12\x0e\n\x06secret\x18\x02 \x01(\t\"S\n\x11ListTokensRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x17\n\x0finclude_revoked\x18\x03 \x01(\x08\"P\n\x12ListTokensResponse\x12!\n\x06tokens\x18\x01 \x03(\x0b\x32\x11.orgd.v1.ApiToken\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\x12RevokeTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t2\x97\x03\n\x0cTokenService\x12U\n\x14\x43reateServiceAccount\x12$.orgd.v1.CreateServiceAccountRequest\x1a\x17.orgd.v1.ServiceAccount\x12`\n\x13ListServiceAccounts\x12#.orgd.v1.ListServiceAccountsRequest\x1a$.orgd.v1.ListServiceAccountsResponse\x12H\n\x0b\x43reateToken\x12\x1b.orgd.v1.CreateTokenRequest\x1a\x1c.orgd.v1.CreateTokenResponse\x12\x45\n\nListTokens\x12\x1a.orgd.v1.ListTokensRequest\x1a\x1b.orgd.v1.ListTokensResponse\x12=\n\x0bRevokeToken\x12\x1b.orgd.v1.RevokeTokenRequest\x1a\x11.orgd.v1.ApiTokenb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13orgd/v1/token.proto\x12\x07orgd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14orgd/v1/common.proto\x1a\x15orgd/v1/options.proto\"\xa9\x01\n\x0eServiceAccount\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x0bsystem_role\x18\x03 \x01(\x0e\x32\x13.orgd.v1.SystemRole\x12\x12\n\nmay_act_as\x18\x04 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06mailer\x18\x06 \x01(\x08\"\x8c\x02\n\x08\x41piToken\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\x11\n\x07user_id\x18\x03 \x01(\tH\x00\x12\x1c\n\x12service_account_id\x18\x04 \x01(\tH\x00\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x0b\n\tprincipal\"y\n\x1b\x43reateServiceAccountRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x0bsystem_role\x18\x02 \x01(\x0e\x32\x13.orgd.v1.SystemRole\x12\x12\n\nmay_act_as\x18\x03 \x01(\x08\x12\x0e\n\x06mailer\x18\x04 \x01(\x08\"C\n\x1aListServiceAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"i\n\x1bListServiceAccountsResponse\x12\x31\n\x10service_accounts\x18\x01 \x03(\x0b\x32\x17.orgd.v1.ServiceAccount\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x83\x01\n\x12\x43reateTokenRequest\x12\x11\n\x07user_id\x18\x01 \x01(\tH\x00\x12\x1c\n\x12service_account_id\x18\x02 \x01(\tH\x00\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x1a\n\x12\x65xpires_in_seconds\x18\x04 \x01(\x03\x42\x0b\n\tprincipal\"G\n\x13\x43reateTokenResponse\x12 \n\x05token\x18\x01 \x01(\x0b\x32\x11.orgd.v1.ApiToken\x12\x0e\n\x06secret\x18\x02 \x01(\t\"S\n\x11ListTokensRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x17\n\x0finclude_revoked\x18\x03 \x01(\x08\"P\n\x12ListTokensResponse\x12!\n\x06tokens\x18\x01 \x03(\x0b\x32\x11.orgd.v1.ApiToken\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\x12RevokeTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t2\xc5\x03\n\x0cTokenService\x12_\n\x14\x43reateServiceAccount\x12$.orgd.v1.CreateServiceAccountRequest\x1a\x17.orgd.v1.ServiceAccount\"\x08\xea\xe0\x18\x04\x08\x04\x10\x01\x12h\n\x13ListServiceAccounts\x12#.orgd.v1.ListServiceAccountsRequest\x1a$.orgd.v1.ListServiceAccountsResponse\"\x06\xea\xe0\x18\x02\x08\x04\x12R\n\x0b\x43reateToken\x12\x1b.orgd.v1.CreateTokenRequest\x1a\x1c.orgd.v1.CreateTokenResponse\"\x08\xea\xe0\x18\x04\x08\x04\x10\x01\x12M\n\nListTokens\x12\x1a.orgd.v1.ListTokensRequest\x1a\x1b.orgd.v1.ListTokensResponse\"\x06\xea\xe0\x18\x02\x08\x04\x12G\n\x0bRevokeToken\x12\x1b.orgd.v1.RevokeTokenRequest\x1a\x11.orgd.v1.ApiToken\"\x08\xea\xe0\x18\x04\x08\x04\x10\x01\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orgd.v1.token_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
-  _SERVICEACCOUNT._serialized_start=88
-  _SERVICEACCOUNT._serialized_end=257
-  _APITOKEN._serialized_start=260
-  _APITOKEN._serialized_end=528
-  _CREATESERVICEACCOUNTREQUEST._serialized_start=530
-  _CREATESERVICEACCOUNTREQUEST._serialized_end=651
-  _LISTSERVICEACCOUNTSREQUEST._serialized_start=653
-  _LISTSERVICEACCOUNTSREQUEST._serialized_end=720
-  _LISTSERVICEACCOUNTSRESPONSE._serialized_start=722
-  _LISTSERVICEACCOUNTSRESPONSE._serialized_end=827
-  _CREATETOKENREQUEST._serialized_start=830
-  _CREATETOKENREQUEST._serialized_end=961
-  _CREATETOKENRESPONSE._serialized_start=963
-  _CREATETOKENRESPONSE._serialized_end=1034
-  _LISTTOKENSREQUEST._serialized_start=1036
-  _LISTTOKENSREQUEST._serialized_end=1119
-  _LISTTOKENSRESPONSE._serialized_start=1121
-  _LISTTOKENSRESPONSE._serialized_end=1201
-  _REVOKETOKENREQUEST._serialized_start=1203
-  _REVOKETOKENREQUEST._serialized_end=1235
-  _TOKENSERVICE._serialized_start=1238
-  _TOKENSERVICE._serialized_end=1645
+  _TOKENSERVICE.methods_by_name['CreateServiceAccount']._options = None
+  _TOKENSERVICE.methods_by_name['CreateServiceAccount']._serialized_options = b'\352\340\030\004\010\004\020\001'
+  _TOKENSERVICE.methods_by_name['ListServiceAccounts']._options = None
+  _TOKENSERVICE.methods_by_name['ListServiceAccounts']._serialized_options = b'\352\340\030\002\010\004'
+  _TOKENSERVICE.methods_by_name['CreateToken']._options = None
+  _TOKENSERVICE.methods_by_name['CreateToken']._serialized_options = b'\352\340\030\004\010\004\020\001'
+  _TOKENSERVICE.methods_by_name['ListTokens']._options = None
+  _TOKENSERVICE.methods_by_name['ListTokens']._serialized_options = b'\352\340\030\002\010\004'
+  _TOKENSERVICE.methods_by_name['RevokeToken']._options = None
+  _TOKENSERVICE.methods_by_name['RevokeToken']._serialized_options = b'\352\340\030\004\010\004\020\001'
+  _SERVICEACCOUNT._serialized_start=111
+  _SERVICEACCOUNT._serialized_end=280
+  _APITOKEN._serialized_start=283
+  _APITOKEN._serialized_end=551
+  _CREATESERVICEACCOUNTREQUEST._serialized_start=553
+  _CREATESERVICEACCOUNTREQUEST._serialized_end=674
+  _LISTSERVICEACCOUNTSREQUEST._serialized_start=676
+  _LISTSERVICEACCOUNTSREQUEST._serialized_end=743
+  _LISTSERVICEACCOUNTSRESPONSE._serialized_start=745
+  _LISTSERVICEACCOUNTSRESPONSE._serialized_end=850
+  _CREATETOKENREQUEST._serialized_start=853
+  _CREATETOKENREQUEST._serialized_end=984
+  _CREATETOKENRESPONSE._serialized_start=986
+  _CREATETOKENRESPONSE._serialized_end=1057
+  _LISTTOKENSREQUEST._serialized_start=1059
+  _LISTTOKENSREQUEST._serialized_end=1142
+  _LISTTOKENSRESPONSE._serialized_start=1144
+  _LISTTOKENSRESPONSE._serialized_end=1224
+  _REVOKETOKENREQUEST._serialized_start=1226
+  _REVOKETOKENREQUEST._serialized_end=1258
+  _TOKENSERVICE._serialized_start=1261
+  _TOKENSERVICE._serialized_end=1714
 # @@protoc_insertion_point(module_scope)
