@@ -37,17 +37,17 @@ let package = Package(
             ],
             exclude: ["PROTO_DIGEST"]
         ),
-        // Status codes and the error value every layer throws; no NIO, no SQLite.
-        .target(
-            name: "OrgdCore",
-            dependencies: ["OrgdProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
-        ),
-        // ttrpc framing: header, decoder, encoder (NIOCore only).
+        // Status codes and the error value every layer throws; depends on
+        // nothing, generated code included.
+        .target(name: "OrgdCore"),
+        // ttrpc framing: header, decoder, encoder (NIOCore only); and the
+        // bridge between RPCError and google.rpc.Status, which both wires carry.
         .target(
             name: "OrgdWire",
             dependencies: [
                 "OrgdCore", "OrgdProto",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
         // The SQLite store: migrations, records, queries. Never sees a protobuf.
@@ -66,7 +66,7 @@ let package = Package(
         .target(
             name: "OrgdServices",
             dependencies: [
-                "OrgdCore", "OrgdProto", "OrgdStore",
+                "OrgdCore", "OrgdProto", "OrgdStore", "OrgdWire",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),

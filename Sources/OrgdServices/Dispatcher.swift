@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import OrgdCore
 import OrgdProto
 import OrgdStore
+import OrgdWire
 
 /// The outcome of one call, ready to be put in a `Response` envelope.
 public struct CallOutcome: Sendable {

@@ -1,3 +1,4 @@
+import OrgdCore
 import OrgdProto
 import SwiftProtobuf
 
