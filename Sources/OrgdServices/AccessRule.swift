@@ -88,11 +88,10 @@ public enum AccessRule: String, Sendable, Hashable, CaseIterable {
         }
     }
 
-    /// The part of the decision that depends on what the request is about.
-    func check(_ principal: Principal, subject: AccessSubject, store: Store, method: String) async throws {
-        guard needsSubject else { return }
-        if self != .patientSelf && principal.systemRole >= .admin { return }
-        try await store.read { tx in try check(principal, subject: subject, tx, method: method) }
+    /// Whether the decision for `principal` still depends on the request
+    /// (admins pass every rule but `patientSelf` without looking).
+    func needsSubject(for principal: Principal) -> Bool {
+        needsSubject && (self == .patientSelf || principal.systemRole < .admin)
     }
 
     /// The same decision inside a transaction the caller already holds.

@@ -30,8 +30,10 @@ public struct MethodTable: Sendable {
     /// that do not decode are INVALID_ARGUMENT, before the handler runs.
     ///
     /// Rules that depend on the request (`AccessRule.needsSubject`) take
-    /// `subject`, which says what the request is about; they are checked after
-    /// decoding and before the handler runs.
+    /// `subject`, which says what the request is about; they are checked
+    /// inside each transaction the handler opens (`TransactionCheck`), before
+    /// its body runs there: on the writer for a write, in one transaction with
+    /// the change.
     mutating func add<Method: PolicedMethod>(
         _ method: Method.Type,
         subject: (@Sendable (Method.Input) -> AccessSubject)? = nil,
@@ -41,12 +43,31 @@ public struct MethodTable: Sendable {
         precondition(rule.needsSubject == (subject != nil), "\(Method.fullName): rule \(rule) and subject disagree")
         insert(Method.self, call: { context, payload in
             let request: Method.Input = try Self.decode(payload)
-            if let subject {
-                try await rule.check(context.principal, subject: subject(request), store: context.store, method: context.method)
+            let audited: @Sendable () async throws -> [UInt8] = {
+                guard let record = Self.auditRecord(Method.self, request, context) else { return try await body(request, context).serializedBytes() }
+                // Past every access check: what this call changes is audited.
+                return try await AuditRecord.$current.withValue(record) { try await body(request, context).serializedBytes() }
             }
-            guard let record = Self.auditRecord(Method.self, request, context) else { return try await body(request, context).serializedBytes() }
-            // Past every access check: what this call changes is audited.
-            return try await AuditRecord.$current.withValue(record) { try await body(request, context).serializedBytes() }
+            guard let subject, rule.needsSubject(for: context.principal) else { return try await audited() }
+            // The rule's data-dependent part runs first inside every
+            // transaction the handler opens, its write included.
+            let (principal, about, method) = (context.principal, subject(request), context.method)
+            let check = TransactionCheck { tx in try rule.check(principal, subject: about, tx, method: method) }
+            let checkAlone: @Sendable () async throws -> Void = {
+                try await context.store.read { tx in try rule.check(principal, subject: about, tx, method: method) }
+            }
+            let answer: [UInt8]
+            do {
+                answer = try await TransactionCheck.$current.withValue(check) { try await audited() }
+            } catch where !check.hasPassed {
+                // The handler refused before its first transaction (bad
+                // input, say): a caller the rule refuses learns only that.
+                try await checkAlone()
+                throw error
+            }
+            // A handler that opened no transaction has not been checked yet.
+            if !check.hasPassed { try await checkAlone() }
+            return answer
         })
     }
 

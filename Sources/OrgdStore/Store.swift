@@ -80,8 +80,13 @@ public struct Store: Sendable {
     /// Runs `body` in a read-only transaction with a consistent snapshot.
     public func read<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) throws -> T) async throws -> T {
         let clock = self.clock
+        let check = TransactionCheck.current
         return try await mapErrors {
-            try await pool.read { db in try body(StoreTransaction(db: db, now: clock())) }
+            try await pool.read { db in
+                let tx = StoreTransaction(db: db, now: clock())
+                try check?.run(tx)
+                return try body(tx)
+            }
         }
     }
 
@@ -113,9 +118,11 @@ public struct Store: Sendable {
     /// each in its own savepoint; this returns once the commit is durable.
     public func write<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) throws -> T) async throws -> T {
         let audit = AuditRecord.current
+        let check = TransactionCheck.current
         return try await mapErrors {
             // The writer hands back exactly what `body` returned.
             try await writer.submit { tx in
+                try check?.run(tx)
                 let before = tx.totalChanges
                 let result = try body(tx)
                 // Audit what changed: a write that changed no row (a bulk
