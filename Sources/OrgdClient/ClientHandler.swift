@@ -46,7 +46,7 @@ final class ClientHandler: ChannelDuplexHandler {
             return
         }
         // A frame header holds a 32-bit length: a bigger request is refused here, not trapped on.
-        guard let length = UInt32(exactly: body.count) else {
+        guard UInt32(exactly: body.count) != nil else {
             call.promise.fail(RPCError(.resourceExhausted, "the request is \(body.count) bytes, more than a frame can carry"))
             promise?.fail(ChannelError.writeMessageTooLarge)
             return
@@ -60,8 +60,7 @@ final class ClientHandler: ChannelDuplexHandler {
         }
         pending[streamID] = (call.promise, timer)
         var buffer = context.channel.allocator.buffer(capacity: FrameHeader.size + body.count)
-        buffer.writeFrameHeader(FrameHeader(length: length, streamID: streamID, type: .request))
-        buffer.writeBytes(body)
+        buffer.writeFrame(streamID: streamID, type: .request, payload: body)
         context.write(wrapOutboundOut(buffer), promise: promise)
     }
 

@@ -49,8 +49,7 @@ public enum Envelope {
             bytes = (try? refusal.serializedBytes()) ?? []
         }
         var buffer = allocator.buffer(capacity: FrameHeader.size + bytes.count)
-        buffer.writeFrameHeader(FrameHeader(length: UInt32(clamping: bytes.count), streamID: streamID, type: .response))
-        buffer.writeBytes(bytes)
+        buffer.writeFrame(streamID: streamID, type: .response, payload: bytes)
         return buffer
     }
 

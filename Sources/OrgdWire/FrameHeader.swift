@@ -52,14 +52,26 @@ extension ByteBuffer {
         return FrameHeader(length: length, streamID: streamID, type: MessageType(rawValue: type), flags: flags)
     }
 
-    /// Writes a frame header.
+    /// Writes a frame header alone. Whole frames go through `writeFrame`;
+    /// this is for a header whose data never follows (tests of frames cut
+    /// short or declared too large).
     public mutating func writeFrameHeader(_ header: FrameHeader) {
         writeMultipleIntegers(header.length, header.streamID, header.type.rawValue, header.flags)
     }
 
-    /// Writes one whole frame: header, then `payload`'s readable bytes.
-    public mutating func writeFrame(streamID: UInt32, type: MessageType, flags: UInt8 = 0, payload: ByteBuffer) {
-        writeFrameHeader(FrameHeader(length: UInt32(payload.readableBytes), streamID: streamID, type: type, flags: flags))
-        writeImmutableBuffer(payload)
+    /// Writes one whole frame: the header, with `payload`'s length, then
+    /// `payload`. The one way orgd writes a frame — the server's answers, the
+    /// client's requests, the tests' raw frames — so the length in the header
+    /// is always the length of the data behind it.
+    ///
+    /// `payload` must fit the header's 32-bit length (a trap otherwise): a
+    /// caller whose sizes come from outside checks first and answers with a
+    /// status instead.
+    @inlinable
+    public mutating func writeFrame(streamID: UInt32, type: MessageType, flags: UInt8 = 0, payload: some Collection<UInt8>) {
+        let length = payload.count
+        reserveCapacity(minimumWritableBytes: FrameHeader.size + length)
+        writeFrameHeader(FrameHeader(length: UInt32(length), streamID: streamID, type: type, flags: flags))
+        writeBytes(payload)
     }
 }

@@ -134,7 +134,7 @@ final class RawSocket: @unchecked Sendable {
     /// The bytes of one whole frame (header and body).
     static func frame(streamID: UInt32, type: MessageType = .request, body: [UInt8]) -> [UInt8] {
         var buffer = ByteBuffer()
-        buffer.writeFrame(streamID: streamID, type: type, payload: ByteBuffer(bytes: body))
+        buffer.writeFrame(streamID: streamID, type: type, payload: body)
         return Array(buffer.readableBytesView)
     }
 

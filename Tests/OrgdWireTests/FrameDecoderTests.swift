@@ -8,7 +8,7 @@ import Testing
 struct FrameDecoderTests {
     static func frame(_ streamID: UInt32, _ payload: [UInt8], type: MessageType = .request) -> ByteBuffer {
         var buffer = ByteBuffer()
-        buffer.writeFrame(streamID: streamID, type: type, payload: ByteBuffer(bytes: payload))
+        buffer.writeFrame(streamID: streamID, type: type, payload: payload)
         return buffer
     }
 

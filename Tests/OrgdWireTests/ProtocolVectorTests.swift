@@ -22,7 +22,7 @@ struct ProtocolVectorTests {
                 return entry
             }
             var frame = ByteBuffer()
-            frame.writeFrame(streamID: vector.request.stream_id, type: .request, payload: try Envelope.encode(request, allocator: .init()))
+            frame.writeFrame(streamID: vector.request.stream_id, type: .request, payload: try Envelope.encode(request, allocator: .init()).readableBytesView)
             #expect(Array(frame.readableBytesView).hex == vector.request_frame_hex, "\(vector.name)")
         }
     }
