@@ -230,21 +230,41 @@ struct ConsentService {
     /// Seed 002's view: consolidated consented scopes, studies pending
     /// consent (with their pending scopes), and studies with each answer.
     static func patientConsents(_ patientID: String, _ tx: StoreTransaction) throws -> Orgd_V1_PatientConsents {
-        let patient = try tx.patient(id: patientID)
-        let studies = try tx.patientStudies(patientID: patientID)
+        try PatientConsentRows(patientID, tx).view
+    }
+
+    /// What a patient's consents view is made of, read in one transaction;
+    /// the view itself is built from it outside (off the writer, for a write).
+    struct PatientConsentRows: Sendable {
+        let patient: PatientRecord
+        let studies: [(study: PatientStudy, dataSources: [DataSourceRecord])]
+        let now: Date
+
+        init(_ patientID: String, _ tx: StoreTransaction) throws {
+            patient = try tx.patient(id: patientID)
+            studies = try tx.patientStudies(patientID: patientID).map { ($0, try tx.dataSources(requestID: $0.request.id)) }
+            now = tx.now
+        }
+
+        var view: Orgd_V1_PatientConsents {
+            ConsentService.view(self)
+        }
+    }
+
+    static func view(_ rows: PatientConsentRows) -> Orgd_V1_PatientConsents {
         var view = Orgd_V1_PatientConsents()
-        view.patient = patient.proto
+        view.patient = rows.patient.proto
         var consolidated: [ScopeRecord] = []
-        for study in studies {
+        for (study, dataSources) in rows.studies {
             var base = Orgd_V1_StudyView()
             base.id = study.request.id
             base.name = study.request.name
             base.kind = study.request.kind.proto
             base.organization = study.organization.summary
-            base.dataSources = try tx.dataSources(requestID: study.request.id).map(\.proto)
+            base.dataSources = dataSources.map(\.proto)
             if let start = study.request.startTime { base.startTime = Google_Protobuf_Timestamp(start) }
             if let end = study.request.endTime { base.endTime = Google_Protobuf_Timestamp(end) }
-            base.ended = study.request.endTime.map { $0 <= tx.now } ?? false
+            base.ended = study.request.endTime.map { $0 <= rows.now } ?? false
             var pending: [Orgd_V1_ScopeConsent] = []
             var answered: [Orgd_V1_ScopeConsent] = []
             for scope in study.request.scopes {
@@ -297,10 +317,12 @@ struct ConsentService {
             )
         }
         let actor = Self.actor(context)
-        return try await store.write { tx in
+        // The writer reads what the answer needs; the answer is built here.
+        let rows = try await store.write { tx in
             try tx.changeConsents(patientID: patientID, inputs, change: change, actor: actor)
-            return try Self.patientConsents(patientID, tx)
+            return try PatientConsentRows(patientID, tx)
         }
+        return rows.view
     }
 
     func listHistory(_ request: Orgd_V1_ListConsentHistoryRequest, _ context: CallContext) async throws -> Orgd_V1_ListConsentHistoryResponse {
