@@ -8,6 +8,8 @@ import SwiftProtobuf
 public struct MethodHandler: Sendable {
     public let descriptor: MethodDescriptor
     public let policy: MethodPolicy
+    /// The RPC's request type (for tools that build requests, the fuzzer).
+    public let inputType: any SwiftProtobuf.Message.Type
     public var rule: AccessRule { policy.access }
     /// `service/method`, e.g. `orgd.v1.OrganizationService/CreateOrganization`.
     public var fullName: String { "\(descriptor.service.fullyQualifiedService)/\(descriptor.method)" }
@@ -97,7 +99,7 @@ public struct MethodTable: Sendable {
         let descriptor = Method.descriptor
         precondition(services[descriptor.service.fullyQualifiedService]?[descriptor.method] == nil, "\(Method.fullName) registered twice")
         services[descriptor.service.fullyQualifiedService, default: [:]][descriptor.method] =
-            MethodHandler(descriptor: descriptor, policy: Method.policy, call: call, read: read)
+            MethodHandler(descriptor: descriptor, policy: Method.policy, inputType: Method.Input.self, call: call, read: read)
     }
 
     /// The audit record of a call that its RPC's policy audits.
