@@ -156,7 +156,8 @@ let package = Package(
         .testTarget(
             name: "OrgdServicesTests",
             dependencies: [
-                "OrgdServices", "OrgdStore", "OrgdCore", "OrgdProto",
+                "OrgdServices", "OrgdStore", "OrgdCore", "OrgdProto", "OrgdClient", "OrgdWire",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
         ),

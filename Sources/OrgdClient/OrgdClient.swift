@@ -12,6 +12,11 @@ import OrgdWire
 /// request.type = .hospitalTeam
 /// let organization = try await client.organizations.createOrganization(request)
 /// ```
+///
+/// The endpoint picks the transport: `.unix`/`.tcp` speak ttrpc,
+/// `.grpc(host:port:)` gRPC; `OrgdClient(transport:)` takes any other
+/// `OrgdCallTransport`. The typed clients, answers and errors are the same
+/// over each.
 public struct OrgdClient: Sendable {
     public let connection: OrgdConnection
 
@@ -19,7 +24,12 @@ public struct OrgdClient: Sendable {
         self.connection = connection
     }
 
-    /// Connects over a Unix socket or TCP; see `OrgdConnection.connect`.
+    /// Calls through `transport` (e.g. a test's in-process one).
+    public init(transport: any OrgdCallTransport, token: String? = nil, actAs: String? = nil) {
+        self.connection = OrgdConnection(transport: transport, token: token, actAs: actAs)
+    }
+
+    /// Connects over a Unix socket, TCP or gRPC; see `OrgdConnection.connect`.
     public static func connect(
         to endpoint: OrgdEndpoint, token: String? = nil, actAs: String? = nil, tls: OrgdTLS? = nil,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton

@@ -9,54 +9,44 @@ import OrgdProto
 import OrgdWire
 import SwiftProtobuf
 
-/// Where an orgd listens.
-public enum OrgdEndpoint: Sendable, Hashable, CustomStringConvertible {
-    case unix(path: String)
-    case tcp(host: String, port: Int)
-
-    public var description: String {
-        switch self {
-        case .unix(let path): "unix:\(path)"
-        case .tcp(let host, let port): "tcp:\(host):\(port)"
-        }
-    }
-}
-
-/// Per-call settings.
-public struct CallOptions: Sendable {
-    /// Sent as `timeout_nano`; the server answers DEADLINE_EXCEEDED past it,
-    /// and the client stops waiting shortly after.
-    public var timeout: Duration?
-    /// Extra metadata; keys are lower-cased.
-    public var metadata: [(key: String, value: String)]
-    /// Makes a create safe to retry (`idempotency-key`).
-    public var idempotencyKey: String?
-
-    public init(timeout: Duration? = nil, metadata: [(key: String, value: String)] = [], idempotencyKey: String? = nil) {
-        self.timeout = timeout
-        self.metadata = metadata
-        self.idempotencyKey = idempotencyKey
-    }
-}
-
-/// One connection to orgd that multiplexes any number of concurrent calls.
+/// One connection to orgd that multiplexes any number of concurrent calls,
+/// over ttrpc (Unix socket or TCP), gRPC, or a transport the caller brings.
 public final class OrgdConnection: Sendable {
-    private let channel: Channel
+    /// What carries the calls. ttrpc is a case of its own (not an
+    /// `OrgdCallTransport`), so its calls take the path they always took:
+    /// no metadata list built twice, no existential in between.
+    private enum Carrier: Sendable {
+        case ttrpc(Channel)
+        case transport(any OrgdCallTransport)
+    }
+
+    private let carrier: Carrier
     private let token: String?
     private let actAs: String?
-    public let endpoint: OrgdEndpoint
+    /// Where the connection goes; nil for a transport the caller brought.
+    public let endpoint: OrgdEndpoint?
 
-    private init(channel: Channel, endpoint: OrgdEndpoint, token: String?, actAs: String?) {
-        self.channel = channel
+    private init(carrier: Carrier, endpoint: OrgdEndpoint?, token: String?, actAs: String?) {
+        self.carrier = carrier
         self.endpoint = endpoint
         self.token = token
         self.actAs = actAs
+    }
+
+    /// A connection whose calls go through `transport` (e.g. a test's,
+    /// straight into a dispatcher), with `token` and `actAs` sent as on
+    /// any other connection.
+    public convenience init(transport: any OrgdCallTransport, token: String? = nil, actAs: String? = nil) {
+        self.init(carrier: .transport(transport), endpoint: nil, token: token, actAs: actAs)
     }
 
     /// Connects. `token` is sent as `authorization: Bearer` on every call;
     /// `actAs` as `orgd-act-as` (for service accounts acting for a user).
     /// With `tls`, a TCP connection speaks TLS and `connect` returns once the
     /// handshake has completed (or throws UNAVAILABLE saying why it failed).
+    /// A `.grpc` endpoint (TLS too, with the same settings) connects on its
+    /// first call, which fails with UNAVAILABLE if it cannot; answers larger
+    /// than `maximumFrameLength` are refused on either transport.
     public static func connect(
         to endpoint: OrgdEndpoint,
         token: String? = nil,
@@ -65,12 +55,18 @@ public final class OrgdConnection: Sendable {
         maximumFrameLength: Int = FrameDecoder.defaultMaximumFrameLength,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> OrgdConnection {
-        var secure: (context: NIOSSLContext, hostname: String?)?
+        if case .grpc(let host, let port) = endpoint {
+            let transport = try GRPCCallTransport(host: host, port: port, tls: tls, maximumMessageLength: maximumFrameLength, group: group)
+            return OrgdConnection(carrier: .transport(transport), endpoint: endpoint, token: token, actAs: actAs)
+        }
+        let secure: (context: NIOSSLContext, hostname: String?)?
         if let tls {
             guard case .tcp(let host, _) = endpoint else {
                 throw RPCError(.invalidArgument, "TLS is for TCP endpoints; \(endpoint) is a Unix socket")
             }
             secure = (try tls.makeContext(), tls.serverHostname ?? (OrgdTLS.isIPAddress(host) ? nil : host))
+        } else {
+            secure = nil
         }
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(.seconds(10))
@@ -93,6 +89,8 @@ public final class OrgdConnection: Sendable {
             case .tcp(let host, let port):
                 channel = try await bootstrap.channelOption(.socketOption(.tcp_nodelay), value: 1)
                     .connect(host: host, port: port).get()
+            case .grpc:
+                preconditionFailure("gRPC endpoints are connected above")
             }
         } catch {
             throw RPCError(.unavailable, "cannot connect to orgd at \(endpoint): \(error)")
@@ -105,7 +103,7 @@ public final class OrgdConnection: Sendable {
                 throw RPCError(.unavailable, "TLS handshake with orgd at \(endpoint) failed: \(error)")
             }
         }
-        return OrgdConnection(channel: channel, endpoint: endpoint, token: token, actAs: actAs)
+        return OrgdConnection(carrier: .ttrpc(channel), endpoint: endpoint, token: token, actAs: actAs)
     }
 
     /// Calls a method with a typed request and response. Errors are `RPCError`.
@@ -114,24 +112,72 @@ public final class OrgdConnection: Sendable {
     public func call<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
         _ descriptor: MethodDescriptor, _ request: Request, options: CallOptions = CallOptions()
     ) async throws -> Response {
-        try await call(service: descriptor.service.fullyQualifiedService, method: descriptor.method, request: request, options: options)
+        guard case .transport(let transport) = carrier else {
+            return try await call(service: descriptor.service.fullyQualifiedService, method: descriptor.method, request: request, options: options)
+        }
+        let answer = try await transport.send(outgoing(descriptor, payload: try request.serializedBytes(), options: options))
+        return try Self.decode(answer)
     }
 
+    /// Calls `service`/`method` by name (for tools; the generated clients
+    /// pass descriptors).
     public func call<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
         service: String, method: String, request: Request, options: CallOptions = CallOptions()
     ) async throws -> Response {
+        guard case .ttrpc = carrier else {
+            return try await call(MethodDescriptor(fullyQualifiedService: service, method: method), request, options: options)
+        }
         let response = try await call(service: service, method: method, payload: try request.serializedBytes(), options: options)
         guard response.status.code == 0 else { throw RPCError(status: response.status) }
+        return try Self.decode(response.payload)
+    }
+
+    /// Calls a method with raw request bytes and returns the answer's bytes,
+    /// over any transport; a failed call throws `RPCError`.
+    public func call(_ descriptor: MethodDescriptor, payload: [UInt8], options: CallOptions = CallOptions()) async throws -> [UInt8] {
+        switch carrier {
+        case .ttrpc:
+            let response = try await call(service: descriptor.service.fullyQualifiedService, method: descriptor.method, payload: payload, options: options)
+            guard response.status.code == 0 else { throw RPCError(status: response.status) }
+            return [UInt8](response.payload)
+        case .transport(let transport):
+            return try await transport.send(outgoing(descriptor, payload: payload, options: options))
+        }
+    }
+
+    private static func decode<Response: SwiftProtobuf.Message>(_ bytes: some SwiftProtobufContiguousBytes) throws -> Response {
         do {
-            return try Response(serializedBytes: response.payload)
+            return try Response(serializedBytes: bytes)
         } catch {
             throw RPCError(.internal, "the response does not decode as \(Response.protoMessageName): \(error)")
         }
     }
 
+    /// A call for an `OrgdCallTransport`, with the same metadata the ttrpc
+    /// path puts in its envelope, in the same order.
+    private func outgoing(_ descriptor: MethodDescriptor, payload: [UInt8], options: CallOptions) -> OutgoingCall {
+        var metadata: [(key: String, value: String)] = []
+        metadata.reserveCapacity(options.metadata.count + 3)
+        if let token { metadata.append(("authorization", "Bearer \(token)")) }
+        if let actAs { metadata.append(("orgd-act-as", actAs)) }
+        if let key = options.idempotencyKey { metadata.append(("idempotency-key", key)) }
+        for (key, value) in options.metadata { metadata.append((key.lowercased(), value)) }
+        return OutgoingCall(method: descriptor, payload: payload, metadata: metadata, timeout: options.timeout)
+    }
+
     /// Calls a method with raw payload bytes and returns the whole response
-    /// envelope, whatever its status (for tools and tests).
+    /// envelope, whatever its status (for tools and tests). Over another
+    /// transport the envelope is made from the answer or the error.
     public func call(service: String, method: String, payload: [UInt8], options: CallOptions = CallOptions()) async throws -> Ttrpc_Response {
+        guard case .ttrpc(let channel) = carrier else {
+            var response = Ttrpc_Response()
+            do {
+                response.payload = Data(try await call(MethodDescriptor(fullyQualifiedService: service, method: method), payload: payload, options: options))
+            } catch let error as RPCError {
+                response.status = error.status
+            }
+            return response
+        }
         var request = Ttrpc_Request()
         request.service = service
         request.method = method
@@ -154,7 +200,7 @@ public final class OrgdConnection: Sendable {
             request.timeoutNano = max(1, nanos)
             // Leave the server time to say DEADLINE_EXCEEDED itself (a
             // timeout of nearly 300 years needs no local deadline).
-            let grace: Int64 = 250_000_000
+            let grace = CallOptions.deadlineGrace
             deadline = nanos <= Int64.max - grace ? .nanoseconds(nanos + grace) : nil
         }
         let promise = channel.eventLoop.makePromise(of: Ttrpc_Response.self)
@@ -169,9 +215,13 @@ public final class OrgdConnection: Sendable {
         return try await promise.futureResult.get()
     }
 
-    /// Closes the connection; calls still waiting fail with UNAVAILABLE.
+    /// Closes the connection: later calls fail with UNAVAILABLE. On ttrpc,
+    /// calls still waiting fail with UNAVAILABLE too; on gRPC they finish.
     public func close() async {
-        try? await channel.close()
+        switch carrier {
+        case .ttrpc(let channel): try? await channel.close()
+        case .transport(let transport): await transport.close()
+        }
     }
 
     /// The duration in nanoseconds, clamped to what Int64 holds (a Duration

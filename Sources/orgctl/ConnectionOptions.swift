@@ -27,10 +27,13 @@ struct EndpointOptions: ParsableArguments {
     @Option(help: "TCP address HOST:PORT of orgd [ORGD_ADDRESS]; needs a token.")
     var address: String?
 
+    @Option(help: "gRPC address HOST:PORT of orgd (its --grpc-listen) [ORGD_GRPC]; needs a token.")
+    var grpc: String?
+
     @Option(help: "Act for this user id (service-account tokens only) [ORGD_ACT_AS].")
     var actAs: String?
 
-    @Flag(help: "Speak TLS to --address, trusting the system's CAs (implied by the other --tls options).")
+    @Flag(help: "Speak TLS to --address or --grpc, trusting the system's CAs (implied by the other --tls options).")
     var tls = false
 
     @Option(help: "PEM file of the CA that signed orgd's certificate [ORGD_TLS_CA]; implies --tls.")
@@ -42,7 +45,7 @@ struct EndpointOptions: ParsableArguments {
     @Option(help: "PEM private key of --tls-cert [ORGD_CLIENT_KEY].")
     var tlsKey: String?
 
-    @Option(help: "The name orgd's certificate must carry, when not the --address host.")
+    @Option(help: "The name orgd's certificate must carry, when not the --address or --grpc host.")
     var tlsServerName: String?
 
     @Option(help: "Give up after this many seconds.")
@@ -55,8 +58,12 @@ struct EndpointOptions: ParsableArguments {
         if let address, Self.parse(address: address) == nil {
             throw ValidationError("--address must be HOST:PORT, not \(address)")
         }
+        if let grpc, Self.parse(address: grpc) == nil {
+            throw ValidationError("--grpc must be HOST:PORT, not \(grpc)")
+        }
+        if address != nil && grpc != nil { throw ValidationError("give --address (ttrpc) or --grpc, not both") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
-        if tlsSettings != nil && !isTCP { throw ValidationError("TLS is for TCP: give --address") }
+        if tlsSettings != nil && !isTCP { throw ValidationError("TLS is for TCP: give --address or --grpc") }
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
     }
 
@@ -67,13 +74,21 @@ struct EndpointOptions: ParsableArguments {
         return OrgdTLS(trustRootsPath: ca, certificateChainPath: cert, privateKeyPath: key, serverHostname: tlsServerName)
     }
 
+    /// Whether the connection goes over TCP (ttrpc or gRPC): it needs a
+    /// token, and may speak TLS.
     var isTCP: Bool {
-        if case .tcp = endpoint { return true }
-        return false
+        if case .unix = endpoint { return false }
+        return true
     }
 
+    /// The flags' endpoint first (--grpc, --address, --socket), then the
+    /// environment's in the same order.
     var endpoint: OrgdEndpoint {
         let environment = ProcessInfo.processInfo.environment
+        if let grpc, let (host, port) = Self.parse(address: grpc) { return .grpc(host: host, port: port) }
+        if address == nil, socket == nil, let grpc = environment["ORGD_GRPC"], !grpc.isEmpty, let (host, port) = Self.parse(address: grpc) {
+            return .grpc(host: host, port: port)
+        }
         if let address = address ?? environment["ORGD_ADDRESS"], !address.isEmpty, let (host, port) = Self.parse(address: address) {
             return .tcp(host: host, port: port)
         }

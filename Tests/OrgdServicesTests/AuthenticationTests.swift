@@ -1,4 +1,6 @@
 import Foundation
+import GRPCCore
+import OrgdClient
 import OrgdCore
 import OrgdProto
 import OrgdServices
@@ -6,24 +8,24 @@ import Testing
 
 @Suite("authentication and access rules")
 struct AuthenticationTests {
-    static let organizationMethods = [
-        "CreateOrganization", "GetOrganization", "UpdateOrganization", "ListOrganizations",
-        "DeactivateOrganization", "ReactivateOrganization",
+    static let organizationMethods: [MethodDescriptor] = [
+        Orgd_V1_OrganizationService.Method.CreateOrganization.descriptor,
+        Orgd_V1_OrganizationService.Method.GetOrganization.descriptor,
+        Orgd_V1_OrganizationService.Method.UpdateOrganization.descriptor,
+        Orgd_V1_OrganizationService.Method.ListOrganizations.descriptor,
+        Orgd_V1_OrganizationService.Method.DeactivateOrganization.descriptor,
+        Orgd_V1_OrganizationService.Method.ReactivateOrganization.descriptor,
     ]
 
     @Test("TCP without a token, with a malformed header, or with an unknown token is UNAUTHENTICATED")
     func unauthenticated() async throws {
         let harness = try Harness()
-        let request = Orgd_V1_ListOrganizationsRequest()
-        let anonymous = try await harness.raw(Harness.organizations, "ListOrganizations", payload: request.serializedBytes(), as: .anonymous)
-        #expect(anonymous.code == .unauthenticated)
-        let basic = try await harness.raw(
-            Harness.organizations, "ListOrganizations", payload: request.serializedBytes(), as: .anonymous,
-            metadata: ["authorization": "Basic dXNlcjpwYXNz"]
-        )
-        #expect(basic.code == .unauthenticated)
-        let unknown = try await harness.raw(Harness.organizations, "ListOrganizations", payload: request.serializedBytes(), as: .token("orgd_nope"))
-        #expect(unknown.code == .unauthenticated)
+        #expect(await harness.code(as: .anonymous) { try await $0.organizations.listOrganizations() } == .unauthenticated)
+        let basic = await harness.code(as: .anonymous) {
+            try await $0.organizations.listOrganizations(options: options(["authorization": "Basic dXNlcjpwYXNz"]))
+        }
+        #expect(basic == .unauthenticated)
+        #expect(await harness.code(as: .token("orgd_nope")) { try await $0.organizations.listOrganizations() } == .unauthenticated)
     }
 
     @Test("a revoked token stops working on the next call")
@@ -31,15 +33,13 @@ struct AuthenticationTests {
         let harness = try Harness()
         let admin = try await harness.serviceToken(role: .admin)
         _ = try await harness.listOrganizations()
-        let ok = try await harness.raw(Harness.organizations, "ListOrganizations", payload: [], as: .token(admin.secret))
-        #expect(ok.code == .ok)
-        let tokens: Orgd_V1_ListTokensResponse = try await harness.call("orgd.v1.TokenService", "ListTokens", Orgd_V1_ListTokensRequest())
+        #expect(await harness.code(as: .token(admin.secret)) { try await $0.organizations.listOrganizations() } == .ok)
+        let tokens = try await harness.client().tokens.listTokens()
         var revoke = Orgd_V1_RevokeTokenRequest()
         revoke.id = try #require(tokens.tokens.first).id
-        let revokedToken: Orgd_V1_ApiToken = try await harness.call("orgd.v1.TokenService", "RevokeToken", revoke)
+        let revokedToken = try await harness.client().tokens.revokeToken(revoke)
         #expect(revokedToken.hasRevokeTime)
-        let after = try await harness.raw(Harness.organizations, "ListOrganizations", payload: [], as: .token(admin.secret))
-        #expect(after.code == .unauthenticated)
+        #expect(await harness.code(as: .token(admin.secret)) { try await $0.organizations.listOrganizations() } == .unauthenticated)
     }
 
     @Test("a token stops working when it expires (clock injected, no sleeping)")
@@ -49,30 +49,31 @@ struct AuthenticationTests {
         var create = Orgd_V1_CreateTokenRequest()
         create.serviceAccountID = account.id
         create.expiresInSeconds = 60
-        let issued: Orgd_V1_CreateTokenResponse = try await harness.call("orgd.v1.TokenService", "CreateToken", create)
+        let issued = try await harness.client().tokens.createToken(create)
         #expect(issued.token.expireTime.date == harness.clock.addingTimeInterval(60))
-        #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: [], as: .token(issued.secret)).code == .ok)
+        #expect(await harness.code(as: .token(issued.secret)) { try await $0.organizations.listOrganizations() } == .ok)
         harness.advance(by: 60)
-        #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: [], as: .token(issued.secret)).code == .unauthenticated)
+        #expect(await harness.code(as: .token(issued.secret)) { try await $0.organizations.listOrganizations() } == .unauthenticated)
     }
 
     @Test("a disabled user's token is refused")
     func disabledUser() async throws {
         let harness = try Harness()
         let disabled = try await harness.userToken(role: .admin, status: .disabled)
-        #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: [], as: .token(disabled.secret)).code == .unauthenticated)
+        #expect(await harness.code(as: .token(disabled.secret)) { try await $0.organizations.listOrganizations() } == .unauthenticated)
     }
 
     @Test("organisation methods: admin and superadmin allowed, role none denied", arguments: organizationMethods)
-    func organizationRoles(method: String) async throws {
+    func organizationRoles(method: MethodDescriptor) async throws {
         let harness = try Harness()
         let none = try await harness.userToken(role: .none)
         let admin = try await harness.userToken(role: .admin)
         let superadmin = try await harness.serviceToken(role: .superadmin)
-        #expect(try await harness.raw(Harness.organizations, method, payload: [], as: .token(none.secret)).code == .permissionDenied)
+        // An empty request (no bytes) to each method by its descriptor.
+        #expect(await harness.code(as: .token(none.secret)) { try await $0.connection.call(method, payload: []) } == .permissionDenied)
         // Allowed callers get past authorisation; the empty request then fails validation.
         for secret in [admin.secret, superadmin.secret] {
-            let code = try await harness.raw(Harness.organizations, method, payload: [], as: .token(secret)).code
+            let code = await harness.code(as: .token(secret)) { try await $0.connection.call(method, payload: []) }
             #expect(code != .permissionDenied && code != .unauthenticated, "\(method)")
         }
     }
@@ -83,8 +84,8 @@ struct AuthenticationTests {
         let admin = try await harness.serviceToken(role: .admin)
         let superadmin = try await harness.userToken(role: .superadmin)
         let request = Orgd_V1_ListTokensRequest()
-        #expect(try await harness.raw("orgd.v1.TokenService", "ListTokens", payload: request.serializedBytes(), as: .token(admin.secret)).code == .permissionDenied)
-        #expect(try await harness.raw("orgd.v1.TokenService", "ListTokens", payload: request.serializedBytes(), as: .token(superadmin.secret)).code == .ok)
+        #expect(await harness.code(as: .token(admin.secret)) { try await $0.tokens.listTokens() } == .permissionDenied)
+        #expect(await harness.code(as: .token(superadmin.secret)) { try await $0.tokens.listTokens() } == .ok)
     }
 
     @Test("act-as: only allowed service accounts, and the acted-for user's role applies")
@@ -94,14 +95,13 @@ struct AuthenticationTests {
         let bff = try await harness.serviceToken(role: .superadmin, mayActAs: true)
         let admin = try await harness.userToken(role: .admin)
         let nobody = try await harness.userToken(role: .none)
-        let list: [UInt8] = try Orgd_V1_ListOrganizationsRequest().serializedBytes()
-        #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: list, as: .token(plainService.secret, actAs: admin.user.id)).code == .permissionDenied)
-        #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: list, as: .token(bff.secret, actAs: admin.user.id)).code == .ok)
+        #expect(await harness.code(as: .token(plainService.secret, actAs: admin.user.id)) { try await $0.organizations.listOrganizations() } == .permissionDenied)
+        #expect(await harness.code(as: .token(bff.secret, actAs: admin.user.id)) { try await $0.organizations.listOrganizations() } == .ok)
         // The service is superadmin, but acting for a role-none user it has that user's rights only.
-        #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: list, as: .token(bff.secret, actAs: nobody.user.id)).code == .permissionDenied)
-        #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: list, as: .token(bff.secret, actAs: UUID().uuidString)).code == .permissionDenied)
+        #expect(await harness.code(as: .token(bff.secret, actAs: nobody.user.id)) { try await $0.organizations.listOrganizations() } == .permissionDenied)
+        #expect(await harness.code(as: .token(bff.secret, actAs: UUID().uuidString)) { try await $0.organizations.listOrganizations() } == .permissionDenied)
         // A user's own token cannot act for someone else.
-        #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: list, as: .token(admin.secret, actAs: nobody.user.id)).code == .permissionDenied)
+        #expect(await harness.code(as: .token(admin.secret, actAs: nobody.user.id)) { try await $0.organizations.listOrganizations() } == .permissionDenied)
     }
 
     @Test("act-as never escalates: acting for an admin or superadmin needs that role; tokens, service accounts and the audit log never go through act-as")
@@ -113,43 +113,41 @@ struct AuthenticationTests {
         let admin = try await harness.userToken(role: .admin)
         let superadmin = try await harness.userToken(role: .superadmin)
         let target = try await harness.userToken(role: .none)
-        let list: [UInt8] = try Orgd_V1_ListOrganizationsRequest().serializedBytes()
         var account = Orgd_V1_CreateServiceAccountRequest()
         account.name = "minted"
         account.systemRole = .superadmin
         var token = Orgd_V1_CreateTokenRequest()
         token.userID = target.user.id
-        let superadminCalls: [(String, String, [UInt8])] = [
-            ("orgd.v1.TokenService", "CreateToken", try token.serializedBytes()),
-            ("orgd.v1.TokenService", "CreateServiceAccount", try account.serializedBytes()),
-            ("orgd.v1.TokenService", "ListTokens", try Orgd_V1_ListTokensRequest().serializedBytes()),
-            ("orgd.v1.AuditService", "ListAuditLog", try Orgd_V1_ListAuditLogRequest().serializedBytes()),
+        let superadminCalls: [(method: String, call: (OrgdClient) async throws -> Void)] = [
+            ("CreateToken", { _ = try await $0.tokens.createToken(token) }),
+            ("CreateServiceAccount", { _ = try await $0.tokens.createServiceAccount(account) }),
+            ("ListTokens", { _ = try await $0.tokens.listTokens() }),
+            ("ListAuditLog", { _ = try await $0.audit.listAuditLog() }),
         ]
         // A role-less service acting for a superadmin or an admin: refused outright.
         for user in [superadmin.user, admin.user] {
-            let listed = try await harness.raw(Harness.organizations, "ListOrganizations", payload: list, as: .token(roleless.secret, actAs: user.id))
-            #expect(listed.code == .permissionDenied && listed.status.message.contains("may not act for user"))
-            for (service, method, payload) in superadminCalls {
-                #expect(try await harness.raw(service, method, payload: payload, as: .token(roleless.secret, actAs: user.id)).code == .permissionDenied)
+            let listed = await rpcError { _ = try await harness.client(as: .token(roleless.secret, actAs: user.id)).organizations.listOrganizations() }
+            #expect(listed?.code == .permissionDenied && listed?.message.contains("may not act for user") == true)
+            for (method, call) in superadminCalls {
+                #expect(await harness.code(as: .token(roleless.secret, actAs: user.id), call) == .permissionDenied, "\(method)")
             }
         }
         // An admin service acting for an admin: allowed, with the admin's rights; not for a superadmin.
-        #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: list, as: .token(adminService.secret, actAs: admin.user.id)).code == .ok)
-        #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: list, as: .token(adminService.secret, actAs: superadmin.user.id)).code == .permissionDenied)
+        #expect(await harness.code(as: .token(adminService.secret, actAs: admin.user.id)) { try await $0.organizations.listOrganizations() } == .ok)
+        #expect(await harness.code(as: .token(adminService.secret, actAs: superadmin.user.id)) { try await $0.organizations.listOrganizations() } == .permissionDenied)
         // Even a superadmin service acting for a superadmin, and the local
         // operator acting for one, manage no tokens or accounts that way.
-        for (service, method, payload) in superadminCalls {
-            let acting = try await harness.raw(service, method, payload: payload, as: .token(superService.secret, actAs: superadmin.user.id))
-            #expect(acting.code == .permissionDenied && acting.status.message.contains("orgd-act-as"), "\(method)")
-            let local = try await harness.raw(service, method, payload: payload, as: .local, metadata: ["orgd-act-as": superadmin.user.id])
-            #expect(local.code == .permissionDenied, "\(method)")
+        for (method, call) in superadminCalls {
+            let acting = await rpcError { try await call(harness.client(as: .token(superService.secret, actAs: superadmin.user.id))) }
+            #expect(acting?.code == .permissionDenied && acting?.message.contains("orgd-act-as") == true, "\(method)")
+            #expect(await rpcError { try await call(harness.client(as: .localActing(for: superadmin.user.id))) }?.code == .permissionDenied, "\(method)")
         }
         // Nothing was minted; with its own credentials the superadmin service still can.
-        let accounts: Orgd_V1_ListServiceAccountsResponse = try await harness.call("orgd.v1.TokenService", "ListServiceAccounts", Orgd_V1_ListServiceAccountsRequest())
+        let accounts = try await harness.client().tokens.listServiceAccounts()
         #expect(!accounts.serviceAccounts.contains { $0.name == "minted" })
-        let tokens: Orgd_V1_ListTokensResponse = try await harness.call("orgd.v1.TokenService", "ListTokens", Orgd_V1_ListTokensRequest())
+        let tokens = try await harness.client().tokens.listTokens()
         #expect(tokens.tokens.count == 6)
-        #expect(try await harness.raw("orgd.v1.TokenService", "CreateServiceAccount", payload: try account.serializedBytes(), as: .token(superService.secret)).code == .ok)
+        #expect(await harness.code(as: .token(superService.secret)) { try await $0.tokens.createServiceAccount(account) } == .ok)
     }
 
     @Test("unknown services and methods are UNIMPLEMENTED in ttrpc's words; every declared method is served")
@@ -157,7 +155,7 @@ struct AuthenticationTests {
         let harness = try Harness()
         let service = try await harness.raw("orgd.v1.Nope", "X", payload: [])
         #expect(service.code == .unimplemented && service.status.message == "service orgd.v1.Nope")
-        let method = try await harness.raw(Harness.organizations, "Nope", payload: [])
+        let method = try await harness.raw(Orgd_V1_OrganizationService.descriptor.fullyQualifiedService, "Nope", payload: [])
         #expect(method.code == .unimplemented && method.status.message == "method Nope")
         // Every RPC that proto/ declares is served, read from the .proto files
         // themselves, and nothing answers UNIMPLEMENTED.
@@ -192,21 +190,23 @@ struct AuthenticationTests {
     @Test("a payload that does not decode as the method's request is INVALID_ARGUMENT")
     func undecodablePayload() async throws {
         let harness = try Harness()
-        let outcome = try await harness.raw(Harness.organizations, "CreateOrganization", payload: [0x0a, 0xff, 0xff])
-        #expect(outcome.code == .invalidArgument)
-        #expect(outcome.status.message.contains("orgd.v1.CreateOrganizationRequest"))
+        let error = await rpcError {
+            _ = try await harness.client().connection.call(Orgd_V1_OrganizationService.Method.CreateOrganization.descriptor, payload: [0x0a, 0xff, 0xff])
+        }
+        #expect(error?.code == .invalidArgument)
+        #expect(error?.message.contains("orgd.v1.CreateOrganizationRequest") == true)
     }
 
     @Test("health needs no token, and knows which services exist")
     func health() async throws {
         let harness = try Harness()
-        let any: Grpc_Health_V1_HealthCheckResponse = try await harness.call("grpc.health.v1.Health", "Check", Grpc_Health_V1_HealthCheckRequest(), as: .anonymous)
+        let any = try await harness.client(as: .anonymous).health.check()
         #expect(any.status == .serving)
         var known = Grpc_Health_V1_HealthCheckRequest()
-        known.service = Harness.organizations
-        let served: Grpc_Health_V1_HealthCheckResponse = try await harness.call("grpc.health.v1.Health", "Check", known, as: .anonymous)
+        known.service = Orgd_V1_OrganizationService.descriptor.fullyQualifiedService
+        let served = try await harness.client(as: .anonymous).health.check(known)
         #expect(served.status == .serving)
         known.service = "nope.Service"
-        #expect(await rpcError { let _: Grpc_Health_V1_HealthCheckResponse = try await harness.call("grpc.health.v1.Health", "Check", known) }?.code == .notFound)
+        #expect(await rpcError { _ = try await harness.client().health.check(known) }?.code == .notFound)
     }
 }

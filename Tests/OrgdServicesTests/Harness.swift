@@ -1,11 +1,11 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import OrgdClient
 import OrgdCore
 import OrgdProto
 import OrgdServices
 import OrgdStore
-import SwiftProtobuf
 
 /// A dispatcher over a real SQLite file in a temporary directory, with a
 /// clock the test moves by hand. No sockets: this tier tests the rules.
@@ -13,6 +13,8 @@ final class Harness: Sendable {
     enum Caller: Sendable {
         /// The Unix socket without a token: the local operator.
         case local
+        /// The local operator sending `orgd-act-as` (which it may not use).
+        case localActing(for: String)
         /// TCP with no token.
         case anonymous
         /// TCP with this bearer token, optionally acting for a user.
@@ -50,28 +52,40 @@ final class Harness: Sendable {
         now.withLockedValue { $0.addTimeInterval(seconds) }
     }
 
-    /// Calls `service/method`; a non-OK status is thrown as `RPCError`.
-    func call<Response: SwiftProtobuf.Message>(
-        _ service: String, _ method: String, _ request: some SwiftProtobuf.Message,
-        as caller: Caller = .local, metadata: [String: String] = [:]
-    ) async throws -> Response {
-        let outcome = try await raw(service, method, payload: request.serializedBytes(), as: caller, metadata: metadata)
-        guard outcome.code == .ok else { throw RPCError(status: outcome.status) }
-        return try Response(serializedBytes: outcome.payload)
+    /// The typed client, its calls going straight to the dispatcher as
+    /// `caller` would make them (the same metadata a real connection sends).
+    func client(as caller: Caller = .local) -> OrgdClient {
+        switch caller {
+        case .local:
+            OrgdClient(transport: InProcessTransport(dispatcher: dispatcher, connection: Self.connection(.unix)))
+        case .localActing(let userID):
+            OrgdClient(transport: InProcessTransport(dispatcher: dispatcher, connection: Self.connection(.unix)), actAs: userID)
+        case .anonymous:
+            OrgdClient(transport: InProcessTransport(dispatcher: dispatcher, connection: Self.connection(.tcp)))
+        case .token(let secret, let actAs):
+            OrgdClient(transport: InProcessTransport(dispatcher: dispatcher, connection: Self.connection(.tcp)), token: secret, actAs: actAs)
+        }
     }
 
+    /// The status a call by `caller` ends with: `.ok`, or its error's code.
+    func code<Answer>(as caller: Caller = .local, _ body: (OrgdClient) async throws -> Answer) async -> StatusCode {
+        await rpcError { _ = try await body(client(as: caller)) }?.code ?? .ok
+    }
+
+    /// Sends `payload` as is to `service/method`, by name: for the tests of
+    /// what no typed call can send (bytes that do not decode, methods that
+    /// do not exist). Returns the outcome whatever its status.
     func raw(
         _ service: String, _ method: String, payload: [UInt8], as caller: Caller = .local, metadata: [String: String] = [:]
     ) async throws -> CallOutcome {
-        var request = Ttrpc_Request()
-        request.service = service
-        request.method = method
-        request.payload = Data(payload)
         var entries = metadata
         let transport: Transport
         switch caller {
         case .local:
             transport = .unix
+        case .localActing(let userID):
+            transport = .unix
+            entries["orgd-act-as"] = userID
         case .anonymous:
             transport = .tcp
         case .token(let secret, let actAs):
@@ -79,13 +93,13 @@ final class Harness: Sendable {
             entries["authorization"] = "Bearer \(secret)"
             if let actAs { entries["orgd-act-as"] = actAs }
         }
-        request.metadata = entries.sorted { $0.key < $1.key }.map {
-            var entry = Ttrpc_KeyValue()
-            entry.key = $0.key
-            entry.value = $0.value
-            return entry
-        }
-        return await dispatcher.dispatch(request, connection: ConnectionInfo(transport: transport, peer: "test", connectionID: 1))
+        return await InProcessTransport.dispatch(
+            dispatcher, service: service, method: method, metadata: entries.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+            payload: payload, connection: Self.connection(transport))
+    }
+
+    private static func connection(_ transport: Transport) -> ConnectionInfo {
+        ConnectionInfo(transport: transport, peer: "test", connectionID: 1)
     }
 
     /// A bearer token for a new service account with `role`.
@@ -108,10 +122,13 @@ final class Harness: Sendable {
     }
 }
 
+/// Metadata for `CallOptions`, from a test's dictionary.
+func options(_ metadata: [String: String]) -> CallOptions {
+    CallOptions(metadata: metadata.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+}
+
 /// Shorthands for OrganizationService calls.
 extension Harness {
-    static let organizations = "orgd.v1.OrganizationService"
-
     func createOrganization(
         _ name: String, type: Orgd_V1_OrganizationType = .gpPractice, identifier: (String, String)? = nil,
         as caller: Caller = .local, metadata: [String: String] = [:]
@@ -123,19 +140,19 @@ extension Harness {
             request.identifier.system = system
             request.identifier.value = value
         }
-        return try await call(Self.organizations, "CreateOrganization", request, as: caller, metadata: metadata)
+        return try await client(as: caller).organizations.createOrganization(request, options: options(metadata))
     }
 
     func getOrganization(_ id: String, as caller: Caller = .local) async throws -> Orgd_V1_GetOrganizationResponse {
         var request = Orgd_V1_GetOrganizationRequest()
         request.id = id
-        return try await call(Self.organizations, "GetOrganization", request, as: caller)
+        return try await client(as: caller).organizations.getOrganization(request)
     }
 
     func listOrganizations(_ configure: (inout Orgd_V1_ListOrganizationsRequest) -> Void = { _ in }) async throws -> Orgd_V1_ListOrganizationsResponse {
         var request = Orgd_V1_ListOrganizationsRequest()
         configure(&request)
-        return try await call(Self.organizations, "ListOrganizations", request)
+        return try await client().organizations.listOrganizations(request)
     }
 
     /// Every organisation name, following page tokens.
@@ -169,8 +186,6 @@ func rpcError(_ body: () async throws -> Void) async -> RPCError? {
 
 /// Shorthands for MembershipService calls.
 extension Harness {
-    static let memberships = "orgd.v1.MembershipService"
-
     func createUser(
         _ email: String = "\(UUID().uuidString.prefix(8))@example.org", role: Orgd_V1_SystemRole = .none,
         status: Orgd_V1_UserStatus = .active, as caller: Caller = .local
@@ -181,7 +196,7 @@ extension Harness {
         request.familyName = "Family"
         request.systemRole = role
         request.status = status
-        return try await call(Self.memberships, "CreateUser", request, as: caller)
+        return try await client(as: caller).memberships.createUser(request)
     }
 
     func createPatient(userID: String = "", familyName: String = "Patient") async throws -> Orgd_V1_Patient {
@@ -189,7 +204,7 @@ extension Harness {
         request.givenName = "Pat"
         request.familyName = familyName
         request.userID = userID
-        return try await call(Self.memberships, "CreatePatient", request)
+        return try await client().memberships.createPatient(request)
     }
 
     func addStaff(
@@ -201,7 +216,7 @@ extension Harness {
         request.userID = userID
         request.roles = roles
         request.isPrimary = primary
-        return try await call(Self.memberships, "AddStaffMember", request, as: caller, metadata: metadata)
+        return try await client(as: caller).memberships.addStaffMember(request, options: options(metadata))
     }
 
     func addPatient(_ organizationID: String, _ patientID: String, primary: Bool = false) async throws -> Orgd_V1_PatientMembership {
@@ -209,7 +224,7 @@ extension Harness {
         request.organizationID = organizationID
         request.patientID = patientID
         request.isPrimary = primary
-        return try await call(Self.memberships, "AddPatientMember", request)
+        return try await client().memberships.addPatientMember(request)
     }
 
     func listStaff(_ organizationID: String, pageSize: Int32 = 0, token: String = "", as caller: Caller = .local) async throws -> Orgd_V1_ListStaffMembersResponse {
@@ -217,7 +232,7 @@ extension Harness {
         request.organizationID = organizationID
         request.pageSize = pageSize
         request.pageToken = token
-        return try await call(Self.memberships, "ListStaffMembers", request, as: caller)
+        return try await client(as: caller).memberships.listStaffMembers(request)
     }
 
     /// A token for an existing user.

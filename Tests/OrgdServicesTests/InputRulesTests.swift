@@ -10,14 +10,12 @@ import Testing
 /// sent, and that nothing a request or the store holds can trap a conversion.
 @Suite("input rules")
 struct InputRulesTests {
-    static let consents = "orgd.v1.ConsentService"
-
     func user(_ harness: Harness, email: String = "\(UUID().uuidString.prefix(8))@example.org", given: String = "Given") async throws -> Orgd_V1_User {
         var request = Orgd_V1_CreateUserRequest()
         request.email = email
         request.givenName = given
         request.familyName = "Family"
-        return try await harness.call(Harness.memberships, "CreateUser", request)
+        return try await harness.client().memberships.createUser(request)
     }
 
     func refusal(_ harness: Harness, email: String = "\(UUID().uuidString.prefix(8))@example.org", given: String = "Given") async -> RPCError? {
@@ -56,7 +54,7 @@ struct InputRulesTests {
             #expect(Array(created.givenName.utf8) == Array(name.utf8))
             var get = Orgd_V1_GetUserRequest()
             get.id = created.id
-            let read: Orgd_V1_User = try await harness.call(Harness.memberships, "GetUser", get)
+            let read = try await harness.client().memberships.getUser(get)
             #expect(Array(read.givenName.utf8) == Array(name.utf8))
         }
         for (name, why) in [
@@ -112,7 +110,7 @@ struct InputRulesTests {
         var scope = Orgd_V1_CreateScopeRequest()
         scope.codingSystem = "https://w3id.org/openmhealth"
         scope.codingCode = "omh:blood-pressure:\(UUID().uuidString.prefix(6))"
-        let created: Orgd_V1_Scope = try await harness.call(Self.consents, "CreateScope", scope)
+        let created = try await harness.client().consents.createScope(scope)
         return (organization.id, created)
     }
 
@@ -137,7 +135,7 @@ struct InputRulesTests {
             request.scopes = [reference]
             if let start { request.startTime = start }
             if let end { request.endTime = end }
-            return try await harness.call(Self.consents, "CreateConsentRequest", request)
+            return try await harness.client().consents.createConsentRequest(request)
         }
         let bad: [(Google_Protobuf_Timestamp, String)] = [
             (Self.timestamp(10_000_000_000_000), "seconds"), (Self.timestamp(-10_000_000_000_000), "seconds"),
@@ -164,7 +162,7 @@ struct InputRulesTests {
         update.id = widest.id
         update.version = widest.version
         update.endTime = Self.timestamp(1_900_000_000, 1_000_000_000)
-        let updateError = await rpcError { let _: Orgd_V1_ConsentRequest = try await harness.call(Self.consents, "UpdateConsentRequest", update) }
+        let updateError = await rpcError { _ = try await harness.client().consents.updateConsentRequest(update) }
         #expect(updateError?.code == .invalidArgument && updateError?.fieldViolations.first?.field == "end_time")
     }
 
@@ -197,7 +195,7 @@ struct InputRulesTests {
             var token = Orgd_V1_CreateTokenRequest()
             token.serviceAccountID = account.account.id
             token.expiresInSeconds = seconds
-            let error = await rpcError { let _: Orgd_V1_CreateTokenResponse = try await harness.call("orgd.v1.TokenService", "CreateToken", token) }
+            let error = await rpcError { _ = try await harness.client().tokens.createToken(token) }
             #expect(error?.code == .invalidArgument && error?.fieldViolations.first?.field == "expires_in_seconds", "\(seconds)")
         }
         // Invitation lifetime.
@@ -211,7 +209,7 @@ struct InputRulesTests {
             invite.title = "Dr"
             invite.role = "agent"
             invite.expiresInDays = days
-            let error = await rpcError { let _: Orgd_V1_InviteMemberResponse = try await harness.call("orgd.v1.InvitationService", "InviteMember", invite) }
+            let error = await rpcError { _ = try await harness.client().invitations.inviteMember(invite) }
             #expect(error?.code == .invalidArgument && error?.fieldViolations.first?.field == "expires_in_days", "\(days)")
         }
     }
@@ -225,7 +223,7 @@ struct InputRulesTests {
         var glucoseRequest = Orgd_V1_CreateScopeRequest()
         glucoseRequest.codingSystem = pressure.codingSystem
         glucoseRequest.codingCode = "omh:blood-glucose:4.0"
-        let glucose: Orgd_V1_Scope = try await harness.call(Self.consents, "CreateScope", glucoseRequest)
+        let glucose = try await harness.client().consents.createScope(glucoseRequest)
         var contradiction = Orgd_V1_ScopeRef()
         contradiction.id = pressure.id
         contradiction.codingSystem = glucose.codingSystem
@@ -242,7 +240,7 @@ struct InputRulesTests {
             request.agentUserID = agent.id
             request.patientID = patient.id
             request.scope = reference
-            return try await harness.call(Self.consents, "CheckAccess", request)
+            return try await harness.client().consents.checkAccess(request)
         }
         for reference in [contradiction, unknownCode] {
             let error = await rpcError { _ = try await check(reference) }
@@ -260,13 +258,13 @@ struct InputRulesTests {
         var bad = good
         bad.scope = contradiction
         batch.checks = [good, bad]
-        let batchError = await rpcError { let _: Orgd_V1_BatchCheckAccessResponse = try await harness.call(Self.consents, "BatchCheckAccess", batch) }
+        let batchError = await rpcError { _ = try await harness.client().consents.batchCheckAccess(batch) }
         #expect(batchError?.code == .invalidArgument && batchError?.fieldViolations.first?.field == "checks[1].scope")
 
         var accessible = Orgd_V1_ListAccessiblePatientsRequest()
         accessible.agentUserID = agent.id
         accessible.scope = contradiction
-        let listError = await rpcError { let _: Orgd_V1_ListAccessiblePatientsResponse = try await harness.call(Self.consents, "ListAccessiblePatients", accessible) }
+        let listError = await rpcError { _ = try await harness.client().consents.listAccessiblePatients(accessible) }
         #expect(listError?.code == .invalidArgument && listError?.fieldViolations.first?.field == "scope")
 
         var create = Orgd_V1_CreateConsentRequestRequest()
@@ -274,16 +272,16 @@ struct InputRulesTests {
         create.kind = .study
         create.name = "Study"
         create.scopes = [agreeing, contradiction]
-        let createError = await rpcError { let _: Orgd_V1_ConsentRequest = try await harness.call(Self.consents, "CreateConsentRequest", create) }
+        let createError = await rpcError { _ = try await harness.client().consents.createConsentRequest(create) }
         #expect(createError?.code == .invalidArgument && createError?.fieldViolations.first?.field == "scopes[1]")
 
         create.scopes = [agreeing]
-        let created: Orgd_V1_ConsentRequest = try await harness.call(Self.consents, "CreateConsentRequest", create)
+        let created = try await harness.client().consents.createConsentRequest(create)
         var update = Orgd_V1_UpdateConsentRequestRequest()
         update.id = created.id
         update.version = created.version
         update.addScopes = [contradiction]
-        let updateError = await rpcError { let _: Orgd_V1_ConsentRequest = try await harness.call(Self.consents, "UpdateConsentRequest", update) }
+        let updateError = await rpcError { _ = try await harness.client().consents.updateConsentRequest(update) }
         #expect(updateError?.code == .invalidArgument && updateError?.fieldViolations.first?.field == "add_scopes[0]")
 
         // Half a code is refused too, rather than ignored in favour of the id.

@@ -7,8 +7,6 @@ import Testing
 /// are tested without sleeping.
 @Suite("InvitationService rules")
 struct InvitationServiceTests {
-    static let service = "orgd.v1.InvitationService"
-
     static func inviteRequest(_ organization: String, _ email: String = "jock.jones@mydomain.com", role: String = "PKB_TEAM_PRO", days: Int32 = 0) -> Orgd_V1_InviteMemberRequest {
         var request = Orgd_V1_InviteMemberRequest()
         request.organizationID = organization
@@ -22,20 +20,20 @@ struct InvitationServiceTests {
     }
 
     static func invite(_ harness: Harness, _ request: Orgd_V1_InviteMemberRequest, as caller: Harness.Caller = .local) async throws -> Orgd_V1_InviteMemberResponse {
-        try await harness.call(service, "InviteMember", request, as: caller)
+        try await harness.client(as: caller).invitations.inviteMember(request)
     }
 
     /// Claims everything queued, as a mailer would, and acknowledges it delivered.
     static func deliverAll(_ harness: Harness, mailer: String = "mailer-1") async throws -> [Orgd_V1_OutboxMessage] {
         var claim = Orgd_V1_ClaimOutboxRequest()
         claim.mailerID = mailer
-        let messages: Orgd_V1_ClaimOutboxResponse = try await harness.call(service, "ClaimOutbox", claim)
+        let messages = try await harness.client().invitations.claimOutbox(claim)
         for message in messages.messages {
             var ack = Orgd_V1_AckOutboxRequest()
             ack.id = message.id
             ack.mailerID = mailer
             ack.delivered = true
-            let _: Orgd_V1_AckOutboxResponse = try await harness.call(service, "AckOutbox", ack)
+            _ = try await harness.client().invitations.ackOutbox(ack)
         }
         return messages.messages
     }
@@ -43,13 +41,13 @@ struct InvitationServiceTests {
     static func accept(_ harness: Harness, _ token: String) async throws -> Orgd_V1_AcceptInvitationResponse {
         var request = Orgd_V1_AcceptInvitationRequest()
         request.token = token
-        return try await harness.call(service, "AcceptInvitation", request)
+        return try await harness.client().invitations.acceptInvitation(request)
     }
 
     static func get(_ harness: Harness, _ id: String) async throws -> Orgd_V1_Invitation {
         var request = Orgd_V1_GetInvitationRequest()
         request.id = id
-        return try await harness.call(service, "GetInvitation", request)
+        return try await harness.client().invitations.getInvitation(request)
     }
 
     @Test("seed 003: 'Invitation sent' and the invitee's UUID; an unknown e-mail becomes an invited user; the role alias maps")
@@ -63,7 +61,7 @@ struct InvitationServiceTests {
         #expect(response.invitation.expireTime.date == harness.clock.addingTimeInterval(7 * 86_400))
         var get = Orgd_V1_GetUserRequest()
         get.id = response.id
-        let user: Orgd_V1_User = try await harness.call(Harness.memberships, "GetUser", get)
+        let user = try await harness.client().memberships.getUser(get)
         #expect(user.status == .invited && user.email == "jock.jones@mydomain.com" && user.givenName == "Jock")
         let mail = try await Self.deliverAll(harness)
         #expect(mail.count == 1 && mail[0].recipient == "jock.jones@mydomain.com" && mail[0].template == "invite-team-member")
@@ -113,7 +111,7 @@ struct InvitationServiceTests {
         #expect(await rpcError { _ = try await Self.invite(harness, Self.inviteRequest(team.id, "MEMBER@clinic.org")) }?.code == .alreadyExists)
         var deactivate = Orgd_V1_DeactivateOrganizationRequest()
         deactivate.id = team.id
-        let _: Orgd_V1_Organization = try await harness.call(Harness.organizations, "DeactivateOrganization", deactivate)
+        _ = try await harness.client().organizations.deactivateOrganization(deactivate)
         #expect(await rpcError { _ = try await Self.invite(harness, Self.inviteRequest(team.id)) }?.code == .failedPrecondition)
     }
 
@@ -131,7 +129,7 @@ struct InvitationServiceTests {
         #expect(again?.code == .failedPrecondition && again?.message == "this invitation was already accepted")
         var decline = Orgd_V1_DeclineInvitationRequest()
         decline.token = token
-        #expect(await rpcError { let _: Orgd_V1_Invitation = try await harness.call(Self.service, "DeclineInvitation", decline) }?.code == .failedPrecondition)
+        #expect(await rpcError { _ = try await harness.client().invitations.declineInvitation(decline) }?.code == .failedPrecondition)
     }
 
     @Test("declining records it, creates no membership, and the token dies")
@@ -142,7 +140,7 @@ struct InvitationServiceTests {
         let token = try await Self.deliverAll(harness)[0].token
         var decline = Orgd_V1_DeclineInvitationRequest()
         decline.token = token
-        let declined: Orgd_V1_Invitation = try await harness.call(Self.service, "DeclineInvitation", decline)
+        let declined = try await harness.client().invitations.declineInvitation(decline)
         #expect(declined.status == .declined)
         #expect(try await harness.listStaff(team.id).totalCount == 0)
         #expect(await rpcError { _ = try await Self.accept(harness, token) }?.message == "this invitation was already declined")
@@ -162,10 +160,10 @@ struct InvitationServiceTests {
         let invited = try await Self.invite(harness, Self.inviteRequest(team.id))
         var claim = Orgd_V1_ClaimOutboxRequest()
         claim.mailerID = "slow-mailer"
-        let leased: Orgd_V1_ClaimOutboxResponse = try await harness.call(Self.service, "ClaimOutbox", claim)
+        let leased = try await harness.client().invitations.claimOutbox(claim)
         var withdraw = Orgd_V1_WithdrawInvitationRequest()
         withdraw.id = invited.invitation.id
-        let withdrawn: Orgd_V1_Invitation = try await harness.call(Self.service, "WithdrawInvitation", withdraw)
+        let withdrawn = try await harness.client().invitations.withdrawInvitation(withdraw)
         #expect(withdrawn.status == .withdrawn)
         #expect(await rpcError { _ = try await Self.accept(harness, leased.messages[0].token) }?.message == "this invitation was withdrawn")
         // The mailer still holding the e-mail learns it was cancelled.
@@ -173,8 +171,8 @@ struct InvitationServiceTests {
         ack.id = leased.messages[0].id
         ack.mailerID = "slow-mailer"
         ack.delivered = true
-        #expect(await rpcError { let _: Orgd_V1_AckOutboxResponse = try await harness.call(Self.service, "AckOutbox", ack) }?.code == .failedPrecondition)
-        #expect(await rpcError { let _: Orgd_V1_Invitation = try await harness.call(Self.service, "WithdrawInvitation", withdraw) }?.code == .failedPrecondition)
+        #expect(await rpcError { _ = try await harness.client().invitations.ackOutbox(ack) }?.code == .failedPrecondition)
+        #expect(await rpcError { _ = try await harness.client().invitations.withdrawInvitation(withdraw) }?.code == .failedPrecondition)
     }
 
     @Test("expiry by the clock: expired shows without any job, the link fails, re-inviting revives the same invitation")
@@ -190,10 +188,10 @@ struct InvitationServiceTests {
         var list = Orgd_V1_ListInvitationsRequest()
         list.organizationID = team.id
         list.status = .expired
-        let expired: Orgd_V1_ListInvitationsResponse = try await harness.call(Self.service, "ListInvitations", list)
+        let expired = try await harness.client().invitations.listInvitations(list)
         #expect(expired.invitations.map(\.id) == [invited.invitation.id])
         list.status = .pending
-        let pending: Orgd_V1_ListInvitationsResponse = try await harness.call(Self.service, "ListInvitations", list)
+        let pending = try await harness.client().invitations.listInvitations(list)
         #expect(pending.invitations.isEmpty)
         #expect(await rpcError { _ = try await Self.accept(harness, token) }?.message.contains("expired") == true)
         let revived = try await Self.invite(harness, Self.inviteRequest(team.id))
@@ -211,15 +209,15 @@ struct InvitationServiceTests {
         resend.id = invited.invitation.id
         for _ in 0..<4 {
             harness.advance(by: 60)
-            let sent: Orgd_V1_Invitation = try await harness.call(Self.service, "ResendInvitation", resend)
+            let sent = try await harness.client().invitations.resendInvitation(resend)
             #expect(sent.id == invited.invitation.id)
             tokens.append(try await Self.deliverAll(harness)[0].token)
         }
         #expect(Set(tokens).count == 5)
-        let over = await rpcError { let _: Orgd_V1_Invitation = try await harness.call(Self.service, "ResendInvitation", resend) }
+        let over = await rpcError { _ = try await harness.client().invitations.resendInvitation(resend) }
         #expect(over?.code == .resourceExhausted)
         harness.advance(by: 86_400)
-        let _: Orgd_V1_Invitation = try await harness.call(Self.service, "ResendInvitation", resend)
+        _ = try await harness.client().invitations.resendInvitation(resend)
         let latest = try await Self.deliverAll(harness)[0].token
         for old in tokens { #expect(await rpcError { _ = try await Self.accept(harness, old) }?.message.contains("replaced") == true) }
         _ = try await Self.accept(harness, latest)
@@ -233,25 +231,25 @@ struct InvitationServiceTests {
         var claim = Orgd_V1_ClaimOutboxRequest()
         claim.mailerID = "a"
         claim.leaseSeconds = 60
-        let first: Orgd_V1_ClaimOutboxResponse = try await harness.call(Self.service, "ClaimOutbox", claim)
+        let first = try await harness.client().invitations.claimOutbox(claim)
         #expect(first.messages.count == 1 && first.messages[0].attempts == 1)
         claim.mailerID = "b"
-        let none: Orgd_V1_ClaimOutboxResponse = try await harness.call(Self.service, "ClaimOutbox", claim)
+        let none = try await harness.client().invitations.claimOutbox(claim)
         #expect(none.messages.isEmpty)
         var ack = Orgd_V1_AckOutboxRequest()
         ack.id = first.messages[0].id
         ack.mailerID = "b"
         ack.delivered = true
-        #expect(await rpcError { let _: Orgd_V1_AckOutboxResponse = try await harness.call(Self.service, "AckOutbox", ack) }?.code == .failedPrecondition)
+        #expect(await rpcError { _ = try await harness.client().invitations.ackOutbox(ack) }?.code == .failedPrecondition)
         harness.advance(by: 61)
-        let retaken: Orgd_V1_ClaimOutboxResponse = try await harness.call(Self.service, "ClaimOutbox", claim)
+        let retaken = try await harness.client().invitations.claimOutbox(claim)
         #expect(retaken.messages.map(\.id) == first.messages.map(\.id) && retaken.messages[0].attempts == 2)
         ack.mailerID = "a"
-        #expect(await rpcError { let _: Orgd_V1_AckOutboxResponse = try await harness.call(Self.service, "AckOutbox", ack) }?.code == .failedPrecondition)
+        #expect(await rpcError { _ = try await harness.client().invitations.ackOutbox(ack) }?.code == .failedPrecondition)
         ack.mailerID = "b"
-        let _: Orgd_V1_AckOutboxResponse = try await harness.call(Self.service, "AckOutbox", ack)
+        _ = try await harness.client().invitations.ackOutbox(ack)
         harness.advance(by: 3600)
-        let after: Orgd_V1_ClaimOutboxResponse = try await harness.call(Self.service, "ClaimOutbox", claim)
+        let after = try await harness.client().invitations.claimOutbox(claim)
         #expect(after.messages.isEmpty, "a delivered message is never handed out again")
     }
 
@@ -269,7 +267,7 @@ struct InvitationServiceTests {
             Self.inviteRequest(team.id, "member@clinic.org"), Self.inviteRequest(team.id, "bad address"),
             Self.inviteRequest(team.id, "another@clinic.org", role: "agent"),
         ]
-        let response: Orgd_V1_BulkInviteMembersResponse = try await harness.call(Self.service, "BulkInviteMembers", request)
+        let response = try await harness.client().invitations.bulkInviteMembers(request)
         #expect(response.results.map(\.outcome) == [.sent, .resent, .alreadyMember, .invalid, .sent])
         #expect(response.results[3].error.hasPrefix("email:"))
         #expect(response.results.filter { $0.outcome == .sent }.allSatisfy { UUID(uuidString: $0.id) != nil })

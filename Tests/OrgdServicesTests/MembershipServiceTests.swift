@@ -38,27 +38,27 @@ struct MembershipServiceTests {
         let other = try await harness.createUser()
         var request = Orgd_V1_GetUserRequest()
         request.id = me.user.id
-        let own: Orgd_V1_User = try await harness.call(Harness.memberships, "GetUser", request, as: .token(me.secret))
+        let own = try await harness.client(as: .token(me.secret)).memberships.getUser(request)
         #expect(own.id == me.user.id)
         request.id = other.id
-        let error = await rpcError { let _: Orgd_V1_User = try await harness.call(Harness.memberships, "GetUser", request, as: .token(me.secret)) }
+        let error = await rpcError { _ = try await harness.client(as: .token(me.secret)).memberships.getUser(request) }
         #expect(error?.code == .permissionDenied)
         let admin = try await harness.userToken(role: .admin)
-        let _: Orgd_V1_User = try await harness.call(Harness.memberships, "GetUser", request, as: .token(admin.secret))
+        _ = try await harness.client(as: .token(admin.secret)).memberships.getUser(request)
     }
 
     @Test("disabling a user stops their tokens on the very next call")
     func disableUser() async throws {
         let harness = try Harness()
         let admin = try await harness.userToken(role: .admin)
-        #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: [], as: .token(admin.secret)).code == .ok)
+        #expect(await harness.code(as: .token(admin.secret)) { try await $0.organizations.listOrganizations() } == .ok)
         var update = Orgd_V1_UpdateUserRequest()
         update.id = admin.user.id
         update.version = 1
         update.status = .disabled
-        let disabled: Orgd_V1_User = try await harness.call(Harness.memberships, "UpdateUser", update)
+        let disabled = try await harness.client().memberships.updateUser(update)
         #expect(disabled.status == .disabled && disabled.version == 2)
-        #expect(try await harness.raw(Harness.organizations, "ListOrganizations", payload: [], as: .token(admin.secret)).code == .unauthenticated)
+        #expect(await harness.code(as: .token(admin.secret)) { try await $0.organizations.listOrganizations() } == .unauthenticated)
     }
 
     @Test("an admin cannot change a superadmin; a stale version is ABORTED")
@@ -70,13 +70,13 @@ struct MembershipServiceTests {
         update.id = boss.id
         update.version = 1
         update.systemRole = .none
-        let denied = await rpcError { let _: Orgd_V1_User = try await harness.call(Harness.memberships, "UpdateUser", update, as: .token(admin.secret)) }
+        let denied = await rpcError { _ = try await harness.client(as: .token(admin.secret)).memberships.updateUser(update) }
         #expect(denied?.code == .permissionDenied)
         let plain = try await harness.createUser()
         update.id = plain.id
         update.systemRole = .admin
-        let _: Orgd_V1_User = try await harness.call(Harness.memberships, "UpdateUser", update, as: .token(admin.secret))
-        let stale = await rpcError { let _: Orgd_V1_User = try await harness.call(Harness.memberships, "UpdateUser", update) }
+        _ = try await harness.client(as: .token(admin.secret)).memberships.updateUser(update)
+        let stale = await rpcError { _ = try await harness.client().memberships.updateUser(update) }
         #expect(stale?.code == .aborted)
     }
 
@@ -89,14 +89,14 @@ struct MembershipServiceTests {
         var request = Orgd_V1_ListUsersRequest()
         request.emailPrefix = "Team"
         request.pageSize = 4
-        let first: Orgd_V1_ListUsersResponse = try await harness.call(Harness.memberships, "ListUsers", request)
+        let first = try await harness.client().memberships.listUsers(request)
         request.pageToken = first.nextPageToken
-        let second: Orgd_V1_ListUsersResponse = try await harness.call(Harness.memberships, "ListUsers", request)
+        let second = try await harness.client().memberships.listUsers(request)
         #expect((first.users + second.users).map(\.email) == ["team0@clinic.org", "team1@clinic.org", "team2@clinic.org", "team3@clinic.org", "team4@clinic.org", "TEAM9@clinic.org"])
         #expect(second.nextPageToken.isEmpty)
         var invited = Orgd_V1_ListUsersRequest()
         invited.status = .invited
-        let onlyInvited: Orgd_V1_ListUsersResponse = try await harness.call(Harness.memberships, "ListUsers", invited)
+        let onlyInvited = try await harness.client().memberships.listUsers(invited)
         #expect(onlyInvited.users.map(\.email) == ["TEAM9@clinic.org"])
     }
 
@@ -114,15 +114,15 @@ struct MembershipServiceTests {
         #expect(unknown?.code == .notFound && unknown?.fieldViolations.first?.field == "user_id")
         var get = Orgd_V1_GetPatientRequest()
         get.id = patient.id
-        let own: Orgd_V1_Patient = try await harness.call(Harness.memberships, "GetPatient", get, as: .token(person.secret))
+        let own = try await harness.client(as: .token(person.secret)).memberships.getPatient(get)
         #expect(own == patient)
         let stranger = try await harness.userToken(role: .none)
-        #expect(await rpcError { let _: Orgd_V1_Patient = try await harness.call(Harness.memberships, "GetPatient", get, as: .token(stranger.secret)) }?.code == .permissionDenied)
+        #expect(await rpcError { _ = try await harness.client(as: .token(stranger.secret)).memberships.getPatient(get) }?.code == .permissionDenied)
         var unlink = Orgd_V1_UpdatePatientRequest()
         unlink.id = patient.id
         unlink.version = 1
         unlink.removeUserID = true
-        let refused = await rpcError { let _: Orgd_V1_Patient = try await harness.call(Harness.memberships, "UpdatePatient", unlink) }
+        let refused = await rpcError { _ = try await harness.client().memberships.updatePatient(unlink) }
         #expect(refused?.code == .failedPrecondition && refused?.fieldViolations.first?.field == "remove_user_id")
     }
 
@@ -137,7 +137,7 @@ struct MembershipServiceTests {
             request.id = patient.id
             request.version = patient.version
             change(&request)
-            return try await harness.call(Harness.memberships, "UpdatePatient", request, as: caller)
+            return try await harness.client(as: caller).memberships.updatePatient(request)
         }
         // An admin links a patient record to their own account: refused, at creation and later.
         let unlinked = try await harness.createPatient()
@@ -162,14 +162,14 @@ struct MembershipServiceTests {
         #expect(moveToAdmin?.code == .failedPrecondition)
         var get = Orgd_V1_GetPatientRequest()
         get.id = linked.id
-        let stored: Orgd_V1_Patient = try await harness.call(Harness.memberships, "GetPatient", get)
+        let stored = try await harness.client().memberships.getPatient(get)
         #expect(stored.userID == person.user.id)
         // And a patient's login is never given a system role afterwards.
         var promote = Orgd_V1_UpdateUserRequest()
         promote.id = person.user.id
         promote.version = person.user.version
         promote.systemRole = .admin
-        let promoted = await rpcError { let _: Orgd_V1_User = try await harness.call(Harness.memberships, "UpdateUser", promote) }
+        let promoted = await rpcError { _ = try await harness.client().memberships.updateUser(promote) }
         #expect(promoted?.code == .failedPrecondition && promoted?.fieldViolations.first?.field == "system_role")
     }
 
@@ -197,7 +197,7 @@ struct MembershipServiceTests {
         let organization = try await harness.createOrganization("Closed")
         var deactivate = Orgd_V1_DeactivateOrganizationRequest()
         deactivate.id = organization.id
-        let _: Orgd_V1_Organization = try await harness.call(Harness.organizations, "DeactivateOrganization", deactivate)
+        _ = try await harness.client().organizations.deactivateOrganization(deactivate)
         let user = try await harness.createUser()
         #expect(await rpcError { _ = try await harness.addStaff(organization.id, user.id) }?.code == .failedPrecondition)
         let patient = try await harness.createPatient()
@@ -229,10 +229,10 @@ struct MembershipServiceTests {
         update.organizationID = c.id
         update.userID = user.id
         update.isPrimary = true
-        let _: Orgd_V1_StaffMembership = try await harness.call(Harness.memberships, "UpdateStaffMember", update)
+        _ = try await harness.client().memberships.updateStaffMember(update)
         #expect(try await primaries() == ["C"])
         update.isPrimary = false
-        let _: Orgd_V1_StaffMembership = try await harness.call(Harness.memberships, "UpdateStaffMember", update)
+        _ = try await harness.client().memberships.updateStaffMember(update)
         #expect(try await primaries() == [])
     }
 
@@ -246,13 +246,13 @@ struct MembershipServiceTests {
         update.organizationID = organization.id
         update.userID = user.id
         update.roles = [.agent]
-        let updated: Orgd_V1_StaffMembership = try await harness.call(Harness.memberships, "UpdateStaffMember", update)
+        let updated = try await harness.client().memberships.updateStaffMember(update)
         #expect(updated.roles == [.agent])
         var remove = Orgd_V1_RemoveStaffMemberRequest()
         remove.organizationID = organization.id
         remove.userID = user.id
-        let _: Orgd_V1_RemoveStaffMemberResponse = try await harness.call(Harness.memberships, "RemoveStaffMember", remove)
-        #expect(await rpcError { let _: Orgd_V1_RemoveStaffMemberResponse = try await harness.call(Harness.memberships, "RemoveStaffMember", remove) }?.code == .notFound)
+        _ = try await harness.client().memberships.removeStaffMember(remove)
+        #expect(await rpcError { _ = try await harness.client().memberships.removeStaffMember(remove) }?.code == .notFound)
         #expect(try await harness.listStaff(organization.id).totalCount == 0)
     }
 
@@ -273,14 +273,14 @@ struct MembershipServiceTests {
         var get = Orgd_V1_GetOrganizationRequest()
         get.id = organization.id
         get.staffPageSize = 3
-        let page: Orgd_V1_GetOrganizationResponse = try await harness.call(Harness.organizations, "GetOrganization", get)
+        let page = try await harness.client().organizations.getOrganization(get)
         #expect(page.staffCount == 5 && page.staff.count == 3 && !page.nextStaffPageToken.isEmpty)
         #expect(page.patientCount == 3 && page.patients.count == 3 && page.nextPatientPageToken.isEmpty)
         get.staffPageToken = page.nextStaffPageToken
-        let rest: Orgd_V1_GetOrganizationResponse = try await harness.call(Harness.organizations, "GetOrganization", get)
+        let rest = try await harness.client().organizations.getOrganization(get)
         #expect(rest.staff.map(\.userID) == Array(users.suffix(2)))
         get.staffPageToken = first.nextPageToken.isEmpty ? "x" : "garbage!"
-        #expect(await rpcError { let _: Orgd_V1_GetOrganizationResponse = try await harness.call(Harness.organizations, "GetOrganization", get) }?.fieldViolations.first?.field == "staff_page_token")
+        #expect(await rpcError { _ = try await harness.client().organizations.getOrganization(get) }?.fieldViolations.first?.field == "staff_page_token")
     }
 
     @Test("a membership manager lists their own organisation's members only; an agent lists none")
@@ -316,7 +316,7 @@ struct MembershipServiceTests {
         harness.statements.withLockedValue { $0.removeAll() }
         var request = Orgd_V1_ListPatientMembersRequest()
         request.organizationID = organization.id
-        let _: Orgd_V1_ListPatientMembersResponse = try await harness.call(Harness.memberships, "ListPatientMembers", request)
+        _ = try await harness.client().memberships.listPatientMembers(request)
         let patientSQL = harness.statements.withLockedValue { $0 }.joined(separator: "\n")
         #expect(patientSQL.contains("organization_patient_member"))
         #expect(!patientSQL.contains("staff"))
@@ -330,15 +330,15 @@ struct MembershipServiceTests {
         let harness = try Harness()
         let person = try await harness.userToken(role: .none)
         let patient = try await harness.createPatient(userID: person.user.id)
-        let mine: Orgd_V1_Profile = try await harness.call(Harness.memberships, "GetProfile", Orgd_V1_GetProfileRequest(), as: .token(person.secret))
+        let mine = try await harness.client(as: .token(person.secret)).memberships.getProfile()
         #expect(mine.id == person.user.id && mine.email == person.user.email && mine.firstName == person.user.givenName && mine.lastName == person.user.familyName && mine.patient == patient)
         let bff = try await harness.serviceToken(role: .none, mayActAs: true)
-        let acted: Orgd_V1_Profile = try await harness.call(Harness.memberships, "GetProfile", Orgd_V1_GetProfileRequest(), as: .token(bff.secret, actAs: person.user.id))
+        let acted = try await harness.client(as: .token(bff.secret, actAs: person.user.id)).memberships.getProfile()
         #expect(acted == mine)
         let staffOnly = try await harness.userToken(role: .none)
-        let noPatient: Orgd_V1_Profile = try await harness.call(Harness.memberships, "GetProfile", Orgd_V1_GetProfileRequest(), as: .token(staffOnly.secret))
+        let noPatient = try await harness.client(as: .token(staffOnly.secret)).memberships.getProfile()
         #expect(!noPatient.hasPatient)
-        #expect(await rpcError { let _: Orgd_V1_Profile = try await harness.call(Harness.memberships, "GetProfile", Orgd_V1_GetProfileRequest()) }?.code == .failedPrecondition)
+        #expect(await rpcError { _ = try await harness.client().memberships.getProfile() }?.code == .failedPrecondition)
     }
 
     @Test("my organisations: as staff with roles, as a patient, and the landing organisation")
@@ -352,8 +352,7 @@ struct MembershipServiceTests {
         _ = try await harness.addStaff(side.id, person.user.id, roles: [.membershipManager])
         _ = try await harness.addStaff(work.id, person.user.id, roles: [.agent], primary: true)
         _ = try await harness.addPatient(gp.id, patient.id, primary: true)
-        let mine: Orgd_V1_ListMyOrganizationsResponse = try await harness.call(
-            Harness.memberships, "ListMyOrganizations", Orgd_V1_ListMyOrganizationsRequest(), as: .token(person.secret))
+        let mine = try await harness.client(as: .token(person.secret)).memberships.listMyOrganizations()
         #expect(mine.asStaff.map(\.name) == ["Work", "Side job"])
         #expect(mine.asStaff.map(\.roles) == [[.agent], [.membershipManager]])
         #expect(mine.asPatient.map(\.name) == ["My GP"])
@@ -364,9 +363,8 @@ struct MembershipServiceTests {
         update.organizationID = work.id
         update.userID = person.user.id
         update.isPrimary = false
-        let _: Orgd_V1_StaffMembership = try await harness.call(Harness.memberships, "UpdateStaffMember", update)
-        let after: Orgd_V1_ListMyOrganizationsResponse = try await harness.call(
-            Harness.memberships, "ListMyOrganizations", Orgd_V1_ListMyOrganizationsRequest(), as: .token(person.secret))
+        _ = try await harness.client().memberships.updateStaffMember(update)
+        let after = try await harness.client(as: .token(person.secret)).memberships.listMyOrganizations()
         #expect(after.primaryOrganizationID == gp.id)
     }
 
@@ -380,9 +378,9 @@ struct MembershipServiceTests {
         _ = try await harness.addPatient(b.id, patient.id, primary: true)
         var list = Orgd_V1_ListPatientMembersRequest()
         list.organizationID = a.id
-        let inA: Orgd_V1_ListPatientMembersResponse = try await harness.call(Harness.memberships, "ListPatientMembers", list)
+        let inA = try await harness.client().memberships.listPatientMembers(list)
         list.organizationID = b.id
-        let inB: Orgd_V1_ListPatientMembersResponse = try await harness.call(Harness.memberships, "ListPatientMembers", list)
+        let inB = try await harness.client().memberships.listPatientMembers(list)
         #expect(inA.members.map(\.isPrimary) == [false] && inB.members.map(\.isPrimary) == [true])
     }
 }

@@ -43,7 +43,7 @@ struct OrganizationServiceTests {
         request.type = .department
         mutate(&request)
         let error = await rpcError {
-            let _: Orgd_V1_Organization = try await harness.call(Harness.organizations, "CreateOrganization", request)
+            _ = try await harness.client().organizations.createOrganization(request)
         }
         #expect(error?.code == .invalidArgument)
         #expect(error?.fieldViolations.first?.field == field)
@@ -80,7 +80,7 @@ struct OrganizationServiceTests {
     func update(_ harness: Harness, _ configure: (inout Orgd_V1_UpdateOrganizationRequest) -> Void) async throws -> Orgd_V1_Organization {
         var request = Orgd_V1_UpdateOrganizationRequest()
         configure(&request)
-        return try await harness.call(Harness.organizations, "UpdateOrganization", request)
+        return try await harness.client().organizations.updateOrganization(request)
     }
 
     @Test("update changes only the named fields and bumps the version")
@@ -152,7 +152,7 @@ struct OrganizationServiceTests {
         let closed = try await harness.createOrganization("1000 Clinic", type: .privateClinic)
         var deactivate = Orgd_V1_DeactivateOrganizationRequest()
         deactivate.id = closed.id
-        let _: Orgd_V1_Organization = try await harness.call(Harness.organizations, "DeactivateOrganization", deactivate)
+        _ = try await harness.client().organizations.deactivateOrganization(deactivate)
 
         #expect(try await harness.allOrganizationNames(pageSize: 10) { $0.namePrefix = "ST " } == ["St Mary's GP", "st john's team"])
         #expect(try await harness.allOrganizationNames(pageSize: 10) { $0.namePrefix = "100%" } == ["100% Clinic"])
@@ -202,19 +202,19 @@ struct OrganizationServiceTests {
         let created = try await harness.createOrganization("Clinic")
         var deactivate = Orgd_V1_DeactivateOrganizationRequest()
         deactivate.id = created.id
-        let off: Orgd_V1_Organization = try await harness.call(Harness.organizations, "DeactivateOrganization", deactivate)
+        let off = try await harness.client().organizations.deactivateOrganization(deactivate)
         #expect(!off.active && off.version == 2)
-        let again: Orgd_V1_Organization = try await harness.call(Harness.organizations, "DeactivateOrganization", deactivate)
+        let again = try await harness.client().organizations.deactivateOrganization(deactivate)
         #expect(!again.active && again.version == 2)
         var reactivate = Orgd_V1_ReactivateOrganizationRequest()
         reactivate.id = created.id
         reactivate.version = 1
         let stale = await rpcError {
-            let _: Orgd_V1_Organization = try await harness.call(Harness.organizations, "ReactivateOrganization", reactivate)
+            _ = try await harness.client().organizations.reactivateOrganization(reactivate)
         }
         #expect(stale?.code == .aborted)
         reactivate.version = 2
-        let on: Orgd_V1_Organization = try await harness.call(Harness.organizations, "ReactivateOrganization", reactivate)
+        let on = try await harness.client().organizations.reactivateOrganization(reactivate)
         #expect(on.active && on.version == 3)
     }
 

@@ -34,19 +34,16 @@ struct TransactionCheckTests {
         }
         // The manager's invitation gets as far as the writer's queue: it was
         // a manager until now, and has passed everything that runs before.
-        let method = Orgd_V1_InvitationService.Method.InviteMember.descriptor
         let invite = Task {
-            try await harness.raw(
-                method.service.fullyQualifiedService, method.method,
-                payload: InvitationServiceTests.inviteRequest(organization.id).serializedBytes(), as: .token(secret))
+            await rpcError { _ = try await harness.client(as: .token(secret)).invitations.inviteMember(InvitationServiceTests.inviteRequest(organization.id)) }
         }
         let deadline = ContinuousClock.now + .seconds(60)
         while harness.store.queuedWrites < 1 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         #expect(harness.store.queuedWrites >= 1, "the invitation waits behind the held write")
         gate.release.signal()
         try await demotion.value
-        let outcome = try await invite.value
-        #expect(outcome.code == .permissionDenied, "\(outcome.code): \(outcome.status.message)")
+        let refusal = await invite.value
+        #expect(refusal?.code == .permissionDenied, "\(String(describing: refusal))")
         let invitations = try await harness.store.read { tx in
             try tx.listInvitations(organizationID: organization.id, status: nil, after: nil, limit: 10).items
         }
