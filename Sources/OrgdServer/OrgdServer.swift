@@ -26,6 +26,7 @@ public final class OrgdServer: Service, Sendable {
         var bound: BoundAddresses?
         /// Set at shutdown: connections accepted from then on are closed.
         var stopping = false
+        var grpc: GRPCListener?
     }
 
     /// Why a new connection was not taken.
@@ -99,6 +100,21 @@ public final class OrgdServer: Service, Sendable {
                     "listen.tls": "\(tls == nil ? "off" : configuration.tls?.clientCAPath == nil ? "on" : "mutual")",
                 ])
             }
+            if let host = configuration.grpcHost {
+                // The TCP listener's TLS files, with ALPN's h2 that gRPC clients require.
+                let tls = try configuration.tls?.makeContext(applicationProtocols: ["h2"])
+                let listener = GRPCListener(
+                    host: host, port: configuration.grpcPort, tls: tls, configuration: configuration, dispatcher: dispatcher,
+                    logger: logger, group: group, admit: { [self] in admit($0, transport: .tcp) })
+                state.withLockedValue { $0.grpc = listener }
+                bound.grpcPort = try await listener.start()
+                bound.grpcHost = host
+                bound.grpcTLS = tls != nil
+                logger.info("listening", metadata: [
+                    "listen.grpc": "\(host):\(bound.grpcPort ?? 0)",
+                    "listen.tls": "\(tls == nil ? "off" : configuration.tls?.clientCAPath == nil ? "on" : "mutual")",
+                ])
+            }
             if let host = configuration.metricsHost {
                 let channel = try await MetricsEndpoint.bind(
                     host: host, port: configuration.metricsPort, registry: metrics.registry, group: group,
@@ -128,6 +144,10 @@ public final class OrgdServer: Service, Sendable {
             return state.listeners
         }
         for listener in listeners { try? await listener.close() }
+        // gRPC drains its own way (GOAWAY, then close once answered); its
+        // connections are in `connections` below, so the same timeout bounds them.
+        let grpc = state.withLockedValue { $0.grpc }
+        grpc?.beginDraining()
         // Taken after the listeners closed and with `stopping` set, so no
         // connection accepted meanwhile is missed.
         let connections = state.withLockedValue { Array($0.connections.values) }
@@ -143,6 +163,7 @@ public final class OrgdServer: Service, Sendable {
         }
         try? await closed.get()
         timeout.cancel()
+        await grpc?.stop()
         logger.info("server stopped", metadata: ["connections.drained": "\(connections.count)"])
     }
 
@@ -168,23 +189,7 @@ public final class OrgdServer: Service, Sendable {
             .childChannelOption(.writeBufferWaterMark, value: ChannelOptions.Types.WriteBufferWaterMark(
                 low: configuration.maximumQueuedResponseBytes / 2, high: configuration.maximumQueuedResponseBytes))
             .childChannelInitializer { [self] channel in
-                let id: UInt64
-                switch register(channel, transport: transport) {
-                case .success(let registered):
-                    id = registered
-                case .failure(.listenerFull(let limit)):
-                    refusals.log(logger, "connection refused: the listener's connection limit is reached",
-                                 metadata: ["listen.transport": "\(transport)", "limit.connections": "\(limit)"])
-                    serverMetrics.connectionClosed(reason: .connectionLimit)
-                    return channel.close()
-                case .failure(.addressFull(let address, let limit)):
-                    refusals.log(logger, "connection refused: the address's connection limit is reached",
-                                 metadata: ["connection.address": "\(address)", "limit.connections_per_address": "\(limit)"])
-                    serverMetrics.connectionClosed(reason: .addressLimit)
-                    return channel.close()
-                case .failure(.stopping):
-                    return channel.close()
-                }
+                guard let id = admit(channel, transport: transport) else { return channel.close() }
                 let peer = channel.remoteAddress.map { "\($0)" } ?? "unknown"
                 let handler = ConnectionHandler(
                     dispatcher: dispatcher,
@@ -220,6 +225,27 @@ public final class OrgdServer: Service, Sendable {
             }
         }
         return address.ipAddress ?? "\(address)"
+    }
+
+    /// Records a new connection (ttrpc or gRPC) against its listener's budget
+    /// and, on TCP, its address's: its id, or nil (logged, counted) when it
+    /// must be closed.
+    private func admit(_ channel: Channel, transport: Transport) -> UInt64? {
+        switch register(channel, transport: transport) {
+        case .success(let registered):
+            return registered
+        case .failure(.listenerFull(let limit)):
+            refusals.log(logger, "connection refused: the listener's connection limit is reached",
+                         metadata: ["listen.transport": "\(transport)", "limit.connections": "\(limit)"])
+            serverMetrics.connectionClosed(reason: .connectionLimit)
+        case .failure(.addressFull(let address, let limit)):
+            refusals.log(logger, "connection refused: the address's connection limit is reached",
+                         metadata: ["connection.address": "\(address)", "limit.connections_per_address": "\(limit)"])
+            serverMetrics.connectionClosed(reason: .addressLimit)
+        case .failure(.stopping):
+            break
+        }
+        return nil
     }
 
     /// Records a new connection against its listener's budget and, on TCP,

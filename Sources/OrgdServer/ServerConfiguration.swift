@@ -10,8 +10,13 @@ public struct ServerConfiguration: Sendable {
     /// The TCP address to listen on (port 0 picks a free one), or nil for none.
     public var tcpHost: String?
     public var tcpPort: Int = 0
-    /// TLS (and optionally mutual TLS) on the TCP listener; plain TCP when nil.
+    /// TLS (and optionally mutual TLS) on the TCP listener and the gRPC
+    /// listener; plain TCP when nil.
     public var tls: ServerTLS?
+    /// The address gRPC (HTTP/2) listens on beside ttrpc (port 0 picks a free
+    /// one), or nil for none. Every call on it needs a bearer token, as on TCP.
+    public var grpcHost: String?
+    public var grpcPort: Int = 0
     /// Frames whose declared data length is larger are refused.
     public var maximumFrameLength: Int = FrameDecoder.defaultMaximumFrameLength
     /// How long shutdown waits for in-flight calls before closing anyway.
@@ -70,4 +75,8 @@ public struct BoundAddresses: Sendable {
     public var tcpTLS = false
     /// The metrics listener's port, when there is one.
     public var metricsPort: Int?
+    /// The gRPC listener's address, when there is one, and whether it speaks TLS.
+    public var grpcHost: String?
+    public var grpcPort: Int?
+    public var grpcTLS = false
 }

@@ -22,7 +22,8 @@ public struct ServerTLS: Sendable, Equatable {
 
     /// Reads the files and builds the context once, at start: a missing or
     /// malformed file stops the server with the file named, never a handshake later.
-    func makeContext() throws -> NIOSSLContext {
+    /// `applicationProtocols` are offered by ALPN (gRPC clients require `h2`).
+    func makeContext(applicationProtocols: [String] = []) throws -> NIOSSLContext {
         let chain = try Self.certificates(certificateChainPath, "the TLS certificate chain")
         let key: NIOSSLPrivateKey
         do {
@@ -38,6 +39,7 @@ public struct ServerTLS: Sendable, Equatable {
             configuration.sendCANameList = true
         }
         configuration.minimumTLSVersion = .tlsv12
+        configuration.applicationProtocols = applicationProtocols
         do {
             return try NIOSSLContext(configuration: configuration)
         } catch {

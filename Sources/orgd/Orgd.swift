@@ -32,7 +32,10 @@ struct Orgd: AsyncParsableCommand {
     @Option(help: "TCP address HOST:PORT to listen on [ORGD_LISTEN]; port 0 picks a free port and prints it.")
     var listen: String?
 
-    @Option(help: "PEM certificate chain: TCP speaks TLS with it [ORGD_TLS_CERT]; needs --tls-key and --listen.")
+    @Option(help: "gRPC (HTTP/2) address HOST:PORT to listen on beside ttrpc [ORGD_GRPC_LISTEN]; port 0 picks a free port and prints it. Same handlers, tokens, TLS and limits as --listen.")
+    var grpcListen: String?
+
+    @Option(help: "PEM certificate chain: TCP and gRPC speak TLS with it [ORGD_TLS_CERT]; needs --tls-key and --listen or --grpc-listen.")
     var tlsCert: String?
 
     @Option(help: "PEM private key for --tls-cert [ORGD_TLS_KEY].")
@@ -146,6 +149,7 @@ struct Orgd: AsyncParsableCommand {
                 if let path = bound.unixSocketPath { print("orgd listening on unix:\(path)") }
                 if let port = bound.tcpPort, let host = bound.tcpHost { print("orgd listening on \(bound.tcpTLS ? "tls" : "tcp"):\(host):\(port)") }
                 if let port = bound.metricsPort, let host = metricsHost { print("orgd listening on metrics:\(host):\(port)") }
+                if let port = bound.grpcPort, let host = bound.grpcHost { print("orgd listening on grpc:\(host):\(port)") }
                 fflush(nil)
             }
         )
@@ -232,6 +236,9 @@ struct Settings {
         if let listen = value(flags.listen, "ORGD_LISTEN") {
             (server.tcpHost, server.tcpPort) = try Self.hostAndPort(listen, option: "--listen")
         }
+        if let listen = value(flags.grpcListen, "ORGD_GRPC_LISTEN") {
+            (server.grpcHost, server.grpcPort) = try Self.hostAndPort(listen, option: "--grpc-listen")
+        }
         if let listen = value(flags.metricsListen, "ORGD_METRICS_LISTEN") {
             (server.metricsHost, server.metricsPort) = try Self.hostAndPort(listen, option: "--metrics-listen")
         }
@@ -309,7 +316,9 @@ struct Settings {
         let tlsClientCA = value(flags.tlsClientCa, "ORGD_TLS_CLIENT_CA")
         switch (tlsCert, tlsKey) {
         case (let cert?, let key?):
-            guard server.tcpHost != nil else { throw ValidationError("--tls-cert secures the TCP listener: give --listen too") }
+            guard server.tcpHost != nil || server.grpcHost != nil else {
+                throw ValidationError("--tls-cert secures the TCP and gRPC listeners: give --listen or --grpc-listen too")
+            }
             server.tls = ServerTLS(certificateChainPath: cert, privateKeyPath: key, clientCAPath: tlsClientCA)
         case (nil, nil):
             if tlsClientCA != nil { throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key") }
@@ -319,8 +328,8 @@ struct Settings {
         guard server.maximumBufferedBytes >= 2 * server.maximumFrameLength else {
             throw ValidationError("--max-buffered-bytes (\(server.maximumBufferedBytes)) must be at least twice --max-frame-bytes (\(server.maximumFrameLength)), or one large call would be closed")
         }
-        guard server.unixSocketPath != nil || server.tcpHost != nil else {
-            throw ValidationError("nothing to listen on: give --socket or --listen")
+        guard server.unixSocketPath != nil || server.tcpHost != nil || server.grpcHost != nil else {
+            throw ValidationError("nothing to listen on: give --socket, --listen or --grpc-listen")
         }
         self.server = server
     }

@@ -60,6 +60,8 @@ final class TestDaemon: Sendable {
 
     var unix: OrgdEndpoint { .unix(path: bound.unixSocketPath!) }
     var tcp: OrgdEndpoint { .tcp(host: "127.0.0.1", port: bound.tcpPort!) }
+    /// The gRPC port; start the daemon with `configure: { $0.grpcHost = "127.0.0.1" }` (port 0).
+    var grpcPort: Int { bound.grpcPort! }
 
     func client(_ endpoint: OrgdEndpoint? = nil, token: String? = nil) async throws -> OrgdClient {
         try await OrgdClient.connect(to: endpoint ?? unix, token: token)
