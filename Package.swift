@@ -148,7 +148,7 @@ let package = Package(
         .testTarget(
             name: "OrgdServerTests",
             dependencies: [
-                "OrgdServer", "OrgdCore",
+                "OrgdServer", "OrgdCore", "OrgdWire", "OrgdProto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
