@@ -186,6 +186,18 @@ struct ConnectionStateMachineTests {
         #expect(machine.phase == .closed)
     }
 
+    @Test("a frame delivered after the half-close (still in TLS's buffer) is started, not refused; the close waits for its answer")
+    func frameAfterHalfClose() throws {
+        var machine = Machine(limits: Self.unixLimits)
+        try Self.start(&machine, 1)
+        #expect(machine.inputClosed() == nil)
+        try Self.start(&machine, 3)
+        #expect(machine.callAnswered(streamID: 1, authenticated: false) == .write("call 1", cancelAuthenticationTimer: false))
+        #expect(machine.answerWritten() == nil)
+        #expect(machine.callAnswered(streamID: 3, authenticated: false) == .write("call 3", cancelAuthenticationTimer: false))
+        #expect(machine.answerWritten() == .close)
+    }
+
     @Test("half-close with nothing in flight closes at once")
     func halfCloseIdle() {
         var machine = Machine(limits: Self.unixLimits)
