@@ -7,7 +7,8 @@ struct Orgctl: AsyncParsableCommand {
         abstract: "Talk to orgd: organisations, people, memberships, tokens, health.",
         discussion: """
             Connects to the Unix socket by default ($ORGD_SOCKET, else $XDG_RUNTIME_DIR/orgd.sock, else ./orgd.sock),
-            or to TCP with --address HOST:PORT ($ORGD_ADDRESS), which needs --token ($ORGD_TOKEN).
+            to ttrpc over TCP with --address HOST:PORT ($ORGD_ADDRESS), or to gRPC with --grpc HOST:PORT
+            ($ORGD_GRPC); both need --token ($ORGD_TOKEN).
             Prints tables for people; --json prints one JSON document for scripts.
             On failure prints one line to standard error and exits non-zero.
             """,
