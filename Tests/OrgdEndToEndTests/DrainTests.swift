@@ -166,8 +166,9 @@ struct DrainTests {
         _ = await stuck.value
         await client.close()
         #expect(status == 0)
-        // The busy timeout is 10 s; the bound is the 1 s drain timeout plus a
-        // second to close (with room for a slow machine, far from 10 s).
-        #expect(took < .seconds(8), "exited after \(took)")
+        // The busy timeout is 10 s; the bound is the 1 s drain timeout plus
+        // time to close, with room for TSan with the whole suite at once
+        // (8.2 s seen there), still short of the 10 s the busy timeout takes.
+        #expect(took < .seconds(9.5), "exited after \(took)")
     }
 }
