@@ -71,6 +71,9 @@ final class DaemonProcess: @unchecked Sendable {
         var environment = ProcessInfo.processInfo.environment
         environment["XDG_RUNTIME_DIR"] = nil
         for key in environment.keys where key.hasPrefix("ORGD_") { environment[key] = nil }
+        // Who started it: if a sanitizer aborts this test process, `deinit`
+        // never runs, and scripts/test stops every orgd whose owner is gone.
+        environment["ORGDTEST_OWNER_PID"] = "\(getpid())"
         process.environment = environment
         process.standardOutput = stdout
         process.standardError = stderr
