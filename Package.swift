@@ -40,14 +40,16 @@ let package = Package(
         // Status codes and the error value every layer throws; depends on
         // nothing, generated code included.
         .target(name: "OrgdCore"),
-        // ttrpc framing: header, decoder, encoder (NIOCore only); and the
-        // bridge between RPCError and google.rpc.Status, which both wires carry.
+        // ttrpc framing: header, decoder, frame writing (NIOCore); the bridge
+        // between RPCError and google.rpc.Status, which both wires carry; and
+        // gRPC's raw-bytes coder and grpc-timeout header (GRPCCore).
         .target(
             name: "OrgdWire",
             dependencies: [
                 "OrgdCore", "OrgdProto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
             ]
         ),
         // The SQLite store: migrations, records, queries. Never sees a protobuf.

@@ -62,7 +62,7 @@ final class GRPCCallTransport: OrgdCallTransport {
         // the answer; grpc-swift's own `CallOptions.timeout` would end the
         // call locally at the same instant with a message of its own.
         let nanoseconds = max(1, OrgdConnection.nanoseconds(timeout))
-        metadata.replaceOrAddString(Self.grpcTimeout(nanoseconds: nanoseconds), forKey: "grpc-timeout")
+        metadata.replaceOrAddString(GRPCTimeout.header(nanoseconds: nanoseconds), forKey: "grpc-timeout")
         guard nanoseconds <= Int64.max - CallOptions.deadlineGrace else { return try await unary(call, metadata) }
         return try await withThrowingTaskGroup(of: [UInt8].self) { group in
             group.addTask { [metadata] in try await self.unary(call, metadata) }
@@ -114,33 +114,5 @@ final class GRPCCallTransport: OrgdCallTransport {
             return OrgdCore.RPCError(status: status)
         }
         return OrgdCore.RPCError(StatusCode(wireValue: code), error.message)
-    }
-
-    /// `grpc-timeout`'s text: at most eight digits and a unit, the finest
-    /// unit that holds the duration (rounded up, so never shorter).
-    static func grpcTimeout(nanoseconds: Int64) -> String {
-        let units: [(unit: String, nanoseconds: Int64)] = [
-            ("n", 1), ("u", 1_000), ("m", 1_000_000), ("S", 1_000_000_000), ("M", 60_000_000_000), ("H", 3_600_000_000_000),
-        ]
-        for (unit, size) in units {
-            let (whole, remainder) = nanoseconds.quotientAndRemainder(dividingBy: size)
-            let value = whole + (remainder > 0 ? 1 : 0)
-            if value <= 99_999_999 { return "\(value)\(unit)" }
-        }
-        return "99999999H"
-    }
-}
-
-/// Passes a message's bytes through: the connection encodes the request and
-/// decodes the answer the same way for every transport.
-private struct RawBytes: MessageSerializer, MessageDeserializer {
-    typealias Message = [UInt8]
-
-    func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes {
-        Bytes(message)
-    }
-
-    func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
-        serializedMessageBytes.withUnsafeBytes { Array($0) }
     }
 }

@@ -75,6 +75,9 @@ public final class OrgdServer: Service, Sendable {
         await shutdown()
     }
 
+    /// How TLS is set up when it is on, for the "listening" log lines.
+    private var tlsMode: String { configuration.tls?.clientCAPath == nil ? "on" : "mutual" }
+
     /// Binds the configured listeners and starts accepting.
     public func start() async throws -> BoundAddresses {
         var bound = BoundAddresses()
@@ -97,7 +100,7 @@ public final class OrgdServer: Service, Sendable {
                 bound.tcpTLS = tls != nil
                 logger.info("listening", metadata: [
                     "listen.tcp": "\(host):\(bound.tcpPort ?? 0)",
-                    "listen.tls": "\(tls == nil ? "off" : configuration.tls?.clientCAPath == nil ? "on" : "mutual")",
+                    "listen.tls": "\(tls == nil ? "off" : tlsMode)",
                 ])
             }
             if let host = configuration.grpcHost {
@@ -112,7 +115,7 @@ public final class OrgdServer: Service, Sendable {
                 bound.grpcTLS = tls != nil
                 logger.info("listening", metadata: [
                     "listen.grpc": "\(host):\(bound.grpcPort ?? 0)",
-                    "listen.tls": "\(tls == nil ? "off" : configuration.tls?.clientCAPath == nil ? "on" : "mutual")",
+                    "listen.tls": "\(tls == nil ? "off" : tlsMode)",
                 ])
             }
             if let host = configuration.metricsHost {

@@ -96,8 +96,7 @@ public enum AccessRule: String, Sendable, Hashable, CaseIterable {
 
     /// The same decision inside a transaction the caller already holds.
     func check(_ principal: Principal, subject: AccessSubject, _ tx: StoreTransaction, method: String) throws {
-        guard needsSubject else { return }
-        if self != .patientSelf && principal.systemRole >= .admin { return }
+        guard needsSubject(for: principal) else { return }
         guard let user = principal.effectiveUser else {
             throw RPCError.permissionDenied("\(method) requires the admin or superadmin system role")
         }

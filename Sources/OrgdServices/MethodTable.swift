@@ -11,8 +11,9 @@ public struct MethodHandler: Sendable {
     /// The RPC's request type (for tools that build requests, the fuzzer).
     public let inputType: any SwiftProtobuf.Message.Type
     public var rule: AccessRule { policy.access }
-    /// `service/method`, e.g. `orgd.v1.OrganizationService/CreateOrganization`.
-    public var fullName: String { "\(descriptor.service.fullyQualifiedService)/\(descriptor.method)" }
+    /// `service/method`, e.g. `orgd.v1.OrganizationService/CreateOrganization`:
+    /// made once here, since every call names it for its checks, logs and metrics.
+    public let fullName: String
     let call: @Sendable (CallContext, [UInt8]) async throws -> [UInt8]
     /// For read-only methods: the whole call inside a read transaction the
     /// dispatcher already holds (the fast path, with no Swift task).
@@ -54,10 +55,9 @@ public struct MethodTable: Sendable {
             // The rule's data-dependent part runs first inside every
             // transaction the handler opens, its write included.
             let (principal, about, method) = (context.principal, subject(request), context.method)
-            let check = TransactionCheck { tx in try rule.check(principal, subject: about, tx, method: method) }
-            let checkAlone: @Sendable () async throws -> Void = {
-                try await context.store.read { tx in try rule.check(principal, subject: about, tx, method: method) }
-            }
+            let decide: @Sendable (StoreTransaction) throws -> Void = { tx in try rule.check(principal, subject: about, tx, method: method) }
+            let check = TransactionCheck(decide)
+            let checkAlone: @Sendable () async throws -> Void = { try await context.store.read(decide) }
             let answer: [UInt8]
             do {
                 answer = try await TransactionCheck.$current.withValue(check) { try await audited() }
@@ -99,7 +99,8 @@ public struct MethodTable: Sendable {
         let descriptor = Method.descriptor
         precondition(services[descriptor.service.fullyQualifiedService]?[descriptor.method] == nil, "\(Method.fullName) registered twice")
         services[descriptor.service.fullyQualifiedService, default: [:]][descriptor.method] =
-            MethodHandler(descriptor: descriptor, policy: Method.policy, inputType: Method.Input.self, call: call, read: read)
+            MethodHandler(
+                descriptor: descriptor, policy: Method.policy, inputType: Method.Input.self, fullName: Method.fullName, call: call, read: read)
     }
 
     /// The audit record of a call that its RPC's policy audits.

@@ -3,6 +3,7 @@ import Foundation
 import OrgdCore
 import OrgdProto
 import OrgdServer
+import OrgdWire
 import Testing
 
 /// The typed Swift client over ttrpc and over gRPC, against one real daemon
@@ -220,7 +221,7 @@ struct ClientTransportTests {
         (120_000_000_000, "120000m"), (100_000_000_000_000, "100000S"), (Int64.max, "2562048H"),
     ])
     func grpcTimeout(nanoseconds: Int64, header: String) {
-        #expect(GRPCCallTransport.grpcTimeout(nanoseconds: nanoseconds) == header)
+        #expect(GRPCTimeout.header(nanoseconds: nanoseconds) == header)
     }
 
     static func named(_ name: String) -> Orgd_V1_CreateOrganizationRequest {

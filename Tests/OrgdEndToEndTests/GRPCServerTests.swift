@@ -5,6 +5,7 @@ import OrgdClient
 import OrgdCore
 import OrgdProto
 import OrgdServer
+import OrgdWire
 import SwiftProtobuf
 import Testing
 
@@ -93,7 +94,7 @@ struct GRPCServerTests {
                     _ = try await client.unary(
                         request: ClientRequest(message: [0x0A, 0x05, 0x61], metadata: Self.bearer(token)),
                         descriptor: Orgd_V1_OrganizationService.Method.CreateOrganization.descriptor,
-                        serializer: RawBytesCoder(), deserializer: RawBytesCoder(), options: .defaults) { try $0.message }
+                        serializer: RawBytes(), deserializer: RawBytes(), options: .defaults) { try $0.message }
                 }
                 #expect(raw?.code == .invalidArgument && raw?.message.contains("does not decode") == true, "\(String(describing: raw))")
                 client.beginGracefulShutdown()
@@ -264,13 +265,5 @@ struct GRPCServerTests {
                 client.beginGracefulShutdown()
             }
         }
-    }
-}
-
-/// Raw bytes for a client call (to send bytes no message would).
-struct RawBytesCoder: MessageSerializer, MessageDeserializer {
-    func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes { Bytes(message) }
-    func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
-        serializedMessageBytes.withUnsafeBytes { Array($0) }
     }
 }

@@ -178,34 +178,3 @@ final class PendingCall: Sendable {
         continuation?.resume(returning: answer)
     }
 }
-
-/// Bytes in, bytes out: the Dispatcher does the decoding.
-struct RawBytes: MessageSerializer, MessageDeserializer {
-    typealias Message = [UInt8]
-
-    func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes {
-        Bytes(message)
-    }
-
-    func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
-        serializedMessageBytes.withUnsafeBytes { Array($0) }
-    }
-}
-
-/// The `grpc-timeout` header: 1 to 8 digits and a unit (H, M, S, m, u, n).
-/// grpc-swift parses it too, but not publicly; this copy only tells, when
-/// the RPC is cancelled, whether its deadline is why.
-enum GRPCTimeout {
-    static func duration(_ text: String) -> Duration? {
-        guard let unit = text.last, (2...9).contains(text.count), let amount = Int64(text.dropLast()), amount >= 0 else { return nil }
-        switch unit {
-        case "H": return .seconds(amount * 3600)
-        case "M": return .seconds(amount * 60)
-        case "S": return .seconds(amount)
-        case "m": return .milliseconds(amount)
-        case "u": return .microseconds(amount)
-        case "n": return .nanoseconds(amount)
-        default: return nil
-        }
-    }
-}

@@ -1,6 +1,7 @@
 import GRPCCore
 import OrgdProto
 import OrgdServices
+import OrgdWire
 import SwiftProtobuf
 
 /// `grpc.health.v1.Health/Watch`: the one streaming method, so gRPC alone
