@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // Generated code for proto/ (scripts/generate-protos): swift-protobuf's
@@ -52,12 +53,17 @@ let package = Package(
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
             ]
         ),
-        // The SQLite store: migrations, records, queries. Never sees a protobuf.
+        // The store: the domain's queries over one SQL interface, and its two
+        // backends (SQLite through GRDB, PostgreSQL through postgres-nio):
+        // migrations, records, queries. Never sees a protobuf.
         .target(
             name: "OrgdStore",
             dependencies: [
                 "OrgdCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -161,6 +167,7 @@ let package = Package(
             dependencies: [
                 "OrgdServices", "OrgdStore", "OrgdCore", "OrgdProto", "OrgdClient", "OrgdWire",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
         ),
@@ -169,6 +176,7 @@ let package = Package(
             dependencies: [
                 "OrgdServer", "OrgdClient", "OrgdStore", "OrgdServices", "OrgdProto", "OrgdCore", "OrgdWire",
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
