@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 
 /// Who is making the administrative change under way, and how. Set (as a
 /// task-local) by whoever runs the call, once it has passed the access check;
@@ -57,9 +56,6 @@ extension StoreTransaction {
         )
     }
 
-    /// Rows changed so far in this connection (to tell whether a write changed anything).
-    var totalChanges: Int { db.totalChangesCount }
-
     /// The most bytes of entries in one page of the audit log: a page always
     /// fits well inside the 4 MiB answer limit, whatever its page size.
     public static let maximumAuditPageBytes = 1 << 20
@@ -75,7 +71,7 @@ extension StoreTransaction {
         let rows = try fetchAll(
             """
             SELECT seq, time, actor, acting_for, method, substr(request_json, 1, ?) AS head,
-              length(CAST(request_json AS BLOB)) AS bytes
+              \(dialect.octetLength("request_json")) AS bytes
             FROM audit_log WHERE seq > ? AND (? = '' OR method = ?) ORDER BY seq LIMIT ?
             """,
             [head, after ?? 0, method, method, limit + 1]

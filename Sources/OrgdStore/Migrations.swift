@@ -36,6 +36,9 @@ enum Migrations {
         migrator.registerMigration("v10: outbox retries with backoff, invitations whose delivery failed") { db in
             try db.execute(sql: v10)
         }
+        migrator.registerMigration("v11: the change feed") { db in
+            try db.execute(sql: v11)
+        }
         return migrator
     }
 
@@ -426,4 +429,24 @@ enum Migrations {
     private static func escaped(_ address: String) -> String {
         address.unicodeScalars.map { $0.isASCII ? String($0) : "\\u{\(String($0.value, radix: 16, uppercase: true))}" }.joined()
     }
+
+    // The change feed (StoreTransaction+Changes.swift): each write that
+    // changed anything gets a revision; triggers file the entities it
+    // changed with tx_key NULL, and the write's end sets it to the revision.
+    // (The lead's first cut: the tables; the triggers come with P1's work.)
+    private static let v11 = """
+        CREATE TABLE change_revision (
+          revision INTEGER PRIMARY KEY,
+          tx_key INTEGER NOT NULL UNIQUE,
+          commit_time INTEGER NOT NULL
+        ) STRICT;
+        CREATE TABLE change_entry (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          tx_key INTEGER,
+          kind TEXT NOT NULL,
+          entity_id TEXT NOT NULL
+        ) STRICT;
+        CREATE INDEX change_entry_pending ON change_entry(seq) WHERE tx_key IS NULL;
+        CREATE INDEX change_entry_by_tx ON change_entry(tx_key, seq);
+        """
 }

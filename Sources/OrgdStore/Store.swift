@@ -14,24 +14,26 @@ public enum Durability: String, Sendable, CaseIterable {
     case normal
 }
 
-/// The database: one `Sendable` value that owns the connection pool and the
-/// migrator, and exposes transactions whose methods keep the data consistent.
-///
-/// Reads run concurrently on GRDB's reader pool; writes go through one
-/// `GroupCommitWriter` on GRDB's single writer. Both run on GRDB's own
-/// threads, never on a NIO event loop.
+/// The database: one `Sendable` value over one of two backends — an SQLite
+/// file (the embedded default) or a PostgreSQL database shared by several
+/// orgd — exposing transactions whose methods keep the data consistent. The
+/// queries and their rules are the same on both (`StoreTransaction`); the
+/// backends differ only in how transactions are opened and committed.
 public struct Store: Sendable {
-    private let pool: DatabasePool
-    private let writer: GroupCommitWriter
-    private let files: DatabaseFiles
+    enum Backend: Sendable {
+        case sqlite(SQLiteBackend)
+        case postgres(PostgresBackend)
+    }
+
+    let backend: Backend
+    /// PostgreSQL connections per daemon, unless told otherwise.
+    public static let defaultPoolSize = 16
     /// Where timestamps come from; tests inject a fixed clock.
     public let clock: @Sendable () -> Date
-    public let path: String
+    /// Where the data is, for logs: the file's path or the URL without its password.
+    public let location: String
 
-    /// How long a connection waits for another's lock before SQLITE_BUSY.
-    static let busyTimeoutMilliseconds: Int32 = 10_000
-
-    /// Opens (creating if needed) the database at `path` and migrates it.
+    /// Opens (creating if needed) the SQLite file at `path` and migrates it.
     public init(
         path: String,
         durability: Durability = .full,
@@ -40,97 +42,99 @@ public struct Store: Sendable {
         metrics: any MetricsFactory = NOOPMetricsHandler.instance,
         sqlTrace: (@Sendable (String) -> Void)? = nil
     ) throws {
-        var configuration = Configuration()
-        configuration.foreignKeysEnabled = true
-        configuration.busyMode = .timeout(TimeInterval(Self.busyTimeoutMilliseconds) / 1000)
-        configuration.maximumReaderCount = 8
-        let synchronous = durability == .full ? "FULL" : "NORMAL"
-        // Every statement goes to `sqlTrace` when given, else to the log at trace level.
-        var trace = sqlTrace
-        if trace == nil && logger.logLevel <= .trace {
-            trace = { @Sendable statement in logger.trace("sql", metadata: ["sql": "\(statement)"]) }
-        }
-        let statementTrace = trace
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
-            // Deleted and overwritten content is zeroed in the pages (and
-            // freed pages), so an erased secret leaves no copy in the file.
-            try db.execute(sql: "PRAGMA secure_delete = ON")
-            if let statementTrace { db.trace { statementTrace($0.description) } }
-        }
-        let pool: DatabasePool
-        do {
-            pool = try DatabasePool(path: path, configuration: configuration)
-            try Migrations.migrator.migrate(pool)
-        } catch let error as DatabaseError where StoreErrors.isStorageFault(error.resultCode) {
-            // Said plainly, naming the file, rather than as the statement
-            // that happened to fail.
-            throw StoreOpenError(description: "cannot open the database \(path): \(StoreErrors.rpcError(from: error).message)")
-        }
-        // The migrations have run, so the WAL file exists too.
-        let files = DatabaseFiles(path: path, logger: logger)
-        self.pool = pool
-        self.files = files
-        self.writer = GroupCommitWriter(pool: pool, clock: clock, files: files, logger: logger, metrics: metrics)
+        backend = .sqlite(try SQLiteBackend(path: path, durability: durability, clock: clock, logger: logger, metrics: metrics, sqlTrace: sqlTrace))
         self.clock = clock
-        self.path = path
-        logger.info("store opened", metadata: ["store.path": "\(path)", "store.durability": "\(durability.rawValue)"])
+        location = path
+    }
+
+    /// Connects to the PostgreSQL database at `location`, creating or
+    /// migrating its schema (under an advisory lock, so daemons starting
+    /// together do not race).
+    public init(
+        postgres location: PostgresLocation,
+        poolSize: Int = Store.defaultPoolSize,
+        clock: @escaping @Sendable () -> Date = { Date() },
+        logger: Logger = Logger(label: "orgd.store"),
+        metrics: any MetricsFactory = NOOPMetricsHandler.instance
+    ) async throws {
+        backend = .postgres(try await PostgresBackend(location: location, poolSize: poolSize, logger: logger, metrics: metrics))
+        self.clock = clock
+        self.location = location.description
+    }
+
+    /// Which database the store runs on.
+    public var dialect: SQLDialect {
+        switch backend {
+        case .sqlite: .sqlite
+        case .postgres: .postgres
+        }
     }
 
     /// Runs `body` in a read-only transaction with a consistent snapshot.
     public func read<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) throws -> T) async throws -> T {
-        let clock = self.clock
         let check = TransactionCheck.current
+        let guarded: @Sendable (StoreTransaction) throws -> T = { tx in
+            try check?.run(tx)
+            return try body(tx)
+        }
         return try await mapErrors {
-            try await pool.read { db in
-                let tx = StoreTransaction(db: db, now: clock())
-                try check?.run(tx)
-                return try body(tx)
+            switch backend {
+            case .sqlite(let sqlite): try await sqlite.read(now: clock, guarded)
+            case .postgres(let postgres): try await postgres.read(now: clock, guarded)
             }
         }
     }
 
-    /// Runs `body` on a reader thread in a read-only transaction, and calls
-    /// back there — no Swift task in between. For the read fast path: the
-    /// caller hops back to its event loop itself.
+    /// Runs `body` in a read-only transaction and calls back on the
+    /// backend's thread — no Swift task in between on SQLite. For the read
+    /// fast path: the caller hops back to its event loop itself.
     public func asyncRead(_ body: @escaping @Sendable (Result<StoreTransaction, RPCError>) -> Void) {
-        let clock = self.clock
-        pool.asyncRead { result in
-            switch result {
-            case .success(let db): body(.success(StoreTransaction(db: db, now: clock())))
-            case .failure(let error): body(.failure(Self.rpcError(from: error)))
-            }
+        switch backend {
+        case .sqlite(let sqlite): sqlite.asyncRead(now: clock, body)
+        case .postgres(let postgres): postgres.asyncRead(now: clock, body)
         }
     }
 
     /// The status for an error thrown inside a transaction: RPCErrors as
-    /// they are, SQLite's refusals mapped, anything else INTERNAL.
+    /// they are, the database's refusals mapped, anything else INTERNAL.
     public static func rpcError(from error: Error) -> RPCError {
         switch error {
         case let error as RPCError: error
-        case let error as DatabaseError: StoreErrors.rpcError(from: error)
-        default: RPCError(.internal, "internal error")
+        case let error as DatabaseError: SQLiteErrors.rpcError(from: error)
+        default: PostgresErrors.rpcError(from: error) ?? RPCError(.internal, "internal error")
         }
     }
 
-    /// Runs `body` as one write: all of it commits, durably, or none. Writes
-    /// that arrive together share a transaction and its fsync (group commit),
-    /// each in its own savepoint; this returns once the commit is durable.
+    /// Runs `body` as one write: all of it commits, durably, or none. On
+    /// SQLite, writes that arrive together share a transaction and its fsync
+    /// (group commit), each in its own savepoint; on PostgreSQL each is a
+    /// SERIALIZABLE transaction, run again when PostgreSQL could not
+    /// serialise it. This returns once the commit is durable.
+    ///
+    /// Around `body`, on both backends and in the same transaction: the
+    /// call's data-dependent access check first; after it, the audit row
+    /// and the change feed's revision, when it changed anything.
     public func write<T: Sendable>(_ body: @escaping @Sendable (StoreTransaction) throws -> T) async throws -> T {
         let audit = AuditRecord.current
         let check = TransactionCheck.current
+        let job: @Sendable (StoreTransaction) throws -> any Sendable = { tx in
+            try check?.run(tx)
+            let before = tx.totalChanges
+            let result = try body(tx)
+            // A write that changed no row (a bulk invite whose rows were all
+            // refused, an idempotent repeat) leaves no audit row and no revision.
+            if tx.totalChanges != before {
+                if let audit { try tx.appendAudit(audit) }
+                try tx.recordRevision()
+            }
+            return result
+        }
         return try await mapErrors {
-            // The writer hands back exactly what `body` returned.
-            try await writer.submit { tx in
-                try check?.run(tx)
-                let before = tx.totalChanges
-                let result = try body(tx)
-                // Audit what changed: a write that changed no row (a bulk
-                // invite whose rows were all refused, an idempotent repeat)
-                // leaves no audit row.
-                if let audit, tx.totalChanges != before { try tx.appendAudit(audit) }
-                return result
-            } as! T
+            // The backend hands back exactly what `job` returned.
+            switch backend {
+            case .sqlite(let sqlite): try await sqlite.writer.submit(job) as! T
+            case .postgres(let postgres): try await postgres.write(now: clock, job) as! T
+            }
         }
     }
 
@@ -153,36 +157,56 @@ public struct Store: Sendable {
         }
     }
 
-    /// Writes waiting for the next group commit.
-    public var queuedWrites: Int { writer.queued }
+    /// Writes waiting for the next group commit (SQLite), or under way (PostgreSQL).
+    public var queuedWrites: Int {
+        switch backend {
+        case .sqlite(let sqlite): sqlite.writer.queued
+        case .postgres(let postgres): postgres.writesUnderWay
+        }
+    }
 
     /// False once the database files were deleted or replaced under this
-    /// process: writes are refused from then on (health reports NOT_SERVING).
-    public var isUsable: Bool { files.problem() == nil }
+    /// process (SQLite): writes are refused from then on (health reports
+    /// NOT_SERVING). PostgreSQL's outages are answered call by call.
+    public var isUsable: Bool {
+        switch backend {
+        case .sqlite(let sqlite): sqlite.files.problem() == nil
+        case .postgres: true
+        }
+    }
 
     /// Returns once no secret erased by a committed write (an invitation
     /// token, after the mailer's acknowledgement or a cancellation) is left
     /// in the WAL file. The writer scrubs within about 50 ms of the erasure.
+    /// On PostgreSQL, VACUUM reclaims the old row versions; see SECURITY.md.
     public func waitForSecretScrub() async {
-        await writer.waitForScrub()
+        if case .sqlite(let sqlite) = backend { await sqlite.writer.waitForScrub() }
     }
 
     /// Closes every connection; later calls fail.
     public func close() throws {
-        writer.close()
-        try pool.close()
+        switch backend {
+        case .sqlite(let sqlite): try sqlite.close()
+        case .postgres(let postgres): postgres.close()
+        }
     }
 
-    /// Runs `PRAGMA integrity_check`; "ok" when the file is sound.
+    /// Runs `PRAGMA integrity_check` on SQLite; "ok" when the file is sound
+    /// (PostgreSQL checks its own pages: always "ok" here).
     public func integrityCheck() async throws -> String {
-        try await pool.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? "" }
+        switch backend {
+        case .sqlite(let sqlite): try await sqlite.integrityCheck()
+        case .postgres: "ok"
+        }
     }
 
     private func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
-        } catch let error as DatabaseError {
-            throw StoreErrors.rpcError(from: error)
+        } catch let error as RPCError {
+            throw error
+        } catch {
+            throw Self.rpcError(from: error)
         }
     }
 }
@@ -207,55 +231,6 @@ public struct IdempotencyKey: Sendable, Hashable {
 public struct StoreOpenError: Error, CustomStringConvertible, LocalizedError {
     public var description: String
     public var errorDescription: String? { description }
-}
-
-/// Maps SQLite's refusals to status codes. Specific cases (a taken unique
-/// identifier, say) are caught where they happen and named precisely; this is
-/// the fallback for what slips through.
-public enum StoreErrors {
-    static func rpcError(from error: DatabaseError) -> RPCError {
-        rpcError(resultCode: error.resultCode, extendedResultCode: error.extendedResultCode, message: error.message)
-    }
-
-    /// Faults of the files or the disk rather than refusals of a request.
-    static func isStorageFault(_ code: ResultCode) -> Bool {
-        [.SQLITE_READONLY, .SQLITE_IOERR, .SQLITE_CANTOPEN, .SQLITE_PROTOCOL, .SQLITE_NOLFS, .SQLITE_CORRUPT, .SQLITE_NOTADB, .SQLITE_FULL].contains(code)
-    }
-
-    /// The status for an SQLite result code (primary or extended), as a
-    /// client sees it; public for tests.
-    public static func rpcError(sqliteResultCode code: Int32) -> RPCError {
-        let extended = ResultCode(rawValue: code)
-        return rpcError(resultCode: extended.primaryResultCode, extendedResultCode: extended, message: nil)
-    }
-
-    static func rpcError(resultCode: ResultCode, extendedResultCode: ResultCode, message: String?) -> RPCError {
-        let error = (extendedResultCode: extendedResultCode, message: message)
-        switch resultCode {
-        case .SQLITE_CONSTRAINT:
-            if error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE
-                || error.extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY
-            {
-                return RPCError(.alreadyExists, "already exists (\(error.message ?? "unique constraint"))")
-            }
-            if error.extendedResultCode == .SQLITE_CONSTRAINT_FOREIGNKEY {
-                return RPCError(.failedPrecondition, "a referenced record does not exist or is still referenced")
-            }
-            return RPCError(.invalidArgument, "refused by the schema: \(error.message ?? "constraint failed")")
-        case .SQLITE_BUSY, .SQLITE_LOCKED:
-            return RPCError(.unavailable, "the database is busy; retry")
-        case .SQLITE_FULL:
-            return RPCError(.resourceExhausted, "the disk is full")
-        case .SQLITE_READONLY:
-            return RPCError(.unavailable, "the database is read-only (SQLite error \(error.extendedResultCode.rawValue)): check the permissions of the database file, its directory and file system, then restart orgd")
-        case .SQLITE_IOERR, .SQLITE_CANTOPEN, .SQLITE_PROTOCOL, .SQLITE_NOLFS:
-            return RPCError(.unavailable, "the database file could not be read or written (SQLite I/O error \(error.extendedResultCode.rawValue)): check the disk and the database file, then restart orgd")
-        case .SQLITE_CORRUPT, .SQLITE_NOTADB:
-            return RPCError(.dataLoss, "the database file is damaged (SQLite error \(error.extendedResultCode.rawValue)): stop orgd and restore it from a backup")
-        default:
-            return RPCError(.internal, "database error \(resultCode.rawValue)")
-        }
-    }
 }
 
 extension Date {

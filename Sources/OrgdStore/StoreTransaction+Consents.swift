@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import OrgdCore
 
 /// One request as a patient sees it: its answers by scope id (absent = pending).
@@ -217,13 +216,13 @@ extension StoreTransaction {
 
     /// The organisation a consent request belongs to (for access rules).
     public func organizationID(ofConsentRequest id: String) throws -> String? {
-        try String.fetchOne(db.cachedStatement(sql: "SELECT organization_id FROM consent_request WHERE id = ?"), arguments: [id])
+        try fetchValue(String.self, "SELECT organization_id FROM consent_request WHERE id = ?", [id])
     }
 
     private func addScopes(_ scopeIDs: [String], to requestID: String, after position: Int) throws {
         for (offset, scopeID) in scopeIDs.enumerated() {
             try execute(
-                "INSERT OR IGNORE INTO consent_request_scope (consent_request_id, scope_id, position) VALUES (?, ?, ?)",
+                "INSERT INTO consent_request_scope (consent_request_id, scope_id, position) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 [requestID, scopeID, position + offset]
             )
         }
@@ -248,7 +247,7 @@ extension StoreTransaction {
                 throw RPCError(.notFound, "\(field): \(why)", fieldViolations: [.init(field: field, description: why)])
             }
             try execute(
-                "INSERT OR IGNORE INTO consent_ask (patient_id, consent_request_id, ask_time) VALUES (?, ?, ?)",
+                "INSERT INTO consent_ask (patient_id, consent_request_id, ask_time) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 [patientID, requestID, now.storedMicros]
             )
             if changes > 0 {
@@ -303,9 +302,7 @@ extension StoreTransaction {
                     throw RPCError.notFound(
                         field: answer.field, "scope", id: "\(answer.codingSystem)|\(answer.codingCode) among those consent request \(request.id) asks for")
                 }
-                let current = try Bool.fetchOne(
-                    db.cachedStatement(sql: "SELECT consented FROM consent WHERE patient_id = ? AND scope_id = ? AND consent_request_id = ?"),
-                    arguments: [patientID, scope.id, request.id]
+                let current = try fetchValue(Bool.self, "SELECT consented FROM consent WHERE patient_id = ? AND scope_id = ? AND consent_request_id = ?", [patientID, scope.id, request.id]
                 )
                 switch change {
                 case .answer, .update:
@@ -321,7 +318,10 @@ extension StoreTransaction {
                                        fieldViolations: [.init(field: answer.field, description: "not answered yet")])
                     }
                     try execute(
-                        "INSERT OR REPLACE INTO consent (patient_id, scope_id, consent_request_id, consented, answer_time) VALUES (?, ?, ?, ?, ?)",
+                        """
+                        INSERT INTO consent (patient_id, scope_id, consent_request_id, consented, answer_time) VALUES (?, ?, ?, ?, ?)
+                        ON CONFLICT (patient_id, scope_id, consent_request_id) DO UPDATE SET consented = excluded.consented, answer_time = excluded.answer_time
+                        """,
                         [patientID, scope.id, request.id, consented, now.storedMicros]
                     )
                     try recordHistory(patientID: patientID, requestID: request.id, scopeID: scope.id,
@@ -384,7 +384,7 @@ extension StoreTransaction {
             JOIN consent_request r ON r.id = c.consent_request_id
             JOIN organization_staff_member m ON m.organization_id = r.organization_id AND m.user_id = ? AND m.is_agent = 1
             JOIN organization o ON o.id = r.organization_id AND o.active = 1
-            JOIN user u ON u.id = m.user_id AND u.status <> 'disabled'
+            JOIN "user" u ON u.id = m.user_id AND u.status <> 'disabled'
             WHERE c.patient_id = ? AND c.scope_id = ? AND c.consented = 1
               AND (r.start_time IS NULL OR r.start_time <= ?) AND (r.end_time IS NULL OR r.end_time > ?)
             LIMIT 1
@@ -403,7 +403,7 @@ extension StoreTransaction {
 
     /// Why a check was denied; only runs on the denial path.
     private func denial(agentID: String, patientID: String) throws -> AccessDecision {
-        guard let status = try String.fetchOne(db.cachedStatement(sql: "SELECT status FROM user WHERE id = ?"), arguments: [agentID]) else {
+        guard let status = try fetchValue(String.self, "SELECT status FROM \"user\" WHERE id = ?", [agentID]) else {
             return AccessDecision(reason: .unknownAgent, message: "no user \(agentID)")
         }
         if status == UserStatus.disabled.rawValue {
@@ -437,7 +437,7 @@ extension StoreTransaction {
         let rows = try fetchAll(
             """
             SELECT DISTINCT p.seq, p.id FROM organization_staff_member m
-            JOIN user u ON u.id = m.user_id AND u.status <> 'disabled'
+            JOIN "user" u ON u.id = m.user_id AND u.status <> 'disabled'
             JOIN organization o ON o.id = m.organization_id AND o.active = 1
             JOIN consent_request r ON r.organization_id = m.organization_id
               AND (r.start_time IS NULL OR r.start_time <= ?) AND (r.end_time IS NULL OR r.end_time > ?)
@@ -451,11 +451,11 @@ extension StoreTransaction {
         return Self.page(rows, limit: limit) { $0["id"] as String }
     }
 
-    static func scope(_ row: Row) -> ScopeRecord {
+    static func scope(_ row: SQLRow) -> ScopeRecord {
         ScopeRecord(id: row["id"], codingSystem: row["coding_system"], codingCode: row["coding_code"], text: row["text"])
     }
 
-    static func consentRequest(_ row: Row, scopes: [ScopeRecord]) -> ConsentRequestRecord {
+    static func consentRequest(_ row: SQLRow, scopes: [ScopeRecord]) -> ConsentRequestRecord {
         let start: Int64? = row["start_time"]
         let end: Int64? = row["end_time"]
         return ConsentRequestRecord(

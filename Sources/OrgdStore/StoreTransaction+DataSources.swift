@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import OrgdCore
 
 /// What a study collects its data from (seed 002's `dataSources`).
@@ -50,7 +49,7 @@ extension StoreTransaction {
             throw RPCError.invalidArgument(field: addField, "a consent request has at most \(Self.maximumDataSources) data sources; it would have \(existing.count + add.count)")
         }
         var taken = Set(existing.map { $0.name.lowercased() })
-        let position = try Int64.fetchOne(db, sql: "SELECT coalesce(max(position), -1) FROM consent_request_data_source WHERE consent_request_id = ?", arguments: [requestID]) ?? -1
+        let position = try fetchValue(Int64.self, "SELECT coalesce(max(position), -1) FROM consent_request_data_source WHERE consent_request_id = ?", [requestID]) ?? -1
         for (offset, input) in add.enumerated() {
             guard taken.insert(input.name.lowercased()).inserted else {
                 throw RPCError(.alreadyExists, "\(input.field).name: consent request \(requestID) already has a data source named \(input.name) (names are compared case-insensitively)",

@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import OrgdCore
 
 /// What an invitation is made of; already validated by the caller.
@@ -104,9 +103,7 @@ extension StoreTransaction {
     }
 
     private func send(invitationID: String, lifetime: TimeInterval, maximumSendsPerDay: Int, template: String) throws -> InvitationRecord {
-        let recent = try Int.fetchOne(
-            db.cachedStatement(sql: "SELECT count(*) FROM invitation_send WHERE invitation_id = ? AND send_time > ?"),
-            arguments: [invitationID, now.addingTimeInterval(-86_400).storedMicros]
+        let recent = try fetchValue(Int.self, "SELECT count(*) FROM invitation_send WHERE invitation_id = ? AND send_time > ?", [invitationID, now.addingTimeInterval(-86_400).storedMicros]
         ) ?? 0
         guard recent < maximumSendsPerDay else {
             throw RPCError(.resourceExhausted, "invitation \(invitationID) was sent \(recent) times in the last 24 hours, the most allowed; try again later")
@@ -223,7 +220,7 @@ extension StoreTransaction {
 
     /// The organisation an invitation belongs to (for access rules).
     public func organizationID(ofInvitation id: String) throws -> String? {
-        try String.fetchOne(db.cachedStatement(sql: "SELECT organization_id FROM invitation WHERE id = ?"), arguments: [id])
+        try fetchValue(String.self, "SELECT organization_id FROM invitation WHERE id = ?", [id])
     }
 
     /// One page of an organisation's invitations, newest last; `status`
@@ -232,7 +229,7 @@ extension StoreTransaction {
     public func listInvitations(organizationID: String, status: InvitationStatus?, after: Int64?, limit: Int) throws -> Page<InvitationRecord> {
         _ = try organization(id: organizationID)
         var condition = ""
-        var arguments: StatementArguments = [organizationID, after ?? 0]
+        var arguments: SQLArguments = [organizationID, after ?? 0]
         switch status {
         case nil: break
         case .pending:
@@ -384,17 +381,7 @@ extension StoreTransaction {
         return String(cut) + "…"
     }
 
-    /// Runs `body` in a savepoint: if it throws, only its own changes are undone.
-    public func savepoint<T>(_ body: () throws -> T) throws -> T {
-        var result: T?
-        try db.inSavepoint {
-            result = try body()
-            return .commit
-        }
-        return result!
-    }
-
-    static func invitation(_ row: Row) -> InvitationRecord {
+    static func invitation(_ row: SQLRow) -> InvitationRecord {
         let respond: Int64? = row["respond_time"]
         return InvitationRecord(
             id: row["id"], organizationID: row["organization_id"], inviteeUserID: row["invitee_user_id"], email: row["email"],

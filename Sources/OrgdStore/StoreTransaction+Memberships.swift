@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import OrgdCore
 
 /// A staff membership with the member, for listings.
@@ -99,9 +98,7 @@ extension StoreTransaction {
 
     /// How many staff members an organisation has.
     public func staffCount(organizationID: String) throws -> Int64 {
-        try Int64.fetchOne(
-            db.cachedStatement(sql: "SELECT count(*) FROM organization_staff_member WHERE organization_id = ?"),
-            arguments: [organizationID]
+        try fetchValue(Int64.self, "SELECT count(*) FROM organization_staff_member WHERE organization_id = ?", [organizationID]
         ) ?? 0
     }
 
@@ -198,9 +195,7 @@ extension StoreTransaction {
 
     /// How many patients an organisation has.
     public func patientCount(organizationID: String) throws -> Int64 {
-        try Int64.fetchOne(
-            db.cachedStatement(sql: "SELECT count(*) FROM organization_patient_member WHERE organization_id = ?"),
-            arguments: [organizationID]
+        try fetchValue(Int64.self, "SELECT count(*) FROM organization_patient_member WHERE organization_id = ?", [organizationID]
         ) ?? 0
     }
 
@@ -244,7 +239,7 @@ extension StoreTransaction {
         SELECT m.seq, m.organization_id AS m_organization_id, m.user_id AS m_user_id, m.is_membership_manager, m.is_agent,
                m.is_primary, m.create_time AS m_create_time, m.update_time AS m_update_time,
                u.id, u.email, u.title, u.given_name, u.family_name, u.system_role, u.status, u.create_time, u.update_time, u.version
-        FROM organization_staff_member m JOIN user u ON u.id = m.user_id
+        FROM organization_staff_member m JOIN "user" u ON u.id = m.user_id
         """
 
     private static let patientMemberSelect = """
@@ -254,7 +249,7 @@ extension StoreTransaction {
         FROM organization_patient_member m JOIN patient p ON p.id = m.patient_id
         """
 
-    static func staffMembership(_ row: Row) -> StaffMembershipRecord {
+    static func staffMembership(_ row: SQLRow) -> StaffMembershipRecord {
         StaffMembershipRecord(
             organizationID: row["m_organization_id"], userID: row["m_user_id"],
             roles: StaffRoles(membershipManager: row["is_membership_manager"], agent: row["is_agent"]),
@@ -263,18 +258,18 @@ extension StoreTransaction {
         )
     }
 
-    static func staffMember(_ row: Row) -> StaffMember {
+    static func staffMember(_ row: SQLRow) -> StaffMember {
         StaffMember(membership: staffMembership(row), user: user(row))
     }
 
-    static func patientMembership(_ row: Row) -> PatientMembershipRecord {
+    static func patientMembership(_ row: SQLRow) -> PatientMembershipRecord {
         PatientMembershipRecord(
             organizationID: row["m_organization_id"], patientID: row["m_patient_id"], isPrimary: row["is_primary"],
             createTime: Date(storedMicros: row["m_create_time"]), updateTime: Date(storedMicros: row["m_update_time"])
         )
     }
 
-    static func patientMember(_ row: Row) -> PatientMember {
+    static func patientMember(_ row: SQLRow) -> PatientMember {
         PatientMember(membership: patientMembership(row), patient: patient(row))
     }
 }

@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import OrgdCore
 
 /// What a new organisation is made of; already validated by the caller.
@@ -99,7 +98,7 @@ extension StoreTransaction {
     /// whatever is inserted meanwhile: new rows only ever sort last.
     public func listOrganizations(_ filter: OrganizationFilter, after: Int64?, limit: Int) throws -> Page<OrganizationRecord> {
         var conditions = ["seq > ?"]
-        var arguments: StatementArguments = [after ?? 0]
+        var arguments: SQLArguments = [after ?? 0]
         if let kind = filter.kind {
             conditions.append("type = ?")
             arguments += [kind.rawValue]
@@ -109,7 +108,7 @@ extension StoreTransaction {
             arguments += [active]
         }
         if !filter.namePrefix.isEmpty {
-            conditions.append("name LIKE ? ESCAPE '\\'")
+            conditions.append("name \(dialect.caseInsensitiveLike) ? ESCAPE '\\'")
             arguments += [Self.likePrefix(filter.namePrefix)]
         }
         arguments += [limit + 1]
@@ -124,9 +123,7 @@ extension StoreTransaction {
 
     private func checkIdentifierFree(_ identifier: ExternalIdentifier?, except id: String?) throws {
         guard let identifier else { return }
-        if let holder = try String.fetchOne(
-            db.cachedStatement(sql: "SELECT id FROM organization WHERE identifier_system = ? AND identifier_value = ?"),
-            arguments: [identifier.system, identifier.value]
+        if let holder = try fetchValue(String.self, "SELECT id FROM organization WHERE identifier_system = ? AND identifier_value = ?", [identifier.system, identifier.value]
         ), holder != id {
             throw RPCError(
                 .alreadyExists,
@@ -146,7 +143,7 @@ extension StoreTransaction {
         return escaped + "%"
     }
 
-    static func organization(_ row: Row) -> OrganizationRecord {
+    static func organization(_ row: SQLRow) -> OrganizationRecord {
         let system: String? = row["identifier_system"]
         let value: String? = row["identifier_value"]
         return OrganizationRecord(

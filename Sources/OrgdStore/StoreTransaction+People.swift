@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import OrgdCore
 
 /// The fields a user update names; nil leaves a field as it is.
@@ -64,7 +63,7 @@ extension StoreTransaction {
         if let status = changes.status { user.status = status }
         try execute(
             """
-            UPDATE user SET email = ?, email_normalized = ?, title = ?, given_name = ?, family_name = ?, system_role = ?,
+            UPDATE "user" SET email = ?, email_normalized = ?, title = ?, given_name = ?, family_name = ?, system_role = ?,
               status = ?, update_time = ?, version = version + 1
             WHERE id = ?
             """,
@@ -77,13 +76,13 @@ extension StoreTransaction {
     /// The user with this e-mail, if any: compared by key (NFC, any case),
     /// so a composed and a decomposed "josé" find the same user.
     public func user(email: String) throws -> UserRecord? {
-        try fetchOne("SELECT * FROM user WHERE email_normalized = ?", [EmailKey.of(email)]).map(Self.user)
+        try fetchOne("SELECT * FROM \"user\" WHERE email_normalized = ?", [EmailKey.of(email)]).map(Self.user)
     }
 
     /// One page of users in creation order.
     public func listUsers(emailPrefix: String, status: UserStatus?, after: Int64?, limit: Int) throws -> Page<UserRecord> {
         var conditions = ["seq > ?"]
-        var arguments: StatementArguments = [after ?? 0]
+        var arguments: SQLArguments = [after ?? 0]
         if !emailPrefix.isEmpty {
             conditions.append("email_normalized LIKE ? ESCAPE '\\'")
             arguments += [Self.likePrefix(EmailKey.of(emailPrefix))]
@@ -93,7 +92,7 @@ extension StoreTransaction {
             arguments += [status.rawValue]
         }
         arguments += [limit + 1]
-        let rows = try fetchAll("SELECT * FROM user WHERE \(conditions.joined(separator: " AND ")) ORDER BY seq LIMIT ?", arguments)
+        let rows = try fetchAll("SELECT * FROM \"user\" WHERE \(conditions.joined(separator: " AND ")) ORDER BY seq LIMIT ?", arguments)
         return Self.page(rows, limit: limit, Self.user)
     }
 
@@ -158,9 +157,9 @@ extension StoreTransaction {
     /// One page of patients in creation order.
     public func listPatients(familyNamePrefix: String, after: Int64?, limit: Int) throws -> Page<PatientRecord> {
         var conditions = ["seq > ?"]
-        var arguments: StatementArguments = [after ?? 0]
+        var arguments: SQLArguments = [after ?? 0]
         if !familyNamePrefix.isEmpty {
-            conditions.append("family_name LIKE ? ESCAPE '\\'")
+            conditions.append("family_name \(dialect.caseInsensitiveLike) ? ESCAPE '\\'")
             arguments += [Self.likePrefix(familyNamePrefix)]
         }
         arguments += [limit + 1]
@@ -206,7 +205,7 @@ extension StoreTransaction {
         }
     }
 
-    static func patient(_ row: Row) -> PatientRecord {
+    static func patient(_ row: SQLRow) -> PatientRecord {
         PatientRecord(
             id: row["id"], title: row["title"], givenName: row["given_name"], familyName: row["family_name"],
             userID: row["user_id"], createTime: Date(storedMicros: row["create_time"]),

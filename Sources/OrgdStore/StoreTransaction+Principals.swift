@@ -1,6 +1,5 @@
 import Crypto
 import Foundation
-import GRDB
 import OrgdCore
 
 /// What a new user is made of; already validated by the caller.
@@ -44,7 +43,7 @@ extension StoreTransaction {
         let id = UUID().uuidString.lowercased()
         try execute(
             """
-            INSERT INTO user (id, email, email_normalized, title, given_name, family_name, system_role, status, create_time, update_time, version)
+            INSERT INTO "user" (id, email, email_normalized, title, given_name, family_name, system_role, status, create_time, update_time, version)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
             """,
             [id, new.email, normalized, new.title, new.givenName, new.familyName, new.systemRole.rawValue,
@@ -55,7 +54,7 @@ extension StoreTransaction {
 
     /// The user with `id`, or NOT_FOUND.
     public func user(id: String) throws -> UserRecord {
-        guard let row = try fetchOne("SELECT \(Self.userColumns) FROM user WHERE id = ?", [id]) else {
+        guard let row = try fetchOne("SELECT \(Self.userColumns) FROM \"user\" WHERE id = ?", [id]) else {
             throw RPCError.notFound("user", id: id)
         }
         return Self.user(row)
@@ -180,13 +179,13 @@ extension StoreTransaction {
             .replacingOccurrences(of: "=", with: "")
     }
 
-    static func page<T>(_ rows: [Row], limit: Int, _ map: (Row) -> T) -> Page<T> {
+    static func page<T>(_ rows: [SQLRow], limit: Int, _ map: (SQLRow) -> T) -> Page<T> {
         let more = rows.count > limit
         let page = rows.prefix(limit)
         return Page(items: page.map(map), nextAfter: more ? page.last.map { $0["seq"] } : nil)
     }
 
-    static func user(_ row: Row) -> UserRecord {
+    static func user(_ row: SQLRow) -> UserRecord {
         UserRecord(
             id: row["id"], email: row["email"], title: row["title"], givenName: row["given_name"],
             familyName: row["family_name"], systemRole: SystemRole(rawValue: row["system_role"]) ?? .none,
@@ -196,14 +195,14 @@ extension StoreTransaction {
         )
     }
 
-    static func serviceAccount(_ row: Row) -> ServiceAccountRecord {
+    static func serviceAccount(_ row: SQLRow) -> ServiceAccountRecord {
         ServiceAccountRecord(
             id: row["id"], name: row["name"], systemRole: SystemRole(rawValue: row["system_role"]) ?? .none,
             mayActAs: row["may_act_as"], createTime: Date(storedMicros: row["create_time"]), mailer: row["mailer"]
         )
     }
 
-    static func token(_ row: Row) -> TokenRecord {
+    static func token(_ row: SQLRow) -> TokenRecord {
         let userID: String? = row["user_id"]
         let expire: Int64? = row["expire_time"]
         let revoke: Int64? = row["revoke_time"]

@@ -1,19 +1,18 @@
 import Foundation
-import GRDB
 import OrgdCore
 
 /// One transaction's view of the store. Its methods are the only way data is
 /// read or changed, so every rule that spans rows lives in one place.
 /// Created by `Store.read` and `Store.write`; it must not escape their closure.
 public struct StoreTransaction {
-    let db: Database
+    let sql: any SQLExecutor
     /// The transaction's clock reading: every timestamp it writes is this one.
     public let now: Date
     /// What the writer must do after the commit (nil in reads).
     let effects: TransactionEffects?
 
-    init(db: Database, now: Date, effects: TransactionEffects? = nil) {
-        self.db = db
+    init(sql: any SQLExecutor, now: Date, effects: TransactionEffects? = nil) {
+        self.sql = sql
         self.now = now
         self.effects = effects
     }
@@ -25,20 +24,43 @@ public struct StoreTransaction {
         effects?.erasedSecret = true
     }
 
-    func fetchOne(_ sql: String, _ arguments: StatementArguments = StatementArguments()) throws -> Row? {
-        try Row.fetchOne(db.cachedStatement(sql: sql), arguments: arguments)
+    /// Which database this transaction runs on, for the few statements
+    /// whose SQL differs.
+    public var dialect: SQLDialect { sql.dialect }
+
+    func fetchOne(_ statement: String, _ arguments: SQLArguments = []) throws -> SQLRow? {
+        try sql.fetchAll(statement, arguments).first
     }
 
-    func fetchAll(_ sql: String, _ arguments: StatementArguments = StatementArguments()) throws -> [Row] {
-        try Row.fetchAll(db.cachedStatement(sql: sql), arguments: arguments)
+    func fetchAll(_ statement: String, _ arguments: SQLArguments = []) throws -> [SQLRow] {
+        try sql.fetchAll(statement, arguments)
     }
 
-    func execute(_ sql: String, _ arguments: StatementArguments = StatementArguments()) throws {
-        try db.cachedStatement(sql: sql).execute(arguments: arguments)
+    /// The first column of the first row, or nil when there is no row or it
+    /// is NULL.
+    func fetchValue<T: SQLDecodable>(_ type: T.Type, _ statement: String, _ arguments: SQLArguments = []) throws -> T? {
+        guard let row = try fetchOne(statement, arguments) else { return nil }
+        let value: T? = row[0]
+        return value
     }
 
-    /// Rows changed by the last statement.
-    var changes: Int { db.changesCount }
+    /// Runs `statement`; returns the number of rows it changed.
+    @discardableResult
+    func execute(_ statement: String, _ arguments: SQLArguments = []) throws -> Int {
+        try sql.execute(statement, arguments)
+    }
+
+    /// Rows changed so far on this transaction's connection (to tell whether
+    /// a write changed anything).
+    var totalChanges: Int { sql.totalChanges }
+
+    /// Rows changed by the last INSERT, UPDATE or DELETE.
+    var changes: Int { sql.lastChanges }
+
+    /// Runs `body` in a savepoint: if it throws, only its own changes are undone.
+    public func savepoint<T>(_ body: () throws -> T) throws -> T {
+        try sql.savepoint(body)
+    }
 }
 
 extension StoreTransaction {

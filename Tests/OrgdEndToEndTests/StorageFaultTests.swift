@@ -172,14 +172,14 @@ struct StorageFaultTests {
     func errorMapping() {
         // SQLITE_READONLY, SQLITE_IOERR, SQLITE_CANTOPEN, SQLITE_IOERR_WRITE, SQLITE_READONLY_DBMOVED
         for code: Int32 in [8, 10, 14, 10 | (3 << 8), 8 | (4 << 8)] {
-            let mapped = StoreErrors.rpcError(sqliteResultCode: code)
+            let mapped = SQLiteErrors.rpcError(sqliteResultCode: code)
             #expect(mapped.code == .unavailable, "\(code)")
             #expect(mapped.message.contains("restart orgd"), "\(mapped.message)")
         }
-        #expect(StoreErrors.rpcError(sqliteResultCode: 8).message.contains("read-only"))
+        #expect(SQLiteErrors.rpcError(sqliteResultCode: 8).message.contains("read-only"))
         // SQLITE_CORRUPT, SQLITE_NOTADB
         for code: Int32 in [11, 26] {
-            let mapped = StoreErrors.rpcError(sqliteResultCode: code)
+            let mapped = SQLiteErrors.rpcError(sqliteResultCode: code)
             #expect(mapped.code == .dataLoss && mapped.message.contains("damaged"), "\(code)")
         }
     }

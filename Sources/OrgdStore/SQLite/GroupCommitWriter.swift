@@ -98,7 +98,7 @@ final class GroupCommitWriter: Sendable {
                     for job in jobs {
                         do {
                             var value: (any Sendable)?
-                            let transaction = StoreTransaction(db: db, now: clock(), effects: effects)
+                            let transaction = StoreTransaction(sql: SQLiteExecutor(db: db), now: clock(), effects: effects)
                             try db.inSavepoint {
                                 value = try job.body(transaction)
                                 return .commit
@@ -206,7 +206,7 @@ final class GroupCommitWriter: Sendable {
             // older snapshot, and the writer (every write) would wait with
             // it, up to the busy timeout. Busy now means: try again soon.
             if let connection = db.sqliteConnection { sqlite3_busy_timeout(connection, 0) }
-            defer { if let connection = db.sqliteConnection { sqlite3_busy_timeout(connection, Store.busyTimeoutMilliseconds) } }
+            defer { if let connection = db.sqliteConnection { sqlite3_busy_timeout(connection, SQLiteBackend.busyTimeoutMilliseconds) } }
             try db.checkpoint(.truncate)
             let waiters = state.withLockedValue { state in
                 state.scrubFailures = 0

@@ -1,0 +1,239 @@
+import CoreMetrics
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
+import OrgdCore
+import PostgresNIO
+
+/// The shared backend: a PostgreSQL database that several orgd use at once.
+///
+/// Connections come from postgres-nio's `PostgresClient` pool. A transaction
+/// leases one, then runs whole — BEGIN, the store's statements, COMMIT — on a
+/// thread of this backend's own pool, each statement waiting for its answer:
+/// the store's transactions are synchronous code shared with SQLite, and no
+/// event loop or Swift concurrency thread ever blocks.
+///
+/// Writes are SERIALIZABLE: PostgreSQL refuses any interleaving that no
+/// serial order could give, and the write runs again (up to
+/// `maximumAttempts`) — so the rules the store checks inside a transaction
+/// hold across daemons without a lock per rule. Reads are REPEATABLE READ,
+/// READ ONLY: one snapshot, never refused.
+final class PostgresBackend: Sendable {
+    /// How often a write refused for a serialization failure or a deadlock
+    /// runs, in all, before its caller hears ABORTED.
+    static let maximumAttempts = 12
+    /// How long a transaction waits for a connection before UNAVAILABLE.
+    static let leaseTimeout: Duration = .seconds(5)
+
+    private let client: PostgresClient
+    private let running: Task<Void, Never>
+    private let threads: NIOThreadPool
+    private let logger: Logger
+    private let underWay = NIOLockedValueBox(0)
+    private let retries: Counter
+
+    init(location: PostgresLocation, poolSize: Int, logger: Logger, metrics: any MetricsFactory) async throws {
+        var configuration: PostgresClient.Configuration
+        if let socket = location.socketPath {
+            configuration = PostgresClient.Configuration(
+                unixSocketPath: socket, username: location.user, password: location.password, database: location.database)
+        } else {
+            configuration = PostgresClient.Configuration(
+                host: location.host ?? "localhost", port: location.port, username: location.user, password: location.password,
+                database: location.database, tls: try Self.tls(location))
+        }
+        configuration.options.maximumConnections = poolSize
+        configuration.options.minimumConnections = 0
+        configuration.options.connectTimeout = .seconds(5)
+        // A statement stuck behind a lock, or a server that stopped
+        // answering, fails the call rather than holding a thread forever.
+        configuration.options.additionalStartupParameters = [
+            ("application_name", location.applicationName),
+            ("statement_timeout", "30000"),
+            ("idle_in_transaction_session_timeout", "60000"),
+        ]
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.client = client
+        running = Task { await client.run() }
+        threads = NIOThreadPool(numberOfThreads: poolSize)
+        threads.start()
+        self.logger = logger
+        retries = Counter(label: "orgd_store_retries_total", dimensions: [], factory: metrics)
+        do {
+            try await Self.withLeaseTimeout(Self.leaseTimeout * 6) {
+                try await client.withConnection { connection in
+                    try await PostgresSchema.migrate(connection, logger: logger)
+                }
+            }
+        } catch {
+            close()
+            if let error = error as? StoreOpenError { throw error }
+            throw StoreOpenError(description: "cannot open the PostgreSQL database \(location): \(Store.rpcError(from: error).message)")
+        }
+        logger.info("store opened", metadata: ["store.url": "\(location)", "store.pool_size": "\(poolSize)"])
+    }
+
+    static func tls(_ location: PostgresLocation) throws -> PostgresClient.Configuration.TLS {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        switch location.tlsMode {
+        case .disable: return .disable
+        case .prefer, .require: tls.certificateVerification = .none
+        case .verifyCA: tls.certificateVerification = .noHostnameVerification
+        case .verifyFull: tls.certificateVerification = .fullVerification
+        }
+        if let roots = location.rootCertificatePath { tls.trustRoots = .file(roots) }
+        return location.tlsMode == .prefer ? .prefer(tls) : .require(tls)
+    }
+
+    /// Writes started and not yet answered.
+    var writesUnderWay: Int { underWay.withLockedValue { $0 } }
+
+    func read<T: Sendable>(now: @escaping @Sendable () -> Date, _ body: @escaping @Sendable (StoreTransaction) throws -> T) async throws -> T {
+        try await transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") { executor in
+            try body(StoreTransaction(sql: executor, now: now()))
+        }
+    }
+
+    func asyncRead(now: @escaping @Sendable () -> Date, _ body: @escaping @Sendable (Result<StoreTransaction, RPCError>) -> Void) {
+        Task {
+            do {
+                try await transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") { executor in
+                    body(.success(StoreTransaction(sql: executor, now: now())))
+                }
+            } catch {
+                body(.failure(Store.rpcError(from: error)))
+            }
+        }
+    }
+
+    func write(now: @escaping @Sendable () -> Date, _ body: @escaping @Sendable (StoreTransaction) throws -> any Sendable) async throws -> any Sendable {
+        underWay.withLockedValue { $0 += 1 }
+        defer { underWay.withLockedValue { $0 -= 1 } }
+        var attempt = 1
+        while true {
+            do {
+                return try await transaction("BEGIN ISOLATION LEVEL SERIALIZABLE") { executor in
+                    try body(StoreTransaction(sql: executor, now: now()))
+                }
+            } catch let error as PSQLError where PostgresErrors.isRetryable(error) {
+                guard attempt < Self.maximumAttempts else {
+                    throw RPCError(.aborted, "the write conflicted with concurrent writes \(attempt) times; retry")
+                }
+                retries.increment()
+                // Jittered, growing pauses so that the conflicting writers
+                // do not meet again at once.
+                let pause = Double.random(in: 0.5...1.5) * min(0.001 * Double(1 << min(attempt, 7)), 0.1)
+                try? await Task.sleep(for: .seconds(pause))
+                attempt += 1
+            }
+        }
+    }
+
+    /// Leases a connection and runs `begin`, `body` and COMMIT on a pool
+    /// thread; rolls back when anything throws.
+    private func transaction<T: Sendable>(_ begin: String, _ body: @escaping @Sendable (PostgresExecutor) throws -> T) async throws -> T {
+        let logger = self.logger
+        let threads = self.threads
+        return try await Self.withLeaseTimeout(Self.leaseTimeout) { [client] in
+            try await client.withConnection { connection in
+                try await threads.runIfActive {
+                    let executor = PostgresExecutor(connection: connection, logger: logger)
+                    _ = try executor.run(begin, [])
+                    do {
+                        let result = try body(executor)
+                        _ = try executor.run("COMMIT", [])
+                        return result
+                    } catch {
+                        if connection.isClosed == false { _ = try? executor.run("ROLLBACK", []) }
+                        throw error
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `body`, which waits for a connection first; when none comes
+    /// within `timeout`, cancels the wait and throws UNAVAILABLE. A
+    /// transaction that already runs on a pool thread is not interrupted:
+    /// it finishes, and its outcome is returned.
+    static func withLeaseTimeout<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            while let result = try await group.next() {
+                if let value = result { return value }
+                // The timer fired: stop waiting for a connection.
+                group.cancelAll()
+                do {
+                    while let late = try await group.next() {
+                        if let value = late { return value }
+                    }
+                } catch is CancellationError {
+                } catch let error as PSQLError where error.code == .queryCancelled || error.code == .poolClosed {
+                }
+                throw RPCError(.unavailable, "no PostgreSQL connection within \(timeout): the database is down or every connection is busy; retry")
+            }
+            throw CancellationError()
+        }
+    }
+
+    func close() {
+        running.cancel()
+        threads.shutdownGracefully { _ in }
+    }
+}
+
+/// Maps PostgreSQL's refusals and outages to status codes.
+enum PostgresErrors {
+    /// Serialization failures and deadlocks: the transaction may run again.
+    static func isRetryable(_ error: PSQLError) -> Bool {
+        guard error.code == .server, let state = error.serverInfo?[.sqlState] else { return false }
+        return state == "40001" || state == "40P01"
+    }
+
+    /// The status for an error from postgres-nio or its pool, or nil when
+    /// it is not one.
+    static func rpcError(from error: Error) -> RPCError? {
+        if error is NIOThreadPoolError.ThreadPoolInactive {
+            return RPCError(.unavailable, "orgd is shutting down")
+        }
+        guard let error = error as? PSQLError else {
+            if error is ChannelError || error is IOError { return unreachable }
+            return nil
+        }
+        switch error.code {
+        case .server:
+            let state = error.serverInfo?[.sqlState] ?? ""
+            let message = error.serverInfo?[.message] ?? "refused"
+            switch state {
+            case "23505": return RPCError(.alreadyExists, "already exists (\(error.serverInfo?[.constraintName] ?? "unique constraint"))")
+            case "23503": return RPCError(.failedPrecondition, "a referenced record does not exist or is still referenced")
+            case "40001", "40P01": return RPCError(.aborted, "the write conflicted with concurrent writes; retry")
+            case "57014": return RPCError(.unavailable, "the database statement timed out; retry")
+            case "25006": return RPCError(.unavailable, "the PostgreSQL server is read-only (a standby?): point orgd at the primary")
+            default:
+                if state.hasPrefix("23") || state.hasPrefix("22") || state == "P0001" {
+                    return RPCError(.invalidArgument, "refused by the schema: \(message)")
+                }
+                if state.hasPrefix("08") || state.hasPrefix("57P") || state.hasPrefix("53") {
+                    return RPCError(.unavailable, "PostgreSQL cannot serve now (SQLSTATE \(state)); retry")
+                }
+                return RPCError(.internal, "database error (SQLSTATE \(state))")
+            }
+        case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed, .queryCancelled,
+             .sslUnsupported, .failedToAddSSLHandler:
+            return unreachable
+        default:
+            return RPCError(.unavailable, "PostgreSQL connection failed (\(error.code)); retry")
+        }
+    }
+
+    static let unreachable = RPCError(.unavailable, "PostgreSQL is unreachable or closed the connection; retry (a write in flight may or may not have committed)")
+}
