@@ -43,6 +43,7 @@ public struct OrgdClient: Sendable {
     public var invitations: InvitationClient { InvitationClient(connection: connection) }
     public var tokens: TokenClient { TokenClient(connection: connection) }
     public var audit: AuditClient { AuditClient(connection: connection) }
+    public var changes: ChangeClient { ChangeClient(connection: connection) }
     public var health: HealthClient { HealthClient(connection: connection) }
 
     /// Closes the connection.

@@ -42,6 +42,7 @@ public struct Dispatcher: Sendable {
         ConsentService(store: store).register(in: &table)
         InvitationService(store: store, policy: invitations, metrics: metrics).register(in: &table)
         AuditService().register(in: &table)
+        ChangeService().register(in: &table)
         let missing = table.missing(Surface.methods)
         precondition(missing.isEmpty, "RPCs declared in proto/ without a handler: \(missing.joined(separator: ", "))")
         let services = Set(Surface.methods.map { $0.descriptor.service.fullyQualifiedService } + [HealthService.name])

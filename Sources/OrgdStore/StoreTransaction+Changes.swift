@@ -4,6 +4,8 @@ import OrgdCore
 /// One entity a committed write changed, under the write's revision.
 public struct ChangeRecord: Sendable, Hashable {
     public var revision: Int64
+    /// Its position in the feed (to continue after it).
+    public var entry: Int64
     /// What changed: "organization", "user", "service_account", "token",
     /// "patient", "staff_member", "patient_member", "consent_request",
     /// "consent_ask", "consent", "invitation", "scope".
@@ -21,13 +23,12 @@ public struct ChangePage: Sendable {
     /// The newest revision committed when the page was read: a consumer
     /// that has read up to it is up to date.
     public var latestRevision: Int64
-    /// Where the next page starts (the revision and position of the last
-    /// entry returned), or nil when the page reached the end.
-    public var next: ChangeCursor?
+    /// Whether more changes follow this page.
+    public var more: Bool
 }
 
-/// A position in the change feed: after `revision`'s entry `entry` (0: before
-/// its first).
+/// A position in the change feed: after `revision`'s entry `entry`, or
+/// after the whole of `revision` when `entry` is 0.
 public struct ChangeCursor: Sendable, Hashable {
     public var revision: Int64
     public var entry: Int64
@@ -73,18 +74,16 @@ extension StoreTransaction {
             """
             SELECT r.revision, r.commit_time, e.seq, e.kind, e.entity_id
             FROM change_revision r JOIN change_entry e ON e.tx_key = r.tx_key
-            WHERE r.revision > ? OR (r.revision = ? AND e.seq > ?)
+            WHERE r.revision > ? OR (r.revision = ? AND ? > 0 AND e.seq > ?)
             ORDER BY r.revision, e.seq LIMIT ?
             """,
-            [cursor.revision, cursor.revision, cursor.entry, limit + 1]
+            [cursor.revision, cursor.revision, cursor.entry, cursor.entry, limit + 1]
         )
         let changes = rows.prefix(limit).map { row in
-            ChangeRecord(revision: row["revision"], kind: row["kind"], entityID: row["entity_id"], commitTime: Date(storedMicros: row["commit_time"]))
+            ChangeRecord(
+                revision: row["revision"], entry: row["seq"], kind: row["kind"], entityID: row["entity_id"],
+                commitTime: Date(storedMicros: row["commit_time"]))
         }
-        var next: ChangeCursor?
-        if rows.count > limit, let last = rows.prefix(limit).last {
-            next = ChangeCursor(revision: last["revision"], entry: last["seq"])
-        }
-        return ChangePage(changes: Array(changes), latestRevision: latest, next: next)
+        return ChangePage(changes: Array(changes), latestRevision: latest, more: rows.count > limit)
     }
 }

@@ -20,8 +20,14 @@ struct Orgd: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "SQLite database file [ORGD_DATABASE] (default: ./orgd.sqlite).")
+    @Option(help: "SQLite database file, or a PostgreSQL URL postgresql://USER@HOST:PORT/DB?sslmode=… (or ?host=/socket/dir) shared by several orgd [ORGD_DATABASE] (default: ./orgd.sqlite).")
     var database: String?
+
+    @Option(help: "File holding the PostgreSQL password (first line) [ORGD_DATABASE_PASSWORD_FILE]; or set ORGD_DATABASE_PASSWORD. Keep it out of the URL.")
+    var databasePasswordFile: String?
+
+    @Option(help: "PostgreSQL connections this daemon keeps at most [ORGD_DATABASE_POOL_SIZE] (default: 16).")
+    var databasePoolSize: Int?
 
     @Option(help: "Unix socket path [ORGD_SOCKET]; \"none\" disables it.")
     var socket: String?
@@ -135,10 +141,17 @@ struct Orgd: AsyncParsableCommand {
         let metricsHost = settings.server.metricsHost
         var metrics = PrometheusMetricsFactory(registry: PrometheusCollectorRegistry())
         metrics.valueHistogramBuckets["orgd_commit_batch_size"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
-        // One daemon per database: a second one exits here, naming the first.
-        let lock = try DatabaseLock(databasePath: settings.database)
+        // One daemon per SQLite file: a second one exits here, naming the
+        // first. Over PostgreSQL, any number share the database.
+        var lock: DatabaseLock?
+        let store: Store
+        if let postgres = settings.postgres {
+            store = try await Store(postgres: postgres, poolSize: settings.poolSize, logger: logger, metrics: metrics)
+        } else {
+            lock = try DatabaseLock(databasePath: settings.database)
+            store = try Store(path: settings.database, durability: settings.durability, logger: logger, metrics: metrics)
+        }
         defer { withExtendedLifetime(lock) {} }
-        let store = try Store(path: settings.database, durability: settings.durability, logger: logger, metrics: metrics)
         let server = OrgdServer(
             configuration: settings.server,
             dispatcher: Dispatcher(store: store, logger: logger, invitations: settings.invitations, metrics: metrics),
@@ -201,6 +214,9 @@ extension Orgd {
 /// Flags, environment and defaults resolved into one configuration.
 struct Settings {
     var database: String
+    /// Set when `database` is a PostgreSQL URL.
+    var postgres: PostgresLocation?
+    var poolSize = Store.defaultPoolSize
     var durability: Durability
     var logLevel: Logger.Level
     var server: ServerConfiguration
@@ -211,6 +227,24 @@ struct Settings {
             flag ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 }
         }
         database = value(flags.database, "ORGD_DATABASE") ?? "orgd.sqlite"
+        if PostgresLocation.isURL(database) {
+            var password = environment["ORGD_DATABASE_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
+            if let file = value(flags.databasePasswordFile, "ORGD_DATABASE_PASSWORD_FILE") {
+                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                    throw ValidationError("--database-password-file: cannot read \(file)")
+                }
+                password = text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init)
+            }
+            do {
+                postgres = try PostgresLocation(url: database, password: password)
+            } catch {
+                throw ValidationError("--database: \(error)")
+            }
+            if let size = flags.databasePoolSize ?? environment["ORGD_DATABASE_POOL_SIZE"].flatMap(Int.init) {
+                guard (1...1000).contains(size) else { throw ValidationError("--database-pool-size must be 1 to 1000") }
+                poolSize = size
+            }
+        }
 
         let synchronous = value(flags.synchronous, "ORGD_SYNCHRONOUS") ?? "full"
         guard let durability = Durability(rawValue: synchronous.lowercased()) else {

@@ -6,6 +6,7 @@ import OrgdProto
 enum Surface {
     static let methods: [any PolicedMethod.Type] = [
         Orgd_V1_AuditService.Method.ListAuditLog.self,
+        Orgd_V1_ChangeService.Method.ListChanges.self,
         Orgd_V1_ConsentService.Method.CreateScope.self,
         Orgd_V1_ConsentService.Method.ListScopes.self,
         Orgd_V1_ConsentService.Method.CreateConsentRequest.self,
