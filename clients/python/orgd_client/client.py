@@ -17,6 +17,7 @@ _SERVICE_MODULES = {
     "consents": ("orgd.v1.consent_pb2", "ConsentService"),
     "tokens": ("orgd.v1.token_pb2", "TokenService"),
     "audit": ("orgd.v1.audit_pb2", "AuditService"),
+    "changes": ("orgd.v1.change_pb2", "ChangeService"),
     "health": ("grpc.health.v1.health_pb2", "Health"),
 }
 
