@@ -4,6 +4,24 @@ import GRDB
 /// The schema's history. Each migration runs once, in order, at start-up;
 /// a shipped migration is never edited, only followed by a new one.
 enum Migrations {
+    /// Migrates the file behind `pool` — unless it holds migrations this
+    /// orgd does not know: a newer orgd wrote it, and this one could
+    /// misread or damage what it added. Then nothing is written and the
+    /// error names them. (GRDB itself would skip the unknown ones and open
+    /// the file.)
+    static func migrate(_ pool: DatabasePool) throws {
+        let migrator = self.migrator
+        let known = migrator.migrations
+        let unknown = try pool.read { db in try migrator.appliedIdentifiers(db) }.subtracting(known)
+        if !unknown.isEmpty {
+            let listed = unknown.sorted().map { "\"\($0)\"" }.joined(separator: ", ")
+            throw StoreOpenError(description:
+                "the database \(pool.path) has migrations newer than this orgd knows: \(listed) "
+                + "(it knows up to \"\(known.last ?? "")\"): run a newer orgd")
+        }
+        try migrator.migrate(pool)
+    }
+
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1: organisations, principals, tokens, idempotency") { db in
@@ -37,7 +55,7 @@ enum Migrations {
             try db.execute(sql: v10)
         }
         migrator.registerMigration("v11: the change feed") { db in
-            try db.execute(sql: v11)
+            try db.execute(sql: v11 + sqliteChangeFeedTriggers)
         }
         return migrator
     }
@@ -430,10 +448,10 @@ enum Migrations {
         address.unicodeScalars.map { $0.isASCII ? String($0) : "\\u{\(String($0.value, radix: 16, uppercase: true))}" }.joined()
     }
 
-    // The change feed (StoreTransaction+Changes.swift): each write that
-    // changed anything gets a revision; triggers file the entities it
-    // changed with tx_key NULL, and the write's end sets it to the revision.
-    // (The lead's first cut: the tables; the triggers come with P1's work.)
+    /// The change feed (StoreTransaction+Changes.swift): each write that
+    /// changed anything gets a revision; triggers on the tables the feed
+    /// follows (`changeFeedSources`) file the entities it changed with
+    /// tx_key NULL, and the write's end sets tx_key to the revision.
     private static let v11 = """
         CREATE TABLE change_revision (
           revision INTEGER PRIMARY KEY,

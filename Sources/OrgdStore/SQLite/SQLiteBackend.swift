@@ -41,7 +41,7 @@ struct SQLiteBackend: Sendable {
         let pool: DatabasePool
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
-            try Migrations.migrator.migrate(pool)
+            try Migrations.migrate(pool)
         } catch let error as DatabaseError where SQLiteErrors.isStorageFault(error.resultCode) {
             // Said plainly, naming the file, rather than as the statement
             // that happened to fail.
