@@ -144,6 +144,18 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
+        // What the test targets share: the database the suites run over
+        // (ORGD_TEST_BACKEND) and fresh PostgreSQL databases on the tests'
+        // throwaway cluster (ORGD_TEST_POSTGRES_URL, scripts/test).
+        .target(
+            name: "OrgdTestSupport",
+            dependencies: [
+                "OrgdStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "OrgdWireTests",
             dependencies: [
@@ -166,7 +178,7 @@ let package = Package(
         .testTarget(
             name: "OrgdServicesTests",
             dependencies: [
-                "OrgdServices", "OrgdStore", "OrgdCore", "OrgdProto", "OrgdClient", "OrgdWire",
+                "OrgdServices", "OrgdStore", "OrgdCore", "OrgdProto", "OrgdClient", "OrgdWire", "OrgdTestSupport",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
@@ -175,7 +187,7 @@ let package = Package(
         .testTarget(
             name: "OrgdEndToEndTests",
             dependencies: [
-                "OrgdServer", "OrgdClient", "OrgdStore", "OrgdServices", "OrgdProto", "OrgdCore", "OrgdWire",
+                "OrgdServer", "OrgdClient", "OrgdStore", "OrgdServices", "OrgdProto", "OrgdCore", "OrgdWire", "OrgdTestSupport",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
