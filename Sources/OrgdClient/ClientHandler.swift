@@ -28,7 +28,7 @@ final class ClientHandler: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let call = unwrapOutboundIn(data)
         guard !closed else {
-            call.promise.fail(RPCError(.unavailable, "the connection is closed"))
+            call.promise.fail(RPCError(.unavailable, OrgdConnection.closedBeforeSending))
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }

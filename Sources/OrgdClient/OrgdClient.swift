@@ -37,6 +37,16 @@ public struct OrgdClient: Sendable {
         OrgdClient(connection: try await OrgdConnection.connect(to: endpoint, token: token, actAs: actAs, tls: tls, group: group))
     }
 
+    /// Connects to the first of several daemons that answers and fails over
+    /// to the next when it goes away; see `OrgdConnection.connect(to:)` for
+    /// a list.
+    public static func connect(
+        to endpoints: [OrgdEndpoint], token: String? = nil, actAs: String? = nil, tls: OrgdTLS? = nil,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> OrgdClient {
+        OrgdClient(connection: try await OrgdConnection.connect(to: endpoints, token: token, actAs: actAs, tls: tls, group: group))
+    }
+
     public var organizations: OrganizationClient { OrganizationClient(connection: connection) }
     public var memberships: MembershipClient { MembershipClient(connection: connection) }
     public var consents: ConsentClient { ConsentClient(connection: connection) }

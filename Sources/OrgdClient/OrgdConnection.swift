@@ -23,8 +23,15 @@ public final class OrgdConnection: Sendable {
     private let carrier: Carrier
     private let token: String?
     private let actAs: String?
-    /// Where the connection goes; nil for a transport the caller brought.
+    /// Where the connection goes; nil for a transport the caller brought,
+    /// and for several addresses (`endpoints`).
     public let endpoint: OrgdEndpoint?
+
+    /// Every address the connection may use, in the order it tries them.
+    public var endpoints: [OrgdEndpoint] {
+        if case .transport(let transport) = carrier, let failover = transport as? FailoverTransport { return failover.endpoints }
+        return endpoint.map { [$0] } ?? []
+    }
 
     private init(carrier: Carrier, endpoint: OrgdEndpoint?, token: String?, actAs: String?) {
         self.carrier = carrier
@@ -104,6 +111,34 @@ public final class OrgdConnection: Sendable {
             }
         }
         return OrgdConnection(carrier: .ttrpc(channel), endpoint: endpoint, token: token, actAs: actAs)
+    }
+
+    /// Connects to the first of `endpoints` that answers (in order) and fails
+    /// over: when that daemon goes away, later calls go to the next address
+    /// (wrapping round). A call no daemon ran (the connection was found
+    /// closed before it was written, or the daemon refused it while shutting
+    /// down) goes to the next address at once; a call already sent on a
+    /// connection that dropped fails UNAVAILABLE and is not sent again, reads
+    /// too (see `FailoverTransport`). With every address down, UNAVAILABLE
+    /// names each address and why it failed. One address is `connect(to:)`.
+    /// The other arguments are `connect(to:)`'s, the same for every address.
+    public static func connect(
+        to endpoints: [OrgdEndpoint],
+        token: String? = nil,
+        actAs: String? = nil,
+        tls: OrgdTLS? = nil,
+        maximumFrameLength: Int = FrameDecoder.defaultMaximumFrameLength,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> OrgdConnection {
+        guard let first = endpoints.first else { throw RPCError(.invalidArgument, "no orgd address given") }
+        guard endpoints.count > 1 else {
+            return try await connect(to: first, token: token, actAs: actAs, tls: tls, maximumFrameLength: maximumFrameLength, group: group)
+        }
+        let failover = FailoverTransport(endpoints: endpoints) { endpoint in
+            try await connect(to: endpoint, tls: tls, maximumFrameLength: maximumFrameLength, group: group)
+        }
+        try await failover.connect()
+        return OrgdConnection(carrier: .transport(failover), endpoint: nil, token: token, actAs: actAs)
     }
 
     /// Calls a method with a typed request and response. Errors are `RPCError`.
@@ -194,8 +229,59 @@ public final class OrgdConnection: Sendable {
         if let key = options.idempotencyKey { add("idempotency-key", key) }
         for (key, value) in options.metadata { add(key, value) }
         request.metadata = metadata
+        return try await Self.send(request, timeout: options.timeout, on: channel)
+    }
+
+    /// Sends `call` as it is, its metadata already assembled (by the
+    /// `OrgdConnection` in front of a `FailoverTransport`), and returns the
+    /// answer's bytes; a failed call throws `RPCError`.
+    func send(_ call: OutgoingCall) async throws -> [UInt8] {
+        let channel: Channel
+        switch carrier {
+        case .ttrpc(let ttrpc): channel = ttrpc
+        case .transport(let transport): return try await transport.send(call)
+        }
+        var request = Ttrpc_Request()
+        request.service = call.method.service.fullyQualifiedService
+        request.method = call.method.method
+        request.payload = Data(call.payload)
+        request.metadata = call.metadata.map { key, value in
+            var entry = Ttrpc_KeyValue()
+            entry.key = key
+            entry.value = value
+            return entry
+        }
+        let response = try await Self.send(request, timeout: call.timeout, on: channel)
+        guard response.status.code == 0 else { throw RPCError(status: response.status) }
+        return [UInt8](response.payload)
+    }
+
+    /// Whether calls can still go out: false once a ttrpc connection has
+    /// closed (the server went away, or `close()`). A transport the caller
+    /// brought counts as open; its calls say otherwise.
+    var isOpen: Bool {
+        switch carrier {
+        case .ttrpc(let channel): channel.isActive
+        case .transport: true
+        }
+    }
+
+    /// Whether the calls go over gRPC, where a call not sent and one lost in
+    /// flight fail alike.
+    var isGRPC: Bool {
+        if case .grpc = endpoint { true } else { false }
+    }
+
+    /// What a ttrpc call fails with when it never left this process: the
+    /// connection had closed before it was written. Such a call did not
+    /// reach a server, so `FailoverTransport` may send it to another.
+    static let closedBeforeSending = "the connection is closed"
+
+    /// Writes `request` on `channel` and waits for its response envelope.
+    private static func send(_ request: Ttrpc_Request, timeout: Duration?, on channel: Channel) async throws -> Ttrpc_Response {
+        var request = request
         var deadline: TimeAmount?
-        if let timeout = options.timeout {
+        if let timeout {
             let nanos = Self.nanoseconds(timeout)
             request.timeoutNano = max(1, nanos)
             // Leave the server time to say DEADLINE_EXCEEDED itself (a
@@ -209,7 +295,7 @@ public final class OrgdConnection: Sendable {
         // (If the handler already answered it, this second completion is ignored.)
         let written = channel.eventLoop.makePromise(of: Void.self)
         written.futureResult.whenFailure { _ in
-            promise.fail(RPCError(.unavailable, "the connection is closed"))
+            promise.fail(RPCError(.unavailable, closedBeforeSending))
         }
         channel.writeAndFlush(PendingCall(request: request, promise: promise, deadline: deadline), promise: written)
         return try await promise.futureResult.get()

@@ -24,10 +24,10 @@ struct EndpointOptions: ParsableArguments {
     @Option(help: "Unix socket of orgd [ORGD_SOCKET].")
     var socket: String?
 
-    @Option(help: "TCP address HOST:PORT of orgd [ORGD_ADDRESS]; needs a token.")
+    @Option(help: "TCP address HOST:PORT of orgd [ORGD_ADDRESS]; needs a token. Several, comma-separated (a,b), fail over in order.")
     var address: String?
 
-    @Option(help: "gRPC address HOST:PORT of orgd (its --grpc-listen) [ORGD_GRPC]; needs a token.")
+    @Option(help: "gRPC address HOST:PORT of orgd (its --grpc-listen) [ORGD_GRPC]; needs a token. Several, comma-separated, fail over in order.")
     var grpc: String?
 
     @Option(help: "Act for this user id (service-account tokens only) [ORGD_ACT_AS].")
@@ -55,11 +55,11 @@ struct EndpointOptions: ParsableArguments {
     var json = false
 
     func validate() throws {
-        if let address, Self.parse(address: address) == nil {
-            throw ValidationError("--address must be HOST:PORT, not \(address)")
+        if let address, Self.parse(addresses: address) == nil {
+            throw ValidationError("--address must be HOST:PORT (or several, comma-separated), not \(address)")
         }
-        if let grpc, Self.parse(address: grpc) == nil {
-            throw ValidationError("--grpc must be HOST:PORT, not \(grpc)")
+        if let grpc, Self.parse(addresses: grpc) == nil {
+            throw ValidationError("--grpc must be HOST:PORT (or several, comma-separated), not \(grpc)")
         }
         if address != nil && grpc != nil { throw ValidationError("give --address (ttrpc) or --grpc, not both") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
@@ -81,20 +81,24 @@ struct EndpointOptions: ParsableArguments {
         return true
     }
 
-    /// The flags' endpoint first (--grpc, --address, --socket), then the
-    /// environment's in the same order.
-    var endpoint: OrgdEndpoint {
+    /// The first of `endpoints` (the bench drives one daemon).
+    var endpoint: OrgdEndpoint { endpoints[0] }
+
+    /// The flags' endpoints first (--grpc, --address, --socket), then the
+    /// environment's in the same order; a comma-separated --address or
+    /// --grpc (ORGD_ADDRESS, ORGD_GRPC) gives several, tried in order.
+    var endpoints: [OrgdEndpoint] {
         let environment = ProcessInfo.processInfo.environment
-        if let grpc, let (host, port) = Self.parse(address: grpc) { return .grpc(host: host, port: port) }
-        if address == nil, socket == nil, let grpc = environment["ORGD_GRPC"], !grpc.isEmpty, let (host, port) = Self.parse(address: grpc) {
-            return .grpc(host: host, port: port)
+        if let grpc, let addresses = Self.parse(addresses: grpc) { return addresses.map { .grpc(host: $0.0, port: $0.1) } }
+        if address == nil, socket == nil, let grpc = environment["ORGD_GRPC"], !grpc.isEmpty, let addresses = Self.parse(addresses: grpc) {
+            return addresses.map { .grpc(host: $0.0, port: $0.1) }
         }
-        if let address = address ?? environment["ORGD_ADDRESS"], !address.isEmpty, let (host, port) = Self.parse(address: address) {
-            return .tcp(host: host, port: port)
+        if let address = address ?? environment["ORGD_ADDRESS"], !address.isEmpty, let addresses = Self.parse(addresses: address) {
+            return addresses.map { .tcp(host: $0.0, port: $0.1) }
         }
-        if let socket = socket ?? environment["ORGD_SOCKET"], !socket.isEmpty { return .unix(path: socket) }
-        if let runtime = environment["XDG_RUNTIME_DIR"], !runtime.isEmpty { return .unix(path: runtime + "/orgd.sock") }
-        return .unix(path: "orgd.sock")
+        if let socket = socket ?? environment["ORGD_SOCKET"], !socket.isEmpty { return [.unix(path: socket)] }
+        if let runtime = environment["XDG_RUNTIME_DIR"], !runtime.isEmpty { return [.unix(path: runtime + "/orgd.sock")] }
+        return [.unix(path: "orgd.sock")]
     }
 
     var callOptions: CallOptions { CallOptions(timeout: .milliseconds(Int64(timeout * 1000))) }
@@ -103,7 +107,7 @@ struct EndpointOptions: ParsableArguments {
     func run(token: String?, _ body: (OrgdClient) async throws -> Void) async throws {
         do {
             let client = try await OrgdClient.connect(
-                to: endpoint,
+                to: endpoints,
                 token: setting(token, "ORGD_TOKEN"),
                 actAs: setting(actAs, "ORGD_ACT_AS"),
                 tls: tlsSettings
@@ -114,6 +118,15 @@ struct EndpointOptions: ParsableArguments {
             FileHandle.standardError.write(Data("orgctl: \(error.code): \(error.message)\n".utf8))
             throw ExitCode(1)
         }
+    }
+
+    /// `HOST:PORT[,HOST:PORT…]`; nil when any part is not an address.
+    static func parse(addresses: String) -> [(String, Int)]? {
+        let parsed = addresses.split(separator: ",", omittingEmptySubsequences: false).map {
+            parse(address: $0.trimmingCharacters(in: .whitespaces))
+        }
+        guard !parsed.isEmpty, parsed.allSatisfy({ $0 != nil }) else { return nil }
+        return parsed.compactMap { $0 }
     }
 
     static func parse(address: String) -> (String, Int)? {
