@@ -51,6 +51,13 @@ public enum PostgresSchema {
     }
 
     private static func migrateHoldingLock(_ connection: PostgresConnection, logger: Logger) async throws {
+        // The schema's CHECKs count characters, as SQLite's do: in another
+        // encoding (SQL_ASCII counts bytes) they would mean something else.
+        let encodings = try await connection.query("SELECT current_setting('server_encoding')", logger: logger)
+        for try await encoding in encodings.decode(String.self) where encoding != "UTF8" {
+            throw StoreOpenError(description:
+                "the PostgreSQL database's encoding is \(encoding), not UTF8: create orgd's database with ENCODING 'UTF8'")
+        }
         try await connection.query(
             """
             CREATE TABLE IF NOT EXISTS orgd_schema_migration (
