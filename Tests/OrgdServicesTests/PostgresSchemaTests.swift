@@ -1,18 +1,25 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import PostgresNIO
 import Testing
 @testable import OrgdStore
 
 /// A fresh database per test on the server `ORGD_TEST_POSTGRES_URL` names
 /// (a superuser URL such as `postgresql://orgdtest@/postgres?host=/tmp/x`),
-/// dropped afterwards.
-struct ScratchPostgres {
+/// dropped afterwards with every connection the test opened to it (closed
+/// even when the test throws: postgres-nio traps on a connection dropped open).
+final class ScratchPostgres: Sendable {
     static let url = ProcessInfo.processInfo.environment["ORGD_TEST_POSTGRES_URL"]
     static let logger = Logger(label: "orgd.test.postgres")
 
     /// Where the scratch database is.
     let location: PostgresLocation
+    private let opened = NIOLockedValueBox<[PostgresConnection]>([])
+
+    private init(location: PostgresLocation) {
+        self.location = location
+    }
 
     static func configuration(_ location: PostgresLocation) -> PostgresConnection.Configuration {
         if let socket = location.socketPath {
@@ -22,9 +29,12 @@ struct ScratchPostgres {
         return .init(host: location.host ?? "localhost", port: location.port, username: location.user, password: location.password, database: location.database, tls: .disable)
     }
 
-    /// A new connection to the scratch database.
+    /// A new connection to the scratch database, closed when the test ends.
     func connect() async throws -> PostgresConnection {
-        try await PostgresConnection.connect(configuration: Self.configuration(location), id: Int.random(in: 1...1_000_000), logger: Self.logger)
+        let connection = try await PostgresConnection.connect(
+            configuration: Self.configuration(location), id: Int.random(in: 1...1_000_000), logger: Self.logger)
+        opened.withLockedValue { $0.append(connection) }
+        return connection
     }
 
     /// Runs `body` with a database of its own, created empty and dropped after.
@@ -32,18 +42,22 @@ struct ScratchPostgres {
         let server = try PostgresLocation(url: try #require(url))
         let name = "orgdtest_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16)
         let admin = try await PostgresConnection.connect(configuration: configuration(server), id: 0, logger: logger)
-        try await admin.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: logger)
         var location = server
         location.database = name
+        let scratch = ScratchPostgres(location: location)
         let outcome: Result<Void, Error>
         do {
-            try await body(ScratchPostgres(location: location))
+            try await admin.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: logger)
+            try await body(scratch)
             outcome = .success(())
         } catch {
             outcome = .failure(error)
         }
-        try await admin.query(PostgresQuery(unsafeSQL: "DROP DATABASE \(name) WITH (FORCE)"), logger: logger)
-        try await admin.close()
+        for connection in scratch.opened.withLockedValue({ $0 }) where !connection.isClosed {
+            try? await connection.close()
+        }
+        _ = try? await admin.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name) WITH (FORCE)"), logger: logger)
+        try? await admin.close()
         try outcome.get()
     }
 }
@@ -108,7 +122,6 @@ struct PostgresSchemaTests {
                 SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()
                 AND indexname NOT IN (SELECT conname FROM pg_constraint)
                 """)
-            try await connection.close()
 
             let (sqliteColumns, sqliteIndexes) = try await Self.sqliteSchema()
             // change_entry.tx_key is NULL until the write's end on SQLite; on
@@ -163,7 +176,6 @@ struct PostgresSchemaTests {
             #expect(try await connection.rows(schema) == objects)
             // The lock was released: this session holds no advisory lock.
             #expect(try await connection.rows("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()") == [["0"]])
-            try await connection.close()
         }
     }
 
@@ -182,7 +194,6 @@ struct PostgresSchemaTests {
             }
             let versions = try await connections[0].rows("SELECT version FROM orgd_schema_migration ORDER BY version")
             #expect(versions == [["10"], ["11"]])
-            for connection in connections { try await connection.close() }
         }
     }
 
@@ -203,7 +214,6 @@ struct PostgresSchemaTests {
             #expect(try await connection.rows("SELECT * FROM orgd_schema_migration ORDER BY version") == recorded)
             #expect(try await connection.rows("SELECT count(*) FROM pg_tables WHERE tablename = 'change_entry'") == [["0"]])
             #expect(try await connection.rows("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()") == [["0"]])
-            try await connection.close()
 
             // Opening a store says the same.
             let opened = await #expect(throws: StoreOpenError.self) { _ = try await Store(postgres: scratch.location, poolSize: 1) }
@@ -300,7 +310,6 @@ struct PostgresSchemaTests {
             try await db.run("INSERT INTO invitation (id, organization_id, invitee_user_id, email, title, given_name, family_name, role, status, invited_by, create_time, last_sent_time, expire_time, send_count) VALUES ('00000000-0000-0000-0000-000000000011', \(org1), \(user), 'ann@example.com', 'Dr', 'Ann', 'Lee', 'agent', 'pending', 'x', 0, 0, 0, 1)")
             let pending = await db.refusal("INSERT INTO invitation (id, organization_id, invitee_user_id, email, title, given_name, family_name, role, status, invited_by, create_time, last_sent_time, expire_time, send_count) VALUES ('00000000-0000-0000-0000-000000000012', \(org1), \(user), 'ann@example.com', 'Dr', 'Ann', 'Lee', 'agent', 'pending', 'x', 0, 0, 0, 1)")
             #expect(pending?.state == "23505" && pending?.constraint == "invitation_one_pending", "\(String(describing: pending))")
-            try await db.close()
         }
     }
 
@@ -336,7 +345,6 @@ struct PostgresSchemaTests {
                 ["staff_member", "00000000-0000-0000-0000-0000000000a2/00000000-0000-0000-0000-0000000000b1"],
             ])
             #expect(try await db.rows("SELECT count(DISTINCT tx_key) FROM change_entry") == [["3"]])
-            try await db.close()
         }
     }
 }
