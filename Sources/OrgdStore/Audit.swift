@@ -70,7 +70,7 @@ extension StoreTransaction {
         let head = AuditRecord.maximumRequestJSONBytes + 64
         let rows = try fetchAll(
             """
-            SELECT seq, time, actor, acting_for, method, substr(request_json, 1, ?) AS head,
+            SELECT seq, time, actor, acting_for, method, substr(request_json, 1, CAST(? AS INTEGER)) AS head,
               \(dialect.octetLength("request_json")) AS bytes
             FROM audit_log WHERE seq > ? AND (? = '' OR method = ?) ORDER BY seq LIMIT ?
             """,

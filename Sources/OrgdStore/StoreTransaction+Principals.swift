@@ -125,7 +125,7 @@ extension StoreTransaction {
     /// One page of tokens in creation order.
     public func listTokens(includeRevoked: Bool, after: Int64?, limit: Int) throws -> Page<TokenRecord> {
         let rows = try fetchAll(
-            "SELECT * FROM api_token WHERE seq > ? AND (? OR revoke_time IS NULL) ORDER BY seq LIMIT ?",
+            "SELECT * FROM api_token WHERE seq > ? AND (? = 1 OR revoke_time IS NULL) ORDER BY seq LIMIT ?",
             [after ?? 0, includeRevoked, limit + 1]
         )
         return Self.page(rows, limit: limit, Self.token)

@@ -47,8 +47,8 @@ struct AuditTests {
             // Only superadmins read it.
             let denied = await rpcError { _ = try await bff.audit.listAuditLog() }
             #expect(denied?.code == .permissionDenied)
-            // SQLite refuses to change it.
-            let sql = try await TTRPCInteropTests.run("/usr/bin/sqlite3", [daemon.directory + "/orgd.sqlite", "DELETE FROM audit_log"], environment: [:])
+            // The database refuses to change it.
+            let sql = try await daemon.sql("DELETE FROM audit_log")
             #expect(sql.status != 0 && sql.output.contains("append-only"))
             await bff.close()
             await local.close()
@@ -104,7 +104,11 @@ struct AuditTests {
                 INSERT INTO audit_log (time, actor, method, request_json) VALUES (0, 'legacy', 'legacy/Huge', replace(hex(zeroblob(2500000)), '0', 'z'));
                 SELECT count(*) FROM audit_log;
                 """
-            let sql = try await TTRPCInteropTests.run("/usr/bin/sqlite3", [daemon.directory + "/orgd.sqlite", insert], environment: [:])
+            let sql = try await daemon.sql(insert, postgres: """
+                INSERT INTO audit_log (time, actor, method, request_json) SELECT 0, 'legacy', 'legacy/Big', repeat('y', 10000) FROM generate_series(1, 600);
+                INSERT INTO audit_log (time, actor, method, request_json) VALUES (0, 'legacy', 'legacy/Huge', repeat('z', 5000000));
+                SELECT count(*) FROM audit_log;
+                """)
             #expect(sql.status == 0, "\(sql.output)")
             let total = Int(sql.output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
             var seen = 0, pages = 0, token = ""

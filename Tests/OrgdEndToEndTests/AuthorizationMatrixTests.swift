@@ -120,6 +120,7 @@ struct AuthorizationMatrixTests {
         var r: [String: any SwiftProtobuf.Message] = [:]
         r["grpc.health.v1.Health/Check"] = Grpc_Health_V1_HealthCheckRequest()
         r["orgd.v1.AuditService/ListAuditLog"] = Orgd_V1_ListAuditLogRequest()
+        r["orgd.v1.ChangeService/ListChanges"] = Orgd_V1_ListChangesRequest()
 
         let organizations = "orgd.v1.OrganizationService/"
         r[organizations + "CreateOrganization"] = { var q = Orgd_V1_CreateOrganizationRequest(); q.name = "Matrix"; q.type = .hospitalTeam; q.identifier.system = "https://ods.example"; q.identifier.value = "matrix-\(unique)"; return q }()

@@ -149,7 +149,7 @@ struct ClientTransportTests {
         }
     }
 
-    @Test("a deadline: a call still waiting for the writer when its timeout passes is DEADLINE_EXCEEDED on both, and both connections go on")
+    @Test("a deadline: a call still waiting for the writer when its timeout passes is DEADLINE_EXCEEDED on both, and both connections go on", .sqliteOnly("holds SQLite's write lock"))
     func deadline() async throws {
         try await Self.withBothTransports { daemon in
             let token = try await TLSTests.adminToken(daemon)

@@ -226,9 +226,8 @@ struct ConsentEndToEndTests {
             #expect(entries[1].actor == world.patientUser.id && entries[1].actorKind == .user && entries[1].scope == world.bloodPressure)
             #expect(Set(entries.map(\.consentRequestID)) == [study.id])
 
-            let path = world.daemon.directory + "/orgd.sqlite"
             for sql in ["DELETE FROM consent_history", "UPDATE consent_history SET after = 1"] {
-                let result = try await TTRPCInteropTests.run("/usr/bin/sqlite3", [path, sql], environment: [:])
+                let result = try await world.daemon.sql(sql)
                 #expect(result.status != 0 && result.output.contains("append-only"), "\(sql): \(result.output)")
             }
             request.pageToken = ""

@@ -34,9 +34,7 @@ struct ConsentRulesTests {
 
             // A patient login that holds a system role anyway (written into the
             // file directly, as older versions allowed through UpdateUser).
-            let sql = try await TTRPCInteropTests.run(
-                "/usr/bin/sqlite3", [daemon.directory + "/orgd.sqlite", "UPDATE user SET system_role = 'admin' WHERE id = '\(world.patientUser.id)'"],
-                environment: [:])
+            let sql = try await daemon.sql("UPDATE \"user\" SET system_role = 'admin' WHERE id = '\(world.patientUser.id)'")
             #expect(sql.status == 0, "\(sql.output)")
             #expect(await rpcError { _ = try await world.patientClient.consents.answerConsents(body) }?.code == .permissionDenied)
             for role in [Orgd_V1_SystemRole.none, .admin] {

@@ -18,7 +18,7 @@ struct EmailMigrationTests {
         return result.output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    @Test("a clash under NFC and case stops v7 naming both users and changes nothing; resolved, v7 stores NFC and the new keys")
+    @Test("a clash under NFC and case stops v7 naming both users and changes nothing; resolved, v7 stores NFC and the new keys", .sqliteOnly("SQLite's migration v7"))
     func clashStopsTheMigration() async throws {
         let daemon = try await TestDaemon.start()
         let local = try await daemon.client()

@@ -130,7 +130,7 @@ struct GRPCServerTests {
         }
     }
 
-    @Test("grpc-timeout: a call still running at its deadline is answered DEADLINE_EXCEEDED by the server (the client has no timer of its own), and the daemon goes on serving")
+    @Test("grpc-timeout: a call still running at its deadline is answered DEADLINE_EXCEEDED by the server (the client has no timer of its own), and the daemon goes on serving", .sqliteOnly("holds SQLite's write lock to keep a call running"))
     func deadline() async throws {
         try await Self.withGRPCDaemon { daemon in
             let token = try await TLSTests.adminToken(daemon)

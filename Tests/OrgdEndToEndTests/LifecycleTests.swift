@@ -45,7 +45,7 @@ struct LifecycleTests {
         return request
     }
 
-    @Test("a call still running when its deadline passes is answered DEADLINE_EXCEEDED, and the connection goes on")
+    @Test("a call still running when its deadline passes is answered DEADLINE_EXCEEDED, and the connection goes on", .sqliteOnly("holds SQLite's write lock to keep a call running"))
     func deadlineWhileRunning() async throws {
         try await withDaemon { daemon in
             let client = try await daemon.client()
@@ -71,7 +71,7 @@ struct LifecycleTests {
         }
     }
 
-    @Test("shutdown lets in-flight calls finish, answers them, and refuses new connections")
+    @Test("shutdown lets in-flight calls finish, answers them, and refuses new connections", .sqliteOnly("holds SQLite's write lock to keep calls in flight"))
     func drainFinishesInFlightCalls() async throws {
         let daemon = try await TestDaemon.start()
         let client = try await daemon.client()

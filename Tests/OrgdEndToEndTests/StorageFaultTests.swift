@@ -7,7 +7,7 @@ import Testing
 
 /// Secrets leave the disk once erased, and faults of the database files are
 /// refused loudly instead of being acknowledged and lost.
-@Suite("Storage faults and secrets on disk")
+@Suite("Storage faults and secrets on disk", .sqliteOnly("SQLite\'s files: deleted, replaced, read-only, scrubbed"))
 struct StorageFaultTests {
     static func organization(_ name: String) -> Orgd_V1_CreateOrganizationRequest {
         var request = Orgd_V1_CreateOrganizationRequest()

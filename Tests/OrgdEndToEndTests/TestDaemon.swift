@@ -4,10 +4,14 @@ import OrgdClient
 import OrgdServer
 import OrgdServices
 import OrgdStore
+import OrgdTestSupport
 import Prometheus
+import Testing
 
 /// A real orgd server, in this process, on a temporary Unix socket and TCP
-/// port 0, over a real SQLite file. Stop it with `stop()`.
+/// port 0, over a real SQLite file — or, with ORGD_TEST_BACKEND=postgres, a
+/// fresh database of its own on the test cluster (or the one it is given).
+/// Stop it with `stop()`.
 final class TestDaemon: Sendable {
     let directory: String
     let store: Store
@@ -16,7 +20,17 @@ final class TestDaemon: Sendable {
     /// The daemon's metrics, as its endpoint would serve them.
     let registry: PrometheusCollectorRegistry
 
-    private init(directory: String, store: Store, server: OrgdServer, bound: BoundAddresses, registry: PrometheusCollectorRegistry) {
+    /// Drops the daemon's own PostgreSQL database, when it made one.
+    private let dropDatabase: (@Sendable () async -> Void)?
+    /// The PostgreSQL database it runs over, or nil on SQLite.
+    let postgresURL: String?
+
+    private init(
+        directory: String, store: Store, server: OrgdServer, bound: BoundAddresses, registry: PrometheusCollectorRegistry,
+        dropDatabase: (@Sendable () async -> Void)?, postgresURL: String?
+    ) {
+        self.dropDatabase = dropDatabase
+        self.postgresURL = postgresURL
         self.directory = directory
         self.store = store
         self.server = server
@@ -25,12 +39,25 @@ final class TestDaemon: Sendable {
     }
 
     static func start(
-        maximumFrameLength: Int? = nil, invitations: InvitationPolicy = InvitationPolicy(), configure: (inout ServerConfiguration) -> Void = { _ in }
+        maximumFrameLength: Int? = nil, invitations: InvitationPolicy = InvitationPolicy(), postgresURL: String? = nil,
+        configure: (inout ServerConfiguration) -> Void = { _ in }
     ) async throws -> TestDaemon {
         let directory = try makeTemporaryDirectory()
         let registry = PrometheusCollectorRegistry()
         let metrics = PrometheusMetricsFactory(registry: registry)
-        let store = try Store(path: directory + "/orgd.sqlite", metrics: metrics)
+        let store: Store
+        var dropDatabase: (@Sendable () async -> Void)?
+        var url = postgresURL
+        if url == nil && TestDatabase.backend == .postgres {
+            let database = try await TestDatabase.freshPostgres()
+            dropDatabase = database.drop
+            url = database.url
+        }
+        if let url {
+            store = try await Store(postgres: try PostgresLocation(url: url), poolSize: 4, metrics: metrics)
+        } else {
+            store = try Store(path: directory + "/orgd.sqlite", metrics: metrics)
+        }
         // Short socket paths: sun_path holds 108 bytes.
         var configuration = ServerConfiguration(unixSocketPath: directory + "/s", tcpHost: "127.0.0.1", tcpPort: 0)
         configuration.metricsHost = "127.0.0.1"
@@ -47,7 +74,7 @@ final class TestDaemon: Sendable {
             configuration: configuration, dispatcher: Dispatcher(store: store, logger: logger, invitations: invitations, metrics: metrics),
             logger: logger, metrics: metrics)
         let bound = try await server.start()
-        return TestDaemon(directory: directory, store: store, server: server, bound: bound, registry: registry)
+        return TestDaemon(directory: directory, store: store, server: server, bound: bound, registry: registry, dropDatabase: dropDatabase, postgresURL: url)
     }
 
     /// Calls of `method` ("service/Method") answered so far, whatever their code (orgd_calls_total).
@@ -83,9 +110,22 @@ final class TestDaemon: Sendable {
         return (issued.token.id, issued.secret)
     }
 
+    /// Runs `statement` straight on the daemon's database, not through orgd:
+    /// with sqlite3 on its file, or psql on its PostgreSQL database
+    /// (`postgres`, when that needs other SQL). Returns the exit status and
+    /// everything printed.
+    func sql(_ statement: String, postgres: String? = nil) async throws -> (status: Int32, output: String) {
+        if let postgresURL {
+            return try await TTRPCInteropTests.run(
+                "/usr/bin/psql", ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", postgresURL, "-c", postgres ?? statement], environment: [:])
+        }
+        return try await TTRPCInteropTests.run("/usr/bin/sqlite3", [directory + "/orgd.sqlite", statement], environment: [:])
+    }
+
     func stop() async {
         await server.shutdown()
         try? store.close()
+        await dropDatabase?()
         try? FileManager.default.removeItem(atPath: directory)
     }
 
@@ -110,4 +150,13 @@ func withDaemon(
         throw error
     }
     await daemon.stop()
+}
+
+extension Trait where Self == ConditionTrait {
+    /// For tests of SQLite itself — its files, its write lock, its
+    /// migrations, its group commit — which the run over PostgreSQL
+    /// (ORGD_TEST_BACKEND=postgres) skips.
+    static func sqliteOnly(_ why: Comment) -> Self {
+        .enabled(if: TestDatabase.backend == .sqlite, why)
+    }
 }

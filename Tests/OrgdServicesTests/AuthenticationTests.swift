@@ -19,7 +19,7 @@ struct AuthenticationTests {
 
     @Test("TCP without a token, with a malformed header, or with an unknown token is UNAUTHENTICATED")
     func unauthenticated() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         #expect(await harness.code(as: .anonymous) { try await $0.organizations.listOrganizations() } == .unauthenticated)
         let basic = await harness.code(as: .anonymous) {
             try await $0.organizations.listOrganizations(options: options(["authorization": "Basic dXNlcjpwYXNz"]))
@@ -30,7 +30,7 @@ struct AuthenticationTests {
 
     @Test("a revoked token stops working on the next call")
     func revoked() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let admin = try await harness.serviceToken(role: .admin)
         _ = try await harness.listOrganizations()
         #expect(await harness.code(as: .token(admin.secret)) { try await $0.organizations.listOrganizations() } == .ok)
@@ -44,7 +44,7 @@ struct AuthenticationTests {
 
     @Test("a token stops working when it expires (clock injected, no sleeping)")
     func expired() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let account = try await harness.serviceToken(role: .admin).account
         var create = Orgd_V1_CreateTokenRequest()
         create.serviceAccountID = account.id
@@ -58,14 +58,14 @@ struct AuthenticationTests {
 
     @Test("a disabled user's token is refused")
     func disabledUser() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let disabled = try await harness.userToken(role: .admin, status: .disabled)
         #expect(await harness.code(as: .token(disabled.secret)) { try await $0.organizations.listOrganizations() } == .unauthenticated)
     }
 
     @Test("organisation methods: admin and superadmin allowed, role none denied", arguments: organizationMethods)
     func organizationRoles(method: MethodDescriptor) async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let none = try await harness.userToken(role: .none)
         let admin = try await harness.userToken(role: .admin)
         let superadmin = try await harness.serviceToken(role: .superadmin)
@@ -80,7 +80,7 @@ struct AuthenticationTests {
 
     @Test("token management is superadmin only")
     func tokenServiceRoles() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let admin = try await harness.serviceToken(role: .admin)
         let superadmin = try await harness.userToken(role: .superadmin)
         let request = Orgd_V1_ListTokensRequest()
@@ -90,7 +90,7 @@ struct AuthenticationTests {
 
     @Test("act-as: only allowed service accounts, and the acted-for user's role applies")
     func actAs() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let plainService = try await harness.serviceToken(role: .admin)
         let bff = try await harness.serviceToken(role: .superadmin, mayActAs: true)
         let admin = try await harness.userToken(role: .admin)
@@ -106,7 +106,7 @@ struct AuthenticationTests {
 
     @Test("act-as never escalates: acting for an admin or superadmin needs that role; tokens, service accounts and the audit log never go through act-as")
     func actAsNeverEscalates() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let roleless = try await harness.serviceToken(role: .none, mayActAs: true)
         let adminService = try await harness.serviceToken(role: .admin, mayActAs: true)
         let superService = try await harness.serviceToken(role: .superadmin, mayActAs: true)
@@ -152,7 +152,7 @@ struct AuthenticationTests {
 
     @Test("unknown services and methods are UNIMPLEMENTED in ttrpc's words; every declared method is served")
     func unimplemented() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let service = try await harness.raw("orgd.v1.Nope", "X", payload: [])
         #expect(service.code == .unimplemented && service.status.message == "service orgd.v1.Nope")
         let method = try await harness.raw(Orgd_V1_OrganizationService.descriptor.fullyQualifiedService, "Nope", payload: [])
@@ -189,7 +189,7 @@ struct AuthenticationTests {
 
     @Test("a payload that does not decode as the method's request is INVALID_ARGUMENT")
     func undecodablePayload() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let error = await rpcError {
             _ = try await harness.client().connection.call(Orgd_V1_OrganizationService.Method.CreateOrganization.descriptor, payload: [0x0a, 0xff, 0xff])
         }
@@ -199,7 +199,7 @@ struct AuthenticationTests {
 
     @Test("health needs no token, and knows which services exist")
     func health() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let any = try await harness.client(as: .anonymous).health.check()
         #expect(any.status == .serving)
         var known = Grpc_Health_V1_HealthCheckRequest()

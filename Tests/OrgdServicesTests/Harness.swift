@@ -6,9 +6,12 @@ import OrgdCore
 import OrgdProto
 import OrgdServices
 import OrgdStore
+import OrgdTestSupport
 
-/// A dispatcher over a real SQLite file in a temporary directory, with a
-/// clock the test moves by hand. No sockets: this tier tests the rules.
+/// A dispatcher over a real SQLite file in a temporary directory — or, with
+/// ORGD_TEST_BACKEND=postgres, a fresh database on the test cluster — with a
+/// clock the test moves by hand. No sockets: this tier tests the rules, and
+/// with them every store operation, on either backend.
 final class Harness: Sendable {
     enum Caller: Sendable {
         /// The Unix socket without a token: the local operator.
@@ -29,7 +32,11 @@ final class Harness: Sendable {
     /// Every SQL statement the store ran, when `recordSQL` was set.
     let statements = NIOLockedValueBox<[String]>([])
 
-    init(recordSQL: Bool = false) throws {
+    /// Drops the harness's own PostgreSQL database, when it made one.
+    private let dropDatabase: (@Sendable () async -> Void)?
+
+    /// `recordSQL` keeps SQLite's statement trace, so it always runs on SQLite.
+    init(recordSQL: Bool = false) async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("orgd-services-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let now = NIOLockedValueBox(Date(timeIntervalSince1970: 1_800_000_000))
@@ -37,12 +44,20 @@ final class Harness: Sendable {
         let statements = self.statements
         let record: @Sendable (String) -> Void = { sql in statements.withLockedValue { $0.append(sql) } }
         let clock: @Sendable () -> Date = { now.withLockedValue { $0 } }
-        store = try Store(path: directory.appendingPathComponent("orgd.sqlite").path, clock: clock, sqlTrace: recordSQL ? record : nil)
+        if TestDatabase.backend == .postgres && !recordSQL {
+            let database = try await TestDatabase.freshPostgres()
+            dropDatabase = database.drop
+            store = try await Store(postgres: try PostgresLocation(url: database.url), poolSize: 4, clock: clock)
+        } else {
+            dropDatabase = nil
+            store = try Store(path: directory.appendingPathComponent("orgd.sqlite").path, clock: clock, sqlTrace: recordSQL ? record : nil)
+        }
         dispatcher = Dispatcher(store: store, logger: Logger(label: "test"))
     }
 
     deinit {
         try? store.close()
+        if let dropDatabase { Task { await dropDatabase() } }
         try? FileManager.default.removeItem(at: directory)
     }
 

@@ -26,7 +26,7 @@ struct InputRulesTests {
 
     @Test("leading or trailing whitespace is refused naming the field, never trimmed")
     func whitespaceRefused() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         for email in ["a@b.c\n", " a@b.c", "a@b.c ", "a@b.c\u{00A0}"] {
             let error = await refusal(harness, email: email)
             #expect(error?.code == .invalidArgument && error?.fieldViolations.first?.field == "email", "\(email.debugDescription): \(String(describing: error))")
@@ -46,7 +46,7 @@ struct InputRulesTests {
 
     @Test("ZWNJ and ZWJ are allowed and stored byte for byte; controls and bidi overrides are refused")
     func formatCharacters() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let persian = "زهرا\u{200C}ی"
         let malayalam = "ന്\u{200D}"
         for name in [persian, malayalam] {
@@ -69,7 +69,7 @@ struct InputRulesTests {
 
     @Test("e-mail domains are LDH labels (any script); address literals and brackets are refused")
     func emailDomains() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         for email in [
             "a@[127.0.0.1", "a@[127.0.0.1]", "a@127.0.0.1", "a@b", "a@-b.c", "a@b-.c", "a@b..c", "a@b_c.d", "a@b.c.",
             "a b@c.d", "\"a\"@b.c", ".a@b.c", "a.@b.c", "a..b@c.d", "a@b@c.d", "a(b)@c.d", "a@b.c\u{202E}",
@@ -88,7 +88,7 @@ struct InputRulesTests {
 
     @Test("prefix filters keep their spaces: \"Mary \" finds Mary Ann, not Maryam")
     func prefixesKeepSpaces() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         _ = try await harness.createOrganization("Mary Ann Clinic")
         _ = try await harness.createOrganization("Maryam Clinic")
         let found = try await harness.listOrganizations { $0.namePrefix = "Mary " }
@@ -97,7 +97,7 @@ struct InputRulesTests {
 
     @Test("ids are the one input rewritten: an upper-case UUID names the same row (canonicalisation, not a change)")
     func idsLowerCased() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let organization = try await harness.createOrganization("Clinic")
         let read = try await harness.getOrganization(organization.id.uppercased())
         #expect(read.organization.id == organization.id && organization.id == organization.id.lowercased())
@@ -123,7 +123,7 @@ struct InputRulesTests {
 
     @Test("timestamps outside 0001–9999 or with nanos outside 0…999,999,999 are refused naming the field; the edges are accepted")
     func timestampRange() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let (organization, scope) = try await consentRequestWorld(harness)
         var reference = Orgd_V1_ScopeRef()
         reference.id = scope.id
@@ -183,7 +183,7 @@ struct InputRulesTests {
 
     @Test("integer fields at their extremes are refused naming the field or capped, never trapped on")
     func integerExtremes() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         // Page sizes: Int32.max is capped, Int32.min refused.
         _ = try await harness.createOrganization("Org")
         #expect(try await harness.listOrganizations { $0.pageSize = Int32.max }.organizations.count == 1)
@@ -218,7 +218,7 @@ struct InputRulesTests {
 
     @Test("a ScopeRef whose id and code name different scopes is refused naming `scope`, in every method that takes one")
     func contradictoryScopeReference() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let (organization, pressure) = try await consentRequestWorld(harness)
         var glucoseRequest = Orgd_V1_CreateScopeRequest()
         glucoseRequest.codingSystem = pressure.codingSystem
@@ -308,7 +308,7 @@ struct InputRulesTests {
 
     @Test("page tokens are authenticated: forged, foreign-key, truncated or altered tokens are refused asking to list again; real ones page")
     func pageTokensAuthenticated() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         for index in 0..<5 { _ = try await harness.createOrganization("Org \(index)") }
         // A real token still pages through everything, in order.
         #expect(try await harness.allOrganizationNames(pageSize: 2) == (0..<5).map { "Org \($0)" })

@@ -52,7 +52,7 @@ struct InvitationServiceTests {
 
     @Test("seed 003: 'Invitation sent' and the invitee's UUID; an unknown e-mail becomes an invited user; the role alias maps")
     func inviteReply() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let team = try await harness.createOrganization("Team")
         let response = try await Self.invite(harness, Self.inviteRequest(team.id, role: "PKB_TEAM_COORD"))
         #expect(response.message == "Invitation sent")
@@ -76,7 +76,7 @@ struct InvitationServiceTests {
 
     @Test("every field is mandatory and checked, the failing one named; nothing is written", arguments: invalid.indices)
     func invalidInvite(index: Int) async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let team = try await harness.createOrganization("Team")
         var request = Self.inviteRequest(team.id)
         Self.invalid[index].1(&request)
@@ -87,7 +87,7 @@ struct InvitationServiceTests {
 
     @Test("re-inviting keeps the invitation and invitee ids, sends a fresh token, and kills the old one")
     func reinvite() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let team = try await harness.createOrganization("Team")
         let first = try await Self.invite(harness, Self.inviteRequest(team.id))
         let firstMail = try await Self.deliverAll(harness)
@@ -104,7 +104,7 @@ struct InvitationServiceTests {
 
     @Test("inviting an existing member is ALREADY_EXISTS; a deactivated organisation refuses")
     func refusals() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let team = try await harness.createOrganization("Team")
         let member = try await harness.createUser("member@clinic.org")
         _ = try await harness.addStaff(team.id, member.id)
@@ -117,7 +117,7 @@ struct InvitationServiceTests {
 
     @Test("accepting activates the user and makes them staff with the role, atomically; the token is single use")
     func accept() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let team = try await harness.createOrganization("Team")
         let invited = try await Self.invite(harness, Self.inviteRequest(team.id))
         let token = try await Self.deliverAll(harness)[0].token
@@ -134,7 +134,7 @@ struct InvitationServiceTests {
 
     @Test("declining records it, creates no membership, and the token dies")
     func decline() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let team = try await harness.createOrganization("Team")
         _ = try await Self.invite(harness, Self.inviteRequest(team.id))
         let token = try await Self.deliverAll(harness)[0].token
@@ -148,14 +148,14 @@ struct InvitationServiceTests {
 
     @Test("an unknown token is NOT_FOUND and says nothing about anyone")
     func unknownToken() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let error = await rpcError { _ = try await Self.accept(harness, "inv_nothing") }
         #expect(error?.code == .notFound && error?.message == "this invitation token is not valid")
     }
 
     @Test("withdrawing kills the token and cancels unsent mail; only pending invitations can be withdrawn")
     func withdraw() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let team = try await harness.createOrganization("Team")
         let invited = try await Self.invite(harness, Self.inviteRequest(team.id))
         var claim = Orgd_V1_ClaimOutboxRequest()
@@ -177,7 +177,7 @@ struct InvitationServiceTests {
 
     @Test("expiry by the clock: expired shows without any job, the link fails, re-inviting revives the same invitation")
     func expiry() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let team = try await harness.createOrganization("Team")
         let invited = try await Self.invite(harness, Self.inviteRequest(team.id, days: 2))
         let token = try await Self.deliverAll(harness)[0].token
@@ -201,7 +201,7 @@ struct InvitationServiceTests {
 
     @Test("resend: a new token and expiry, the old token dead; past the quota RESOURCE_EXHAUSTED until a day passes")
     func resendAndQuota() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let team = try await harness.createOrganization("Team")
         let invited = try await Self.invite(harness, Self.inviteRequest(team.id))
         var tokens = [try await Self.deliverAll(harness)[0].token]
@@ -225,7 +225,7 @@ struct InvitationServiceTests {
 
     @Test("the outbox: a lease hides a message from other mailers until it runs out; only the holder acknowledges")
     func outboxLeases() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let team = try await harness.createOrganization("Team")
         _ = try await Self.invite(harness, Self.inviteRequest(team.id))
         var claim = Orgd_V1_ClaimOutboxRequest()
@@ -255,7 +255,7 @@ struct InvitationServiceTests {
 
     @Test("bulk invite answers each row on its own: sent, re-sent, already a member, invalid")
     func bulk() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let team = try await harness.createOrganization("Team")
         let member = try await harness.createUser("member@clinic.org")
         _ = try await harness.addStaff(team.id, member.id)
@@ -277,7 +277,7 @@ struct InvitationServiceTests {
 
     @Test("a membership manager invites to their own organisation only; an agent cannot invite")
     func whoInvites() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let mine = try await harness.createOrganization("Mine")
         let theirs = try await harness.createOrganization("Theirs")
         let manager = try await harness.userToken(role: .none)

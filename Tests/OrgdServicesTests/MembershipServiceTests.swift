@@ -9,7 +9,7 @@ struct MembershipServiceTests {
 
     @Test("users: defaults, e-mail unique in any case, a superadmin is made only by a superadmin")
     func createUsers() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let user = try await harness.createUser("Ada@Example.org")
         #expect(user.systemRole == .none && user.status == .active && user.version == 1)
         let duplicate = await rpcError { _ = try await harness.createUser("ada@EXAMPLE.org") }
@@ -26,14 +26,14 @@ struct MembershipServiceTests {
         String(repeating: "x", count: 65) + "@example.org",
     ])
     func invalidEmail(email: String) async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let error = await rpcError { _ = try await harness.createUser(email) }
         #expect(error?.code == .invalidArgument && error?.fieldViolations.first?.field == "email")
     }
 
     @Test("a user reads their own record and no one else's; admins read any")
     func readOwnRecord() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let me = try await harness.userToken(role: .none)
         let other = try await harness.createUser()
         var request = Orgd_V1_GetUserRequest()
@@ -49,7 +49,7 @@ struct MembershipServiceTests {
 
     @Test("disabling a user stops their tokens on the very next call")
     func disableUser() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let admin = try await harness.userToken(role: .admin)
         #expect(await harness.code(as: .token(admin.secret)) { try await $0.organizations.listOrganizations() } == .ok)
         var update = Orgd_V1_UpdateUserRequest()
@@ -63,7 +63,7 @@ struct MembershipServiceTests {
 
     @Test("an admin cannot change a superadmin; a stale version is ABORTED")
     func updateUserRules() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let admin = try await harness.userToken(role: .admin)
         let boss = try await harness.createUser(role: .superadmin)
         var update = Orgd_V1_UpdateUserRequest()
@@ -82,7 +82,7 @@ struct MembershipServiceTests {
 
     @Test("users list by case-insensitive e-mail prefix and status, paged")
     func listUsers() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         for index in 0..<5 { _ = try await harness.createUser("team\(index)@clinic.org") }
         _ = try await harness.createUser("TEAM9@clinic.org", status: .invited)
         _ = try await harness.createUser("other@clinic.org")
@@ -104,7 +104,7 @@ struct MembershipServiceTests {
 
     @Test("a patient record links to at most one user, and that user reads it")
     func patientLink() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let person = try await harness.userToken(role: .none)
         let patient = try await harness.createPatient(userID: person.user.id)
         #expect(patient.userID == person.user.id)
@@ -128,7 +128,7 @@ struct MembershipServiceTests {
 
     @Test("a patient's login is set once, to a user with no system role, and never moved or removed — not even by a superadmin")
     func patientLoginIsSetOnce() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let admin = try await harness.userToken(role: .admin)
         let person = try await harness.userToken(role: .none)
         let stranger = try await harness.userToken(role: .none)
@@ -177,7 +177,7 @@ struct MembershipServiceTests {
 
     @Test("staff: roles required, adding twice is ALREADY_EXISTS, the same idempotency key returns the first result")
     func addStaff() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let organization = try await harness.createOrganization("Ward 1")
         let user = try await harness.createUser()
         let noRoles = await rpcError { _ = try await harness.addStaff(organization.id, user.id, roles: []) }
@@ -193,7 +193,7 @@ struct MembershipServiceTests {
 
     @Test("a deactivated organisation refuses new members; a disabled user cannot be added")
     func deactivatedRefuses() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let organization = try await harness.createOrganization("Closed")
         var deactivate = Orgd_V1_DeactivateOrganizationRequest()
         deactivate.id = organization.id
@@ -209,7 +209,7 @@ struct MembershipServiceTests {
 
     @Test("at most one primary staff membership: a new primary clears the old one in the same change")
     func onePrimaryStaff() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let a = try await harness.createOrganization("A")
         let b = try await harness.createOrganization("B")
         let c = try await harness.createOrganization("C")
@@ -238,7 +238,7 @@ struct MembershipServiceTests {
 
     @Test("update replaces roles; remove makes the membership NOT_FOUND")
     func updateAndRemoveStaff() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let organization = try await harness.createOrganization("Ward")
         let user = try await harness.createUser()
         _ = try await harness.addStaff(organization.id, user.id, roles: [.membershipManager])
@@ -258,7 +258,7 @@ struct MembershipServiceTests {
 
     @Test("member lists are paged in joining order with exact counts; GetOrganization carries both")
     func listsAndCounts() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let organization = try await harness.createOrganization("Busy Ward")
         var users: [String] = []
         for _ in 0..<5 { users.append(try await harness.createUser().id) }
@@ -285,7 +285,7 @@ struct MembershipServiceTests {
 
     @Test("a membership manager lists their own organisation's members only; an agent lists none")
     func managerListsOwnMembers() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let mine = try await harness.createOrganization("Mine")
         let theirs = try await harness.createOrganization("Theirs")
         let manager = try await harness.userToken(role: .none)
@@ -302,7 +302,7 @@ struct MembershipServiceTests {
 
     @Test("listing staff never reads the patient table, and listing patients never reads staff or users")
     func segregation() async throws {
-        let harness = try Harness(recordSQL: true)
+        let harness = try await Harness(recordSQL: true)
         let organization = try await harness.createOrganization("Segregated")
         _ = try await harness.addStaff(organization.id, try await harness.createUser().id)
         _ = try await harness.addPatient(organization.id, try await harness.createPatient().id)
@@ -327,7 +327,7 @@ struct MembershipServiceTests {
 
     @Test("profile: the user and their patient record; a service acting for them sees the same; the operator has none")
     func profile() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let person = try await harness.userToken(role: .none)
         let patient = try await harness.createPatient(userID: person.user.id)
         let mine = try await harness.client(as: .token(person.secret)).memberships.getProfile()
@@ -343,7 +343,7 @@ struct MembershipServiceTests {
 
     @Test("my organisations: as staff with roles, as a patient, and the landing organisation")
     func myOrganizations() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let person = try await harness.userToken(role: .none)
         let patient = try await harness.createPatient(userID: person.user.id)
         let work = try await harness.createOrganization("Work", type: .hospitalTeam)
@@ -370,7 +370,7 @@ struct MembershipServiceTests {
 
     @Test("at most one primary patient membership")
     func onePrimaryPatient() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let a = try await harness.createOrganization("A")
         let b = try await harness.createOrganization("B")
         let patient = try await harness.createPatient()

@@ -7,7 +7,7 @@ import Testing
 struct OrganizationServiceTests {
     @Test("create stores the name as sent (a name with edge whitespace is refused, not trimmed), starts at version 1, active, stamped with the clock")
     func create() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let untrimmed = await rpcError { _ = try await harness.createOrganization("  Ward 7 Team \n", type: .hospitalTeam) }
         #expect(untrimmed?.code == .invalidArgument && untrimmed?.fieldViolations.first?.field == "name")
         let organization = try await harness.createOrganization("Ward 7 Team", type: .hospitalTeam, identifier: ("https://ods", "A81001"))
@@ -36,7 +36,7 @@ struct OrganizationServiceTests {
 
     @Test("invalid creates are refused with the field named, and nothing is written", arguments: invalidCreates.indices)
     func invalidCreate(index: Int) async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let (field, mutate) = Self.invalidCreates[index]
         var request = Orgd_V1_CreateOrganizationRequest()
         request.name = "Valid"
@@ -53,14 +53,14 @@ struct OrganizationServiceTests {
 
     @Test("a name of exactly 200 characters is accepted")
     func nameAtLimit() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let name = String(repeating: "é", count: 200)
         #expect(try await harness.createOrganization(name).name == name)
     }
 
     @Test("an identifier is unique per system")
     func identifierUnique() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let first = try await harness.createOrganization("First", identifier: ("https://ods", "A1"))
         let error = await rpcError { _ = try await harness.createOrganization("Second", identifier: ("https://ods", "A1")) }
         #expect(error?.code == .alreadyExists)
@@ -71,7 +71,7 @@ struct OrganizationServiceTests {
 
     @Test("get: unknown id is NOT_FOUND, a malformed one INVALID_ARGUMENT naming id")
     func getErrors() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         #expect(await rpcError { _ = try await harness.getOrganization(UUID().uuidString) }?.code == .notFound)
         let malformed = await rpcError { _ = try await harness.getOrganization("42") }
         #expect(malformed?.code == .invalidArgument && malformed?.fieldViolations.first?.field == "id")
@@ -85,7 +85,7 @@ struct OrganizationServiceTests {
 
     @Test("update changes only the named fields and bumps the version")
     func updateNamedFields() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let created = try await harness.createOrganization("Old", type: .gpPractice, identifier: ("https://ods", "B2"))
         harness.advance(by: 60)
         let updated = try await update(harness) {
@@ -110,7 +110,7 @@ struct OrganizationServiceTests {
 
     @Test("a stale version is ABORTED and changes nothing")
     func staleVersion() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let created = try await harness.createOrganization("Original")
         _ = try await update(harness) { $0.id = created.id; $0.version = 1; $0.name = "First writer" }
         let error = await rpcError {
@@ -123,7 +123,7 @@ struct OrganizationServiceTests {
 
     @Test("update refuses: no version, no field, set-and-remove identifier, a taken identifier")
     func updateRefusals() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let created = try await harness.createOrganization("A", identifier: ("s", "1"))
         _ = try await harness.createOrganization("B", identifier: ("s", "2"))
         let noVersion = await rpcError { _ = try await update(harness) { $0.id = created.id; $0.name = "X" } }
@@ -145,7 +145,7 @@ struct OrganizationServiceTests {
 
     @Test("list filters by type, active and a literal, case-insensitive name prefix")
     func listFilters() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         _ = try await harness.createOrganization("St Mary's GP", type: .gpPractice)
         _ = try await harness.createOrganization("st john's team", type: .hospitalTeam)
         _ = try await harness.createOrganization("100% Clinic", type: .privateClinic)
@@ -163,7 +163,7 @@ struct OrganizationServiceTests {
 
     @Test("paging never skips or repeats, even with inserts between pages")
     func pagingUnderInserts() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         for index in 0..<7 { _ = try await harness.createOrganization("Org \(index)") }
         var seen: [String] = []
         var token = ""
@@ -183,7 +183,7 @@ struct OrganizationServiceTests {
 
     @Test("a page token is refused for other filters, when garbled, and page sizes are checked")
     func pageTokenChecks() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         for index in 0..<3 { _ = try await harness.createOrganization("Org \(index)") }
         let first = try await harness.listOrganizations { $0.pageSize = 1; $0.type = .gpPractice }
         #expect(!first.nextPageToken.isEmpty)
@@ -198,7 +198,7 @@ struct OrganizationServiceTests {
 
     @Test("deactivate and reactivate flip active, bump the version once, and respect a given version")
     func deactivateReactivate() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let created = try await harness.createOrganization("Clinic")
         var deactivate = Orgd_V1_DeactivateOrganizationRequest()
         deactivate.id = created.id
@@ -220,7 +220,7 @@ struct OrganizationServiceTests {
 
     @Test("the same idempotency key returns the first result; another request with it is refused")
     func idempotency() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let key = ["idempotency-key": "create-ward-7"]
         let first = try await harness.createOrganization("Ward 7", metadata: key)
         harness.advance(by: 5)

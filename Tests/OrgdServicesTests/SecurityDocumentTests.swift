@@ -6,8 +6,8 @@ import Testing
 @Suite("SECURITY.md")
 struct SecurityDocumentTests {
     @Test("SECURITY.md's matrix lists exactly the methods served, each with its rule and every caller's outcome")
-    func matrixMatchesCode() throws {
-        let harness = try Harness()
+    func matrixMatchesCode() async throws {
+        let harness = try await Harness()
         let fromCode = AuthorizationMatrix.markdown(harness.dispatcher.accessRules)
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let document = try String(contentsOf: root.appendingPathComponent("SECURITY.md"), encoding: .utf8)

@@ -12,7 +12,7 @@ import Testing
 struct TransactionCheckTests {
     @Test("a manager demoted after their call was queued, but before it ran, is refused, and nothing is written")
     func demotedWhileQueued() async throws {
-        let harness = try Harness()
+        let harness = try await Harness()
         let organization = try await harness.createOrganization("Ward 7 Team")
         let (manager, secret) = try await harness.userToken(role: .none)
         try await harness.store.write { tx in

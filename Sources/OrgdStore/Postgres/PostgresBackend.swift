@@ -34,6 +34,9 @@ final class PostgresBackend: Sendable {
     private let logger: Logger
     private let underWay = NIOLockedValueBox(0)
     private let retries: Counter
+    /// The same series as SQLite's group commit: here every batch is one write.
+    private let batchSize: Recorder
+    private let commitDuration: CoreMetrics.Timer
 
     init(location: PostgresLocation, poolSize: Int, logger: Logger, metrics: any MetricsFactory) async throws {
         var configuration: PostgresClient.Configuration
@@ -62,6 +65,8 @@ final class PostgresBackend: Sendable {
         threads.start()
         self.logger = logger
         retries = Counter(label: "orgd_store_retries_total", dimensions: [], factory: metrics)
+        batchSize = Recorder(label: "orgd_commit_batch_size", dimensions: [], aggregate: true, factory: metrics)
+        commitDuration = CoreMetrics.Timer(label: "orgd_commit_duration_seconds", dimensions: [], factory: metrics)
         do {
             try await Self.withLeaseTimeout(Self.leaseTimeout * 6) {
                 try await client.withConnection { connection in
@@ -99,12 +104,16 @@ final class PostgresBackend: Sendable {
 
     func asyncRead(now: @escaping @Sendable () -> Date, _ body: @escaping @Sendable (Result<StoreTransaction, RPCError>) -> Void) {
         Task {
+            // `body` hears exactly once: once it has had the transaction, a
+            // failure after it (the read-only COMMIT) changes nothing it read.
+            let delivered = NIOLockedValueBox(false)
             do {
                 try await transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") { executor in
+                    delivered.withLockedValue { $0 = true }
                     body(.success(StoreTransaction(sql: executor, now: now())))
                 }
             } catch {
-                body(.failure(Store.rpcError(from: error)))
+                if !delivered.withLockedValue({ $0 }) { body(.failure(Store.rpcError(from: error))) }
             }
         }
     }
@@ -115,9 +124,13 @@ final class PostgresBackend: Sendable {
         var attempt = 1
         while true {
             do {
-                return try await transaction("BEGIN ISOLATION LEVEL SERIALIZABLE") { executor in
+                let started = ContinuousClock.now
+                let result = try await transaction("BEGIN ISOLATION LEVEL SERIALIZABLE") { executor in
                     try body(StoreTransaction(sql: executor, now: now()))
                 }
+                commitDuration.recordInterval(since: started)
+                batchSize.record(1)
+                return result
             } catch let error as PSQLError where PostgresErrors.isRetryable(error) {
                 guard attempt < Self.maximumAttempts else {
                     throw RPCError(.aborted, "the write conflicted with concurrent writes \(attempt) times; retry")
