@@ -9,6 +9,7 @@ from google.protobuf import message_factory
 
 from . import wire
 from .errors import OrgdError, StatusCode
+from .failover import Failover
 
 _SERVICE_MODULES = {
     "organizations": ("orgd.v1.organization_pb2", "OrganizationService"),
@@ -137,10 +138,32 @@ class Client:
     ``ssl.SSLContext`` (see ``tls_context``) or True for the system's CAs;
     ``server_hostname`` is the name orgd's certificate must carry (default:
     the address's host).
+
+    ``addresses`` instead gives several daemons, each a Unix socket path or a
+    ``(host, port)``: the client connects to the first that answers and, when
+    it goes away, sends later calls to the next (see ``failover.Failover``:
+    a call already sent when a connection drops is not sent again).
     """
 
     def __init__(self, unix_path=None, address=None, token=None, act_as=None, timeout=None,
-                 max_frame=wire.DEFAULT_MAX_FRAME, connect_timeout=10.0, tls=None, server_hostname=None):
+                 max_frame=wire.DEFAULT_MAX_FRAME, connect_timeout=10.0, tls=None, server_hostname=None,
+                 addresses=None):
+        if addresses is not None:
+            if unix_path is not None or address is not None:
+                raise ValueError("give addresses, or one of unix_path and address")
+            options = dict(token=token, act_as=act_as, timeout=timeout, max_frame=max_frame,
+                           connect_timeout=connect_timeout, tls=tls, server_hostname=server_hostname)
+
+            def connect(target):
+                if isinstance(target, str):
+                    return Client(unix_path=target, **options)
+                return Client(address=tuple(target), **options)
+
+            self._failover = Failover(addresses, connect)
+            self._failover.connection()
+            self._add_stubs()
+            return
+        self._failover = None
         if (unix_path is None) == (address is None):
             raise ValueError("give exactly one of unix_path and address")
         if tls and unix_path is not None:
@@ -175,6 +198,9 @@ class Client:
         self._closed = None
         self._reader = threading.Thread(target=self._read_loop, name="orgd-client-reader", daemon=True)
         self._reader.start()
+        self._add_stubs()
+
+    def _add_stubs(self):
         import importlib
 
         for attribute, (module, service) in _SERVICE_MODULES.items():
@@ -197,6 +223,9 @@ class Client:
     def call_raw(self, service, method, payload=b"", timeout=None, metadata=(), idempotency_key=None):
         """Calls a method with payload bytes; returns the ttrpc.Response
         envelope whatever its status."""
+        if self._failover is not None:
+            return self._failover.call_raw(service, method, payload, timeout=timeout, metadata=metadata,
+                                           idempotency_key=idempotency_key)
         timeout = self._timeout if timeout is None else timeout
         entries = list(metadata)
         if self._token:
@@ -209,7 +238,7 @@ class Client:
         future = Future()
         with self._lock:
             if self._closed is not None:
-                raise self._closed
+                raise _not_sent(OrgdError(self._closed.code, self._closed.message))
             stream_id = self._next_stream
             self._next_stream += 2
             self._pending[stream_id] = future
@@ -218,7 +247,7 @@ class Client:
                 self._transport.sendall(frame)
             except OSError as error:
                 del self._pending[stream_id]
-                raise OrgdError(StatusCode.UNAVAILABLE, f"cannot send to orgd: {error}") from error
+                raise _not_sent(OrgdError(StatusCode.UNAVAILABLE, f"cannot send to orgd: {error}")) from error
         try:
             # Leave the server time to answer DEADLINE_EXCEEDED itself.
             return future.result(None if not timeout else timeout + 0.25)
@@ -285,8 +314,19 @@ class Client:
         for future in pending.values():
             future.set_exception(error)
 
+    def is_open(self):
+        """Whether calls can still go out: false once the connection has
+        closed (orgd went away, or ``close``)."""
+        if self._failover is not None:
+            return True
+        with self._lock:
+            return self._closed is None
+
     def close(self):
         """Closes the connection; calls still waiting fail with UNAVAILABLE."""
+        if self._failover is not None:
+            self._failover.close()
+            return
         try:
             self._socket.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -300,3 +340,11 @@ class Client:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _not_sent(error):
+    """Marks ``error`` as a call that never left this process (the connection
+    had closed, or the write failed), so no daemon ran it: with several
+    addresses it goes to the next."""
+    error.not_sent = True
+    return error
