@@ -63,3 +63,10 @@ valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect,possible 
   --error-exitcode=99 --trace-children=no build/test_client "$root/testdata/ttrpc-vectors.json" "$work/s" "$port" "$tls_port" "$certs"
 valgrind --quiet --leak-check=full --error-exitcode=99 build/orgd_example unix "$work/s" "Example Practice" | grep -q "Example Practice"
 echo "example: ok"
+# Failover: two more daemons, each on its own database; the test stops them.
+start_orgd failover-a --socket "$work/fa"
+failover_a="${daemons[-1]}"
+start_orgd failover-b --socket "$work/fb"
+failover_b="${daemons[-1]}"
+valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible \
+  --error-exitcode=99 build/test_failover "$work/fa" "$failover_a" "$work/fb" "$failover_b"

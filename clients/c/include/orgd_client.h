@@ -116,6 +116,51 @@ void orgd_response_free(orgd_response *response);
 void orgd_close(orgd_conn *conn);
 const char *orgd_strerror(int err);
 
+/* Whether the connection can still carry a call: 0 once it has failed, or
+   the server has closed it (seen without blocking; a plain socket only,
+   over TLS the next call finds out). */
+int orgd_is_open(orgd_conn *conn);
+
+/*
+ * Several daemons (say two over one PostgreSQL): an orgd_failover sends each
+ * call to one of them and moves to the next address when that one goes away.
+ * It connects on the first call to the first address that answers, and when
+ * that connection is lost (found closed before a call, or lost during one),
+ * the next call connects again from the following address, in the order
+ * given, wrapping round. A call no daemon ran (the connection was found
+ * closed or the write failed before the request was out, or the daemon
+ * refused it while shutting down) goes to the next address at once. A call
+ * already sent when the connection dropped fails (ORGD_E_CLOSED, ORGD_E_IO)
+ * and is not sent again, reads included: the caller knows whether a retry is
+ * safe (a create with an idempotency key is). With every address down a call
+ * fails ORGD_E_CONNECT. After any failure orgd_failover_error() says what
+ * happened, naming the addresses tried. One thread at a time per failover.
+ */
+typedef struct {
+    const char *unix_path;          /* a Unix socket; or NULL, and host and port */
+    const char *host;
+    uint16_t port;
+    const orgd_tls_options *tls;    /* TCP only: TLS with these options; NULL for plain TCP */
+} orgd_address;
+
+typedef struct orgd_failover orgd_failover;
+
+/* addresses (and what they point to) must stay valid until
+   orgd_failover_free. NULL with *err set on bad arguments or no memory. */
+orgd_failover *orgd_failover_new(const orgd_address *addresses, size_t count, int *err);
+/* The token for every connection it makes (see orgd_set_token). */
+int orgd_failover_set_token(orgd_failover *failover, const char *token);
+/* As orgd_call, on the current daemon (connecting first if need be). */
+int orgd_failover_call(orgd_failover *failover, const char *service, const char *method,
+                       const uint8_t *payload, size_t payload_len,
+                       const orgd_metadata *metadata, size_t metadata_count,
+                       int64_t timeout_nano, orgd_response *out);
+/* What the last failed call met, addresses named; "" after a success. */
+const char *orgd_failover_error(const orgd_failover *failover);
+/* The index in addresses of the daemon calls go to now, or -1 when none. */
+int orgd_failover_current(const orgd_failover *failover);
+void orgd_failover_free(orgd_failover *failover);
+
 /* The frame codec, for tests and tools. *frame is malloc'd. */
 int orgd_encode_request(uint32_t stream_id, const char *service, const char *method,
                         const uint8_t *payload, size_t payload_len,

@@ -1,6 +1,7 @@
 /* orgd_client: see include/orgd_client.h. */
 #define _GNU_SOURCE
 #include "orgd_client.h"
+#include "orgd_internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -301,6 +302,18 @@ orgd_conn *orgd_connect_tls(const char *host, uint16_t port, const orgd_tls_opti
     return conn;
 }
 
+int orgd_is_open(orgd_conn *conn) {
+    if (!conn || conn->broken) return 0;
+    if (conn->ssl) return 1;
+    struct pollfd entry = {.fd = conn->fd, .events = POLLIN};
+    if (poll(&entry, 1, 0) <= 0) return 1;
+    if (entry.revents & (POLLERR | POLLNVAL)) return 0;
+    /* Readable: an answer nobody collected yet, or the end of the stream. */
+    uint8_t byte;
+    ssize_t peeked = recv(conn->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return peeked > 0 || (peeked < 0 && (errno == EAGAIN || errno == EINTR));
+}
+
 int orgd_set_token(orgd_conn *conn, const char *token) {
     if (!conn) return ORGD_E_ARG;
     free(conn->authorization);
@@ -588,6 +601,10 @@ static int in_flight_index(orgd_conn *conn, uint32_t stream_id) {
 static void forget(orgd_conn *conn, uint32_t stream_id) {
     int index = in_flight_index(conn, stream_id);
     if (index >= 0) conn->in_flight[index] = conn->in_flight[--conn->in_flight_count];
+}
+
+void orgd_forget_call(orgd_conn *conn, uint32_t stream_id) {
+    if (conn) forget(conn, stream_id);
 }
 
 int orgd_start(orgd_conn *conn, const char *service, const char *method,
