@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import OrgdStore
 import PostgresNIO
 
 /// Which database the tests run over, and fresh PostgreSQL databases for them.
@@ -9,6 +10,7 @@ import PostgresNIO
 /// backend the suites run over (`sqlite`, the default, or `postgres`). Each
 /// test that uses PostgreSQL takes a database of its own from
 /// `freshPostgres()`, so tests running at once never see each other's rows.
+/// URLs are read by the daemon's own parser (OrgdStore's `PostgresLocation`).
 public enum TestDatabase {
     /// The backends a suite can run over.
     public enum Backend: String, Sendable {
@@ -42,7 +44,12 @@ public enum TestDatabase {
         guard let adminURL = postgresURL else {
             throw TestDatabaseError("ORGD_TEST_POSTGRES_URL is not set (scripts/test sets it; or name a server by hand)")
         }
-        let server = try TestPostgresURL(adminURL)
+        let server: PostgresLocation
+        do {
+            server = try PostgresLocation(url: adminURL)
+        } catch {
+            throw TestDatabaseError("ORGD_TEST_POSTGRES_URL: \(error)")
+        }
         let name = "orgdtest_" + (0..<8).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max)) }.joined()
         try await withAdminConnection(server) { admin in
             try await admin.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: logger)
@@ -57,7 +64,9 @@ public enum TestDatabase {
                 FileHandle.standardError.write(Data("TestDatabase: could not drop \(name): \(String(reflecting: error))\n".utf8))
             }
         }
-        return (server.url(database: name), drop)
+        var fresh = server
+        fresh.database = name
+        return (url(fresh), drop)
     }
 
     /// postgres-nio logs its own events; the tests want only its errors.
@@ -68,7 +77,7 @@ public enum TestDatabase {
     }()
 
     /// Runs `body` on a connection to the database the admin URL names, closed after.
-    static func withAdminConnection(_ server: TestPostgresURL, _ body: (PostgresConnection) async throws -> Void) async throws {
+    static func withAdminConnection(_ server: PostgresLocation, _ body: (PostgresConnection) async throws -> Void) async throws {
         let connection = try await PostgresConnection.connect(
             configuration: try configuration(server), id: Int.random(in: 1...Int(Int32.max)), logger: logger)
         do {
@@ -81,21 +90,50 @@ public enum TestDatabase {
     }
 
     /// How postgres-nio reaches `server`: its Unix socket, or TCP with the URL's sslmode
-    /// (no certificate checks: a test server, often with a self-signed one).
-    static func configuration(_ server: TestPostgresURL) throws -> PostgresConnection.Configuration {
+    /// (`prefer` and `require` check no certificate, as libpq; `verify-*` check it).
+    static func configuration(_ server: PostgresLocation) throws -> PostgresConnection.Configuration {
         if let socket = server.socketPath {
             return .init(unixSocketPath: socket, username: server.user, password: server.password, database: server.database)
         }
         var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
-        tlsConfiguration.certificateVerification = .none
+        if let roots = server.rootCertificatePath { tlsConfiguration.trustRoots = .file(roots) }
+        switch server.tlsMode {
+        case .disable, .prefer, .require: tlsConfiguration.certificateVerification = .none
+        case .verifyCA: tlsConfiguration.certificateVerification = .noHostnameVerification
+        case .verifyFull: tlsConfiguration.certificateVerification = .fullVerification
+        }
         let tls: PostgresConnection.Configuration.TLS
-        switch server.sslmode {
-        case "disable": tls = .disable
-        case "require": tls = .require(try NIOSSLContext(configuration: tlsConfiguration))
-        default: tls = .prefer(try NIOSSLContext(configuration: tlsConfiguration))
+        switch server.tlsMode {
+        case .disable: tls = .disable
+        case .prefer: tls = .prefer(try NIOSSLContext(configuration: tlsConfiguration))
+        case .require, .verifyCA, .verifyFull: tls = .require(try NIOSSLContext(configuration: tlsConfiguration))
         }
         return .init(host: server.host ?? "localhost", port: server.port, username: server.user,
                      password: server.password, database: server.database, tls: tls)
+    }
+}
+
+extension TestDatabase {
+    /// `location` as a libpq URL, password included (the daemon under test
+    /// is handed it); `PostgresLocation.description` leaves the password out.
+    static func url(_ location: PostgresLocation) -> String {
+        var query: [String] = []
+        if let directory = location.socketDirectory {
+            query.append("host=\(encode(directory))")
+            if location.port != 5432 { query.append("port=\(location.port)") }
+        }
+        if location.tlsMode != .prefer { query.append("sslmode=\(location.tlsMode.rawValue)") }
+        if let roots = location.rootCertificatePath { query.append("sslrootcert=\(encode(roots))") }
+        let credentials = encode(location.user) + (location.password.map { ":" + encode($0) } ?? "")
+        let host = location.host.map { ($0.contains(":") ? "[\($0)]" : encode($0)) + ":\(location.port)" } ?? ""
+        return "postgresql://\(credentials)@\(host)/\(encode(location.database))"
+            + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
+    }
+
+    private static func encode(_ text: String) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~/")
+        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
     }
 }
 

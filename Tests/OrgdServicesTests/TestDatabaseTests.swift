@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresNIO
+import OrgdStore
 import Testing
 @testable import OrgdTestSupport
 
@@ -12,8 +13,8 @@ struct TestDatabaseTests {
     func freshAndDropped() async throws {
         let first = try await TestDatabase.freshPostgres()
         let second = try await TestDatabase.freshPostgres()
-        let firstURL = try TestPostgresURL(first.url)
-        let secondURL = try TestPostgresURL(second.url)
+        let firstURL = try PostgresLocation(url: first.url)
+        let secondURL = try PostgresLocation(url: second.url)
         #expect(firstURL.database != secondURL.database)
         #expect(firstURL.database.hasPrefix("orgdtest_"))
 
@@ -38,7 +39,7 @@ struct TestDatabaseTests {
         }
 
         await first.drop()
-        let admin = try TestPostgresURL(try #require(TestDatabase.postgresURL))
+        let admin = try PostgresLocation(url: try #require(TestDatabase.postgresURL))
         try await TestDatabase.withAdminConnection(admin) { connection in
             let left = try await Self.names(connection, """
                 SELECT datname::text FROM pg_database WHERE datname IN ('\(firstURL.database)', '\(secondURL.database)')
@@ -55,11 +56,11 @@ struct TestDatabaseTests {
     @Test("drop succeeds while a connection to the database is still open (WITH FORCE)")
     func dropWhileConnected() async throws {
         let database = try await TestDatabase.freshPostgres()
-        let url = try TestPostgresURL(database.url)
+        let url = try PostgresLocation(url: database.url)
         let lingering = try await PostgresConnection.connect(
             configuration: try TestDatabase.configuration(url), id: 1, logger: TestDatabase.logger)
         await database.drop()
-        let admin = try TestPostgresURL(try #require(TestDatabase.postgresURL))
+        let admin = try PostgresLocation(url: try #require(TestDatabase.postgresURL))
         try await TestDatabase.withAdminConnection(admin) { connection in
             let left = try await Self.names(connection, "SELECT datname::text FROM pg_database WHERE datname = '\(url.database)'")
             #expect(left == [])
@@ -79,15 +80,19 @@ struct TestDatabaseTests {
 
 /// The helper's URL handling needs no server.
 @Suite("the tests' PostgreSQL URLs")
-struct TestPostgresURLTests {
-    @Test("the URL names the fresh database on the same server", arguments: [
-        ("postgresql://orgdtest@/postgres?host=/tmp/orgd-pg.abc", "postgresql://orgdtest@/orgdtest_1?host=/tmp/orgd-pg.abc"),
-        ("postgres://u:p%40ss@db.example:6543/admin?sslmode=require", "postgresql://u:p%40ss@db.example:6543/orgdtest_1?sslmode=require"),
-        ("postgresql://u@/admin?host=/run/postgresql&port=5433", "postgresql://u@/orgdtest_1?host=/run/postgresql&port=5433"),
+struct TestDatabaseURLTests {
+    @Test("the URL handed to a daemon names the same server and database, password and sslmode kept", arguments: [
+        "postgresql://orgdtest@/orgdtest_1?host=/tmp/orgd-pg.abc",
+        "postgresql://u:p%40ss@db.example:6543/orgdtest_1?sslmode=require",
+        "postgresql://u@/orgdtest_1?host=/run/postgresql&port=5433",
+        "postgresql://u@[::1]:5432/orgdtest_1?sslmode=disable",
     ])
-    func urlOfFreshDatabase(admin: String, fresh: String) throws {
-        let parsed = try TestPostgresURL(admin)
-        #expect(parsed.url(database: "orgdtest_1") == fresh)
-        #expect(try TestPostgresURL(fresh).database == "orgdtest_1")
+    func urlRoundTrip(url: String) throws {
+        let location = try PostgresLocation(url: url)
+        #expect(TestDatabase.url(location) == url)
+        let again = try PostgresLocation(url: TestDatabase.url(location))
+        #expect(again.user == location.user && again.password == location.password && again.host == location.host)
+        #expect(again.socketDirectory == location.socketDirectory && again.port == location.port)
+        #expect(again.database == location.database && again.tlsMode == location.tlsMode)
     }
 }
