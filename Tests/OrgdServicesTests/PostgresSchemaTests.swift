@@ -1,16 +1,17 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import OrgdTestSupport
 import PostgresNIO
 import Testing
 @testable import OrgdStore
 
-/// A fresh database per test on the server `ORGD_TEST_POSTGRES_URL` names
-/// (a superuser URL such as `postgresql://orgdtest@/postgres?host=/tmp/x`),
-/// dropped afterwards with every connection the test opened to it (closed
-/// even when the test throws: postgres-nio traps on a connection dropped open).
+/// A fresh database per test (`TestDatabase.freshPostgres`, on the server
+/// `ORGD_TEST_POSTGRES_URL` names), dropped afterwards, with every connection
+/// the test opened to it closed first, also when the test throws
+/// (postgres-nio traps on a connection dropped open).
 final class ScratchPostgres: Sendable {
-    static let url = ProcessInfo.processInfo.environment["ORGD_TEST_POSTGRES_URL"]
+    static let url = TestDatabase.postgresURL
     static let logger = Logger(label: "orgd.test.postgres")
 
     /// Where the scratch database is.
@@ -39,15 +40,10 @@ final class ScratchPostgres: Sendable {
 
     /// Runs `body` with a database of its own, created empty and dropped after.
     static func with(_ body: (ScratchPostgres) async throws -> Void) async throws {
-        let server = try PostgresLocation(url: try #require(url))
-        let name = "orgdtest_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16)
-        let admin = try await PostgresConnection.connect(configuration: configuration(server), id: 0, logger: logger)
-        var location = server
-        location.database = name
-        let scratch = ScratchPostgres(location: location)
+        let (url, drop) = try await TestDatabase.freshPostgres()
+        let scratch = ScratchPostgres(location: try PostgresLocation(url: url))
         let outcome: Result<Void, Error>
         do {
-            try await admin.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: logger)
             try await body(scratch)
             outcome = .success(())
         } catch {
@@ -56,8 +52,7 @@ final class ScratchPostgres: Sendable {
         for connection in scratch.opened.withLockedValue({ $0 }) where !connection.isClosed {
             try? await connection.close()
         }
-        _ = try? await admin.query(PostgresQuery(unsafeSQL: "DROP DATABASE IF EXISTS \(name) WITH (FORCE)"), logger: logger)
-        try? await admin.close()
+        await drop()
         try outcome.get()
     }
 }
@@ -108,8 +103,9 @@ struct PostgresSchemaTests {
             let connection = try await scratch.connect()
             try await PostgresSchema.migrate(connection, logger: Self.logger)
             let versions = try await connection.rows("SELECT version, name FROM orgd_schema_migration ORDER BY version")
-            #expect(versions.map(\.[0]) == ["10", "11"])
-            #expect(PostgresSchema.latestVersion == 11)
+            #expect(versions.map(\.[0]) == PostgresSchema.migrations.map { "\($0.version)" })
+            #expect(versions.first == ["10", "v1–v10: the schema as SQLite has it after v10"])
+            #expect(PostgresSchema.latestVersion == PostgresSchema.migrations.last?.version)
 
             let columns = try await connection.rows(
                 """
@@ -193,7 +189,7 @@ struct PostgresSchemaTests {
                 try await group.waitForAll()
             }
             let versions = try await connections[0].rows("SELECT version FROM orgd_schema_migration ORDER BY version")
-            #expect(versions == [["10"], ["11"]])
+            #expect(versions == PostgresSchema.migrations.map { ["\($0.version)"] })
         }
     }
 
