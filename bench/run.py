@@ -19,26 +19,39 @@ import sys
 import tempfile
 import time
 
+import postgres
+
 
 def sh(*args, **kwargs):
-    return subprocess.run(args, check=True, capture_output=True, text=True, **kwargs).stdout
+    done = subprocess.run(args, capture_output=True, text=True, **kwargs)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} exited with {done.returncode}: {done.stderr[-2000:]}")
+    return done.stdout
 
 
 class Orgd:
-    def __init__(self, bin_dir, directory, synchronous="full"):
+    """One orgd: on the SQLite file orgd.sqlite in `directory`, or on
+    `database` (a PostgreSQL URL) with `extra` arguments; `name` tells apart
+    several over one database (socket orgd-NAME.sock, log orgd-NAME.log)."""
+
+    def __init__(self, bin_dir, directory, synchronous="full", database=None, name=None, extra=()):
         self.bin_dir = bin_dir
         self.directory = directory
-        self.socket = os.path.join(directory, "orgd.sock")
+        self.socket = os.path.join(directory, f"orgd-{name}.sock" if name else "orgd.sock")
+        where = ["--database", database, *extra] if database else [
+            "--database", os.path.join(directory, "orgd.sqlite"), "--synchronous", synchronous]
+        self.log = os.path.join(directory, f"orgd-{name}.log") if name else None
         started = time.monotonic()
         self.process = subprocess.Popen(
-            [os.path.join(bin_dir, "orgd"), "--database", os.path.join(directory, "orgd.sqlite"), "--socket", self.socket,
-             "--listen", "127.0.0.1:0", "--synchronous", synchronous, "--log-level", "warning"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            [os.path.join(bin_dir, "orgd"), *where, "--socket", self.socket,
+             "--listen", "127.0.0.1:0", "--log-level", "warning"],
+            stdout=subprocess.PIPE, stderr=open(self.log, "w") if self.log else subprocess.DEVNULL, text=True)
         self.port = None
         while self.port is None:
             line = self.process.stdout.readline()
             if not line:
-                raise RuntimeError("orgd did not start")
+                problem = open(self.log).read()[-2000:] if self.log else ""
+                raise RuntimeError(f"orgd did not start {problem}")
             if line.startswith("orgd listening on tcp:"):
                 self.port = int(line.rsplit(":", 1)[1])
         self.startup_seconds = time.monotonic() - started
@@ -54,6 +67,11 @@ class Orgd:
         where = ["--address", f"127.0.0.1:{self.port}"] if tcp else ["--socket", self.socket]
         output = sh(os.path.join(self.bin_dir, "orgctl"), "bench", *where, "--json", "--quiet", *arguments)
         return json.loads(output)
+
+    def bench_process(self, *arguments):
+        """`orgctl bench` over the Unix socket, started and left running."""
+        return subprocess.Popen([os.path.join(self.bin_dir, "orgctl"), "bench", "--socket", self.socket, "--json", "--quiet", *arguments],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def stop(self):
         self.process.terminate()
@@ -112,7 +130,11 @@ def main():
     parser.add_argument("--bin", required=True, help="folder with orgd and orgctl")
     parser.add_argument("--quick", action="store_true", help="a few seconds, to prove the script works")
     parser.add_argument("--json-out")
+    parser.add_argument("--postgres", action="store_true", help="orgd over PostgreSQL beside pgbench instead (bench/postgres.py)")
+    parser.add_argument("--pool-size", type=int, default=16, help="--postgres: each orgd's --database-pool-size")
     arguments = parser.parse_args()
+    if arguments.postgres:
+        return main_postgres(arguments)
     quick = arguments.quick
     seconds = "1" if quick else "10"
     warmup = "0.3" if quick else "2"
@@ -172,9 +194,36 @@ def main():
     return 1 if problems else 0
 
 
+def main_postgres(arguments):
+    results = postgres.run(arguments, Orgd)
+    postgres.report(results)
+    if arguments.json_out:
+        with open(arguments.json_out, "w") as out:
+            json.dump(results, out, indent=2, sort_keys=True)
+    problems = postgres.sanity(results, runs_sane)
+    for problem in problems:
+        print(f"not sane: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def sanity(r):
     """What would make the figures meaningless: no calls, failed calls,
     percentiles out of order, peers that did not run."""
+    problems = runs_sane(r)
+    for name in ["redis_get_c50", "redis_get_c1", "redis_set_c64"]:
+        if r[name]["calls_per_second"] <= 0:
+            problems.append(f"{name}: Redis did not run")
+    for name in ["sqlite_rows_per_second_1_per_txn", "sqlite_rows_per_second_1000_per_txn"]:
+        if r[name] <= 0:
+            problems.append(f"{name}: the SQLite baseline did not run")
+    if r["rss_kib_1_connection"] <= 0:
+        problems.append("resident memory not read")
+    return problems
+
+
+def runs_sane(r):
+    """Every measured run (orgctl bench's figures, or shaped like them): calls
+    made, none failed, percentiles in order."""
     problems = []
     for name, value in r.items():
         if not (isinstance(value, dict) and "callsPerSecond" in value):
@@ -186,14 +235,6 @@ def sanity(r):
             problems.append(f"{name}: calls failed: {value['status']}")
         if not 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["p999"] <= latency["max"]:
             problems.append(f"{name}: percentiles out of order: {latency}")
-    for name in ["redis_get_c50", "redis_get_c1", "redis_set_c64"]:
-        if r[name]["calls_per_second"] <= 0:
-            problems.append(f"{name}: Redis did not run")
-    for name in ["sqlite_rows_per_second_1_per_txn", "sqlite_rows_per_second_1000_per_txn"]:
-        if r[name] <= 0:
-            problems.append(f"{name}: the SQLite baseline did not run")
-    if r["rss_kib_1_connection"] <= 0:
-        problems.append("resident memory not read")
     return problems
 
 
