@@ -7,10 +7,10 @@ import SwiftProtobuf
 struct AuditService {
 
     func register(in table: inout MethodTable) {
-        table.addRead(Method.ListAuditLog.self) { (request: Orgd_V1_ListAuditLogRequest, _, tx) in
+        table.addRead(Method.ListAuditLog.self) { (request: Orgd_V1_ListAuditLogRequest, context, tx) in
             let limit = try PageToken.pageSize(request.pageSize)
             let scope = "audit|\(request.method)"
-            let after = try PageToken.decode(request.pageToken, scope: scope)
+            let after = try context.pageTokens.decode(request.pageToken, scope: scope)
             let page = try tx.listAudit(method: request.method, after: after, limit: limit)
             var response = Orgd_V1_ListAuditLogResponse()
             response.entries = page.items.map { entry in
@@ -25,7 +25,7 @@ struct AuditService {
                 message.requestJson = entry.requestJSON
                 return message
             }
-            response.nextPageToken = PageToken.encode(after: page.nextAfter, scope: scope)
+            response.nextPageToken = context.pageTokens.encode(after: page.nextAfter, scope: scope)
             return response
         }
     }

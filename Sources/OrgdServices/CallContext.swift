@@ -54,6 +54,9 @@ public struct CallContext: Sendable {
     /// The store, for access rules that depend on the data.
     let store: Store
 
+    /// Page tokens under the key every daemon over this database shares.
+    var pageTokens: PageTokens { PageTokens(key: store.pageTokenKey) }
+
     init(principal: Principal, connection: ConnectionInfo, metadata: Metadata, method: String, logger: Logger, store: Store) {
         self.principal = principal
         self.connection = connection

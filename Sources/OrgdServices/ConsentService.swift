@@ -82,11 +82,11 @@ struct ConsentService {
 
     func listScopes(_ request: Orgd_V1_ListScopesRequest, _ context: CallContext) async throws -> Orgd_V1_ListScopesResponse {
         let limit = try PageToken.pageSize(request.pageSize)
-        let after = try PageToken.decode(request.pageToken, scope: "scopes")
+        let after = try context.pageTokens.decode(request.pageToken, scope: "scopes")
         let page = try await store.read { tx in try tx.listScopes(after: after, limit: limit) }
         var response = Orgd_V1_ListScopesResponse()
         response.scopes = page.items.map(\.proto)
-        response.nextPageToken = PageToken.encode(after: page.nextAfter, scope: "scopes")
+        response.nextPageToken = context.pageTokens.encode(after: page.nextAfter, scope: "scopes")
         return response
     }
 
@@ -183,14 +183,14 @@ struct ConsentService {
         let organizationID = try Validation.id(request.organizationID, field: "organization_id")
         let limit = try PageToken.pageSize(request.pageSize)
         let scope = "consent-requests|\(organizationID)"
-        let after = try PageToken.decode(request.pageToken, scope: scope)
+        let after = try context.pageTokens.decode(request.pageToken, scope: scope)
         let (page, dataSources) = try await store.read { tx in
             let page = try tx.listConsentRequests(organizationID: organizationID, after: after, limit: limit)
             return (page, try page.items.map { try tx.dataSources(requestID: $0.id) })
         }
         var response = Orgd_V1_ListConsentRequestsResponse()
         response.consentRequests = zip(page.items, dataSources).map { $0.proto(dataSources: $1) }
-        response.nextPageToken = PageToken.encode(after: page.nextAfter, scope: scope)
+        response.nextPageToken = context.pageTokens.encode(after: page.nextAfter, scope: scope)
         return response
     }
 
@@ -329,11 +329,11 @@ struct ConsentService {
         let patientID = try Validation.id(request.patientID, field: "patient_id")
         let limit = try PageToken.pageSize(request.pageSize)
         let scope = "consent-history|\(patientID)"
-        let after = try PageToken.decode(request.pageToken, scope: scope)
+        let after = try context.pageTokens.decode(request.pageToken, scope: scope)
         let page = try await store.read { tx in try tx.listConsentHistory(patientID: patientID, after: after, limit: limit) }
         var response = Orgd_V1_ListConsentHistoryResponse()
         response.entries = page.items.map(\.proto)
-        response.nextPageToken = PageToken.encode(after: page.nextAfter, scope: scope)
+        response.nextPageToken = context.pageTokens.encode(after: page.nextAfter, scope: scope)
         return response
     }
 
@@ -377,11 +377,11 @@ struct ConsentService {
             throw RPCError.notFound(field: "scope", "scope", id: Self.name(request.scope))
         }
         let pageScope = "accessible|\(agentID)|\(scope.id)"
-        let after = try PageToken.decode(request.pageToken, scope: pageScope)
+        let after = try context.pageTokens.decode(request.pageToken, scope: pageScope)
         let page = try tx.listAccessiblePatients(agentID: agentID, scopeID: scope.id, after: after, limit: limit)
         var response = Orgd_V1_ListAccessiblePatientsResponse()
         response.patientIds = page.items
-        response.nextPageToken = PageToken.encode(after: page.nextAfter, scope: pageScope)
+        response.nextPageToken = context.pageTokens.encode(after: page.nextAfter, scope: pageScope)
         return response
     }
 }

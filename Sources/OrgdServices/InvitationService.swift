@@ -179,13 +179,13 @@ struct InvitationService {
         let limit = try PageToken.pageSize(request.pageSize)
         let status: InvitationStatus? = request.hasStatus ? try InvitationStatus(validating: request.status) : nil
         let scope = "invitations|\(organizationID)|\(status?.rawValue ?? "")"
-        let after = try PageToken.decode(request.pageToken, scope: scope)
+        let after = try context.pageTokens.decode(request.pageToken, scope: scope)
         let (page, now) = try await store.read { tx in
             (try tx.listInvitations(organizationID: organizationID, status: status, after: after, limit: limit), tx.now)
         }
         var response = Orgd_V1_ListInvitationsResponse()
         response.invitations = page.items.map { $0.proto(at: now) }
-        response.nextPageToken = PageToken.encode(after: page.nextAfter, scope: scope)
+        response.nextPageToken = context.pageTokens.encode(after: page.nextAfter, scope: scope)
         return response
     }
 

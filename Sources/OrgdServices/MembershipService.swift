@@ -105,11 +105,11 @@ struct MembershipService {
         let status = request.hasStatus ? try UserStatus(validating: request.status, field: "status") : nil
         let prefix = try Validation.prefix(request.emailPrefix, field: "email_prefix", maximum: 254)
         let scope = "users|\(prefix.lowercased())|\(status?.rawValue ?? "")"
-        let after = try PageToken.decode(request.pageToken, scope: scope)
+        let after = try context.pageTokens.decode(request.pageToken, scope: scope)
         let page = try await store.read { tx in try tx.listUsers(emailPrefix: prefix, status: status, after: after, limit: limit) }
         var response = Orgd_V1_ListUsersResponse()
         response.users = page.items.map(\.proto)
-        response.nextPageToken = PageToken.encode(after: page.nextAfter, scope: scope)
+        response.nextPageToken = context.pageTokens.encode(after: page.nextAfter, scope: scope)
         return response
     }
 
@@ -156,11 +156,11 @@ struct MembershipService {
         let limit = try PageToken.pageSize(request.pageSize)
         let prefix = try Validation.prefix(request.familyNamePrefix, field: "family_name_prefix")
         let scope = "patients|\(prefix)"
-        let after = try PageToken.decode(request.pageToken, scope: scope)
+        let after = try context.pageTokens.decode(request.pageToken, scope: scope)
         let page = try await store.read { tx in try tx.listPatients(familyNamePrefix: prefix, after: after, limit: limit) }
         var response = Orgd_V1_ListPatientsResponse()
         response.patients = page.items.map(\.proto)
-        response.nextPageToken = PageToken.encode(after: page.nextAfter, scope: scope)
+        response.nextPageToken = context.pageTokens.encode(after: page.nextAfter, scope: scope)
         return response
     }
 
@@ -192,7 +192,7 @@ struct MembershipService {
         let organizationID = try Validation.id(request.organizationID, field: "organization_id")
         let limit = try PageToken.pageSize(request.pageSize)
         let scope = "staff|\(organizationID)"
-        let after = try PageToken.decode(request.pageToken, scope: scope)
+        let after = try context.pageTokens.decode(request.pageToken, scope: scope)
         let (page, count) = try await store.read { tx in
             _ = try tx.organization(id: organizationID)
             return (try tx.listStaffMembers(organizationID: organizationID, after: after, limit: limit),
@@ -200,7 +200,7 @@ struct MembershipService {
         }
         var response = Orgd_V1_ListStaffMembersResponse()
         response.members = page.items.map(\.proto)
-        response.nextPageToken = PageToken.encode(after: page.nextAfter, scope: scope)
+        response.nextPageToken = context.pageTokens.encode(after: page.nextAfter, scope: scope)
         response.totalCount = count
         return response
     }
@@ -221,7 +221,7 @@ struct MembershipService {
         let organizationID = try Validation.id(request.organizationID, field: "organization_id")
         let limit = try PageToken.pageSize(request.pageSize)
         let scope = "patients|\(organizationID)"
-        let after = try PageToken.decode(request.pageToken, scope: scope)
+        let after = try context.pageTokens.decode(request.pageToken, scope: scope)
         let (page, count) = try await store.read { tx in
             _ = try tx.organization(id: organizationID)
             return (try tx.listPatientMembers(organizationID: organizationID, after: after, limit: limit),
@@ -229,7 +229,7 @@ struct MembershipService {
         }
         var response = Orgd_V1_ListPatientMembersResponse()
         response.members = page.items.map(\.proto)
-        response.nextPageToken = PageToken.encode(after: page.nextAfter, scope: scope)
+        response.nextPageToken = context.pageTokens.encode(after: page.nextAfter, scope: scope)
         response.totalCount = count
         return response
     }

@@ -43,8 +43,8 @@ struct OrganizationService {
         let id = try Validation.id(request.id)
         let staffLimit = try PageToken.pageSize(request.staffPageSize, field: "staff_page_size")
         let patientLimit = try PageToken.pageSize(request.patientPageSize, field: "patient_page_size")
-        let staffAfter = try PageToken.decode(request.staffPageToken, scope: "staff|\(id)", field: "staff_page_token")
-        let patientAfter = try PageToken.decode(request.patientPageToken, scope: "patients|\(id)", field: "patient_page_token")
+        let staffAfter = try context.pageTokens.decode(request.staffPageToken, scope: "staff|\(id)", field: "staff_page_token")
+        let patientAfter = try context.pageTokens.decode(request.patientPageToken, scope: "patients|\(id)", field: "patient_page_token")
         // One read transaction: the lists and the counts agree with each other.
         let organization = try tx.organization(id: id)
         let staff = try tx.listStaffMembers(organizationID: id, after: staffAfter, limit: staffLimit)
@@ -55,10 +55,10 @@ struct OrganizationService {
         response.organization = organization.proto
         response.staff = staff.items.map(\.proto)
         response.staffCount = staffCount
-        response.nextStaffPageToken = PageToken.encode(after: staff.nextAfter, scope: "staff|\(id)")
+        response.nextStaffPageToken = context.pageTokens.encode(after: staff.nextAfter, scope: "staff|\(id)")
         response.patients = patients.items.map(\.proto)
         response.patientCount = patientCount
-        response.nextPatientPageToken = PageToken.encode(after: patients.nextAfter, scope: "patients|\(id)")
+        response.nextPatientPageToken = context.pageTokens.encode(after: patients.nextAfter, scope: "patients|\(id)")
         return response
     }
 
@@ -89,11 +89,11 @@ struct OrganizationService {
             namePrefix: try Validation.prefix(request.namePrefix, field: "name_prefix")
         )
         let scope = "organizations|\(filter.kind?.rawValue ?? "")|\(filter.active.map(String.init) ?? "")|\(filter.namePrefix)"
-        let after = try PageToken.decode(request.pageToken, scope: scope)
+        let after = try context.pageTokens.decode(request.pageToken, scope: scope)
         let page = try tx.listOrganizations(filter, after: after, limit: limit)
         var response = Orgd_V1_ListOrganizationsResponse()
         response.organizations = page.items.map(\.proto)
-        response.nextPageToken = PageToken.encode(after: page.nextAfter, scope: scope)
+        response.nextPageToken = context.pageTokens.encode(after: page.nextAfter, scope: scope)
         return response
     }
 

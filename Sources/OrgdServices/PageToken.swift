@@ -4,8 +4,10 @@ import OrgdCore
 
 /// Opaque page tokens: the position to continue after, bound to the list and
 /// the filters it was issued for, so a token is never silently applied to a
-/// different query, and authenticated with a key only this daemon run holds,
-/// so a caller cannot make one up for a position of their choosing.
+/// different query, and authenticated with a key kept in the database
+/// (`Store.pageTokenKey`), so a caller cannot make one up for a position of
+/// their choosing and every daemon over the same database takes the tokens
+/// another one issued.
 enum PageToken {
     static let defaultPageSize = 50
     static let maximumPageSize = 1000
@@ -18,22 +20,12 @@ enum PageToken {
         return min(Int(requested), maximumPageSize)
     }
 
-    /// The key page tokens are signed with: 256 random bits made when orgd
-    /// starts, kept only in memory. A token therefore works only with the
-    /// daemon run that issued it; after a restart the caller is asked to list
-    /// again, which costs one page and never shows a wrong one.
-    static let processKey: [UInt8] = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
-
     /// A token is 8 bytes of position (big-endian) and an HMAC-SHA256 over
     /// the position and `scope` (the list and its filters), base64url.
     private static let positionBytes = 8
     private static let tokenBytes = positionBytes + SHA256.byteCount
     /// Base64url without padding of `tokenBytes` bytes.
     private static let tokenCharacters = (tokenBytes * 4 + 2) / 3
-
-    static func encode(after position: Int64?, scope: String) -> String {
-        encode(after: position, scope: scope, key: processKey)
-    }
 
     static func encode(after position: Int64?, scope: String, key: [UInt8]) -> String {
         guard let position else { return "" }
@@ -45,18 +37,14 @@ enum PageToken {
     }
 
     /// The position in `token`, nil for an empty token (the first page). A
-    /// token this daemon run did not issue for this very list and filters —
-    /// garbled, truncated, forged, from before a restart, or for other
-    /// filters — is INVALID_ARGUMENT naming the field, asking to list again.
-    static func decode(_ token: String, scope: String, field: String = "page_token") throws -> Int64? {
-        try decode(token, scope: scope, field: field, key: processKey)
-    }
-
+    /// token not issued over this database for this very list and filters —
+    /// garbled, truncated, forged, or for other filters — is
+    /// INVALID_ARGUMENT naming the field, asking to list again.
     static func decode(_ token: String, scope: String, field: String = "page_token", key: [UInt8]) throws -> Int64? {
         guard !token.isEmpty else { return nil }
         let refused = RPCError.invalidArgument(
             field: field,
-            "not a page token this server issued for this list and these filters (tokens do not survive a restart); list again from the first page")
+            "not a page token this server issued for this list and these filters; list again from the first page")
         guard token.utf8.count == tokenCharacters,
               token.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || (0x30...0x39).contains($0)
                   || (0x41...0x5a).contains($0) || (0x61...0x7a).contains($0) })
@@ -80,5 +68,18 @@ enum PageToken {
 
     private static func mac(position: [UInt8], scope: String, key: [UInt8]) -> HMAC<SHA256>.MAC {
         HMAC<SHA256>.authenticationCode(for: macInput(position: position, scope: scope), using: SymmetricKey(data: key))
+    }
+}
+
+/// Page tokens signed with one store's key: `context.pageTokens`.
+struct PageTokens {
+    let key: [UInt8]
+
+    func encode(after position: Int64?, scope: String) -> String {
+        PageToken.encode(after: position, scope: scope, key: key)
+    }
+
+    func decode(_ token: String, scope: String, field: String = "page_token") throws -> Int64? {
+        try PageToken.decode(token, scope: scope, field: field, key: key)
     }
 }

@@ -34,11 +34,11 @@ struct TokenService {
         _ request: Orgd_V1_ListServiceAccountsRequest, _ context: CallContext
     ) async throws -> Orgd_V1_ListServiceAccountsResponse {
         let limit = try PageToken.pageSize(request.pageSize)
-        let after = try PageToken.decode(request.pageToken, scope: "service-accounts")
+        let after = try context.pageTokens.decode(request.pageToken, scope: "service-accounts")
         let page = try await store.read { tx in try tx.listServiceAccounts(after: after, limit: limit) }
         var response = Orgd_V1_ListServiceAccountsResponse()
         response.serviceAccounts = page.items.map(\.proto)
-        response.nextPageToken = PageToken.encode(after: page.nextAfter, scope: "service-accounts")
+        response.nextPageToken = context.pageTokens.encode(after: page.nextAfter, scope: "service-accounts")
         return response
     }
 
@@ -70,13 +70,13 @@ struct TokenService {
     func listTokens(_ request: Orgd_V1_ListTokensRequest, _ context: CallContext) async throws -> Orgd_V1_ListTokensResponse {
         let limit = try PageToken.pageSize(request.pageSize)
         let scope = "tokens|\(request.includeRevoked)"
-        let after = try PageToken.decode(request.pageToken, scope: scope)
+        let after = try context.pageTokens.decode(request.pageToken, scope: scope)
         let page = try await store.read { tx in
             try tx.listTokens(includeRevoked: request.includeRevoked, after: after, limit: limit)
         }
         var response = Orgd_V1_ListTokensResponse()
         response.tokens = page.items.map(\.proto)
-        response.nextPageToken = PageToken.encode(after: page.nextAfter, scope: scope)
+        response.nextPageToken = context.pageTokens.encode(after: page.nextAfter, scope: scope)
         return response
     }
 }

@@ -57,6 +57,9 @@ enum Migrations {
         migrator.registerMigration("v11: the change feed") { db in
             try db.execute(sql: v11 + sqliteChangeFeedTriggers)
         }
+        migrator.registerMigration("v12: secrets kept in the database (the page-token key)") { db in
+            try db.execute(sql: v12)
+        }
         return migrator
     }
 
@@ -466,5 +469,14 @@ enum Migrations {
         ) STRICT;
         CREATE INDEX change_entry_pending ON change_entry(seq) WHERE tx_key IS NULL;
         CREATE INDEX change_entry_by_tx ON change_entry(tx_key, seq);
+        """
+
+    // The page-token key lives in the database so that every daemon over
+    // it takes the tokens another issued (Store.pageTokenKey makes it once).
+    static let v12 = """
+        CREATE TABLE orgd_secret (
+          name TEXT PRIMARY KEY,
+          value BLOB NOT NULL CHECK (length(value) >= 32)
+        ) STRICT;
         """
 }

@@ -33,6 +33,16 @@ public struct Store: Sendable {
     /// Where the data is, for logs: the file's path or the URL without its password.
     public let location: String
 
+    /// The key page tokens are signed with: 256 random bits made once and
+    /// kept in the database, so a token one daemon issued works on every
+    /// daemon over the same database, and after a restart.
+    public var pageTokenKey: [UInt8] {
+        switch backend {
+        case .sqlite(let sqlite): sqlite.pageTokenKey
+        case .postgres(let postgres): postgres.pageTokenKey
+        }
+    }
+
     /// Opens (creating if needed) the SQLite file at `path` and migrates it.
     public init(
         path: String,

@@ -169,6 +169,34 @@ struct TwoDaemonTests {
         }
     }
 
+    @Test("a page token one daemon issued continues on the other (the key is the database's), and a follower of the feed sees both daemons' writes in one order")
+    func sharedPagesAndFeed() async throws {
+        try await Self.withTwoDaemons { one, two in
+            let first = try await one.client()
+            let second = try await two.client()
+            for index in 0..<5 {
+                _ = try await MembershipEndToEndTests.organization(index % 2 == 0 ? first : second, "Shared \(index)")
+            }
+            var request = Orgd_V1_ListOrganizationsRequest()
+            request.pageSize = 2
+            var names: [String] = []
+            var onOne = true
+            repeat {
+                let page = try await (onOne ? first : second).organizations.listOrganizations(request)
+                names += page.organizations.map(\.name)
+                request.pageToken = page.nextPageToken
+                onOne.toggle()
+            } while !request.pageToken.isEmpty
+            #expect(names == (0..<5).map { "Shared \($0)" })
+            let fromOne = try await ChangeFeedTests.allChanges(first)
+            let fromTwo = try await ChangeFeedTests.allChanges(second)
+            #expect(fromOne.changes == fromTwo.changes && fromOne.latest == fromTwo.latest)
+            #expect(fromOne.changes.filter { $0.kind == "organization" }.count == 5)
+            await first.close()
+            await second.close()
+        }
+    }
+
     @Test("one of two daemons stops: the other keeps serving the same data")
     func oneDaemonGone() async throws {
         try await Self.withTwoDaemons { one, two in

@@ -316,7 +316,8 @@ struct InputRulesTests {
         let scope = "organizations|||"
         let first = try await harness.listOrganizations { $0.pageSize = 2 }
         let real = first.nextPageToken
-        #expect(try PageToken.decode(real, scope: scope) != nil)
+        let key = harness.store.pageTokenKey
+        #expect(try PageToken.decode(real, scope: scope, key: key) != nil)
 
         var altered = Array(real.utf8)
         altered[3] = altered[3] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
@@ -329,15 +330,15 @@ struct InputRulesTests {
             ("truncated to half", String(real.prefix(real.count / 2))),
             ("one character changed", String(decoding: altered, as: UTF8.self)),
             ("extended", real + "A"),
-            ("for other filters", PageToken.encode(after: 3, scope: "organizations||true|")),
+            ("for other filters", PageToken.encode(after: 3, scope: "organizations||true|", key: key)),
         ]
         for (what, token) in candidates {
             let error = await rpcError { _ = try await harness.listOrganizations { $0.pageSize = 2; $0.pageToken = token } }
             #expect(error?.code == .invalidArgument && error?.fieldViolations.first?.field == "page_token", "\(what)")
             #expect(error?.message.contains("list again from the first page") == true, "\(what): \(String(describing: error))")
         }
-        // The same position and scope under the daemon's key is accepted.
-        #expect(try PageToken.decode(PageToken.encode(after: 3, scope: scope), scope: scope) == 3)
+        // The same position and scope under the database's key is accepted.
+        #expect(try PageToken.decode(PageToken.encode(after: 3, scope: scope, key: key), scope: scope, key: key) == 3)
         #expect(try PageToken.decode(PageToken.encode(after: 3, scope: scope, key: otherKey), scope: scope, key: otherKey) == 3)
     }
 }

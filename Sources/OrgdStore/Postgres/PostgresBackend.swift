@@ -37,6 +37,9 @@ final class PostgresBackend: Sendable {
     /// The same series as SQLite's group commit: here every batch is one write.
     private let batchSize: Recorder
     private let commitDuration: CoreMetrics.Timer
+    /// Read from the database once it is migrated (`Store.pageTokenKey`).
+    private let sharedKey = NIOLockedValueBox<[UInt8]>([])
+    var pageTokenKey: [UInt8] { sharedKey.withLockedValue { $0 } }
 
     init(location: PostgresLocation, poolSize: Int, logger: Logger, metrics: any MetricsFactory) async throws {
         var configuration: PostgresClient.Configuration
@@ -73,6 +76,8 @@ final class PostgresBackend: Sendable {
                     try await PostgresSchema.migrate(connection, logger: logger)
                 }
             }
+            let key = try await write(now: { Date() }) { tx in try tx.sharedSecret(named: "page_token_key") } as! [UInt8]
+            sharedKey.withLockedValue { $0 = key }
         } catch {
             close()
             if let error = error as? StoreOpenError { throw error }

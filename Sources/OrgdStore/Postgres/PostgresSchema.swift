@@ -24,6 +24,9 @@ public enum PostgresSchema {
     static let migrations: [Migration] = [
         Migration(version: 10, name: "v1–v10: the schema as SQLite has it after v10", statements: baseline),
         Migration(version: 11, name: "v11: the change feed", statements: changeFeed),
+        Migration(version: 12, name: "v12: secrets kept in the database (the page-token key)", statements: [
+            "CREATE TABLE orgd_secret (name TEXT PRIMARY KEY, value BYTEA NOT NULL CHECK (octet_length(value) >= 32))",
+        ]),
     ]
 
     /// The newest version this binary knows.

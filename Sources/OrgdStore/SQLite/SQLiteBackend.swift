@@ -12,6 +12,7 @@ struct SQLiteBackend: Sendable {
     let writer: GroupCommitWriter
     let files: DatabaseFiles
     let path: String
+    let pageTokenKey: [UInt8]
 
     /// How long a connection waits for another's lock before SQLITE_BUSY.
     static let busyTimeoutMilliseconds: Int32 = 10_000
@@ -42,6 +43,9 @@ struct SQLiteBackend: Sendable {
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
             try Migrations.migrate(pool)
+            pageTokenKey = try pool.write { db in
+                try StoreTransaction(sql: SQLiteExecutor(db: db), now: clock()).sharedSecret(named: "page_token_key")
+            }
         } catch let error as DatabaseError where SQLiteErrors.isStorageFault(error.resultCode) {
             // Said plainly, naming the file, rather than as the statement
             // that happened to fail.
