@@ -12,7 +12,8 @@ import OrgdCore
 /// its method, and the caller knows whether a retry is safe (a create with
 /// an idempotency key is). The next call goes to the next address. Over gRPC,
 /// where the client cannot tell a call not sent from one lost in flight,
-/// every UNAVAILABLE is the second kind.
+/// every other UNAVAILABLE but grpc-swift's "Could not establish a
+/// connection" is the second kind.
 final class FailoverTransport: OrgdCallTransport {
     private let rotation: EndpointRotation
 
@@ -44,7 +45,7 @@ final class FailoverTransport: OrgdCallTransport {
                 return try await current.connection.send(call)
             } catch let error as RPCError where error.code == .unavailable {
                 let address = current.connection.endpoint.map(String.init(describing:)) ?? "?"
-                if Self.notRun(error) {
+                if Self.notRun(error, grpc: current.connection.isGRPC) {
                     await rotation.lost(current)
                     unsent.append("\(address): \(error.message)")
                     if unsent.count < rotation.endpoints.count { continue }
@@ -62,9 +63,11 @@ final class FailoverTransport: OrgdCallTransport {
     }
 
     /// Whether `error` says no daemon ran the call: it never left this
-    /// process, or the daemon refused it while shutting down
-    /// (PROTOCOL.md, "Several addresses").
-    static func notRun(_ error: RPCError) -> Bool {
+    /// process, the daemon refused it while shutting down (PROTOCOL.md,
+    /// "Several addresses"), or — over gRPC, which connects on the first
+    /// call — grpc-swift could not connect at all.
+    static func notRun(_ error: RPCError, grpc: Bool) -> Bool {
         error.message == OrgdConnection.closedBeforeSending || error.message.hasPrefix("the server is shutting down")
+            || grpc && error.message.hasPrefix("Could not establish a connection")
     }
 }

@@ -71,9 +71,9 @@ struct FailoverTests {
         for address in addresses { #expect(connect?.message.contains("\(address)") == true, "\(connect?.message ?? "")") }
     }
 
-    @Test("orgctl --address a,b (and ORGD_ADDRESS) goes to the daemon that answers; all down is UNAVAILABLE naming both")
+    @Test("orgctl --address a,b (and ORGD_ADDRESS, --grpc a,b) goes to the daemon that answers; all down is UNAVAILABLE naming both")
     func orgctlAddresses() async throws {
-        try await withDaemon { daemon in
+        try await withDaemon(configure: { $0.grpcHost = "127.0.0.1" }) { daemon in
             // A port nothing listens on: bound, then closed.
             let gone = try await TestDaemon.start()
             let goneAddress = "127.0.0.1:\(gone.bound.tcpPort!)"
@@ -83,6 +83,8 @@ struct FailoverTests {
             #expect(flag.status == 0 && flag.stdout.contains("SERVING"), "\(flag.stderr)")
             let environment = try await Subprocess.run("orgctl", ["health"], environment: ["ORGD_ADDRESS": "\(goneAddress),\(live)"])
             #expect(environment.status == 0 && environment.stdout.contains("SERVING"), "\(environment.stderr)")
+            let grpc = try await Subprocess.run("orgctl", ["health", "--grpc", "\(goneAddress),127.0.0.1:\(daemon.grpcPort)"])
+            #expect(grpc.status == 0 && grpc.stdout.contains("SERVING"), "\(grpc.stderr)")
             let down = try await Subprocess.run("orgctl", ["health", "--address", "\(goneAddress),\(goneAddress)"])
             #expect(down.status == 1 && down.stderr.hasPrefix("orgctl: UNAVAILABLE: cannot connect to orgd at any of its 2 addresses"), "\(down.stderr)")
             #expect(down.stderr.components(separatedBy: "tcp:\(goneAddress)").count == 3, "\(down.stderr)")
