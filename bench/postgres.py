@@ -33,10 +33,12 @@ ROOT = os.path.dirname(HERE)
 DATABASE = "orgd_bench"
 READ_CONNECTIONS = 50
 WRITE_CONNECTIONS = 64
-# pgbench picks one of this many (agent, patient, scope) checks at random per
-# transaction; orgctl bench draws from every seeded consent. Every row is in
+# pgbench picks one of this many scripts (its most) and in it one of this
+# many (agent, patient, scope) checks at random per transaction: 1,024 in
+# all; orgctl bench draws from every seeded consent. Every row is in
 # shared_buffers either way.
-PGBENCH_CHECKS = 1024
+PGBENCH_SCRIPTS = 128
+PGBENCH_CHECKS_PER_SCRIPT = 8
 # orgd retries a serialization failure up to 12 times in all
 # (PostgresBackend.maximumAttempts); pgbench does the same.
 MAX_TRIES = 12
@@ -91,14 +93,17 @@ class Cluster:
         subprocess.run([self.script, "stop", self.directory], check=False)
 
 
-def check_access_script(template, data, path, count=PGBENCH_CHECKS):
-    """Writes a pgbench script that runs `template` for one of `count`
-    checks drawn from the seeded consents (as orgctl bench draws them), chosen
-    per transaction by a binary tree of \\if on one random number."""
+def check_access_scripts(template, data, directory, scripts=PGBENCH_SCRIPTS, per_script=PGBENCH_CHECKS_PER_SCRIPT):
+    """Writes `scripts` pgbench scripts, each running `template` for one of
+    `per_script` checks drawn from the seeded consents (as orgctl bench draws
+    them), chosen per transaction by a small binary tree of \\if on one random
+    number; pgbench picks a script per transaction. Small trees: pgbench steps
+    through a skipped branch command by command, and a tree of 1,024 checks
+    cost its client a core. Returns the scripts' paths and the checks' count."""
     chooser = random.Random(15)
     body = "\n".join(line for line in template.splitlines() if not line.startswith("--")).strip()
     checks = []
-    for patient_index, scope_index in chooser.sample(data["consents"], min(count, len(data["consents"]))):
+    for patient_index, scope_index in chooser.sample(data["consents"], min(scripts * per_script, len(data["consents"]))):
         patient = data["patients"][patient_index]
         values = {"agent": chooser.choice(data["agents"][patient["organization"]]), "patient": patient["id"],
                   "system": data["scopes"][scope_index][0], "code": data["scopes"][scope_index][1]}
@@ -108,16 +113,20 @@ def check_access_script(template, data, path, count=PGBENCH_CHECKS):
                 raise RuntimeError(f"seeded id not safe in a pgbench script: {value!r}")
         checks.append(body.format(**values))
 
-    def tree(low, high):
+    def tree(part, low, high):
         if high - low == 1:
-            return [checks[low]]
+            return [part[low]]
         middle = (low + high) // 2
-        return [f"\\if :k < {middle}"] + tree(low, middle) + ["\\else"] + tree(middle, high) + ["\\endif"]
+        return [f"\\if :k < {middle}"] + tree(part, low, middle) + ["\\else"] + tree(part, middle, high) + ["\\endif"]
 
-    lines = [f"\\set k random(0, {len(checks) - 1})"] + tree(0, len(checks))
-    with open(path, "w") as out:
-        out.write("\n".join(lines) + "\n")
-    return len(checks)
+    paths = []
+    for number, start in enumerate(range(0, len(checks), per_script)):
+        part = checks[start:start + per_script]
+        path = os.path.join(directory, f"check_access_{number}.sql")
+        with open(path, "w") as out:
+            out.write("\n".join([f"\\set k random(0, {len(part) - 1})"] + tree(part, 0, len(part))) + "\n")
+        paths.append(path)
+    return paths, len(checks)
 
 
 class Pgbench:
@@ -128,12 +137,13 @@ class Pgbench:
         self.warmup = warmup
         self.now_micros = int(time.time() * 1_000_000)
 
-    def run(self, name, script, clients):
-        """Runs `script` on `clients` connections for the run's duration
-        (after a warm-up run of its own); figures shaped like orgctl bench's."""
+    def run(self, name, scripts, clients):
+        """Runs `scripts` (one picked per transaction) on `clients`
+        connections for the run's duration (after a warm-up run of its own);
+        figures shaped like orgctl bench's."""
         base = [os.path.join(self.cluster.bin, "pgbench"), "-n", "-h", self.cluster.directory, "-U", self.cluster.user,
-                "-M", "extended", "-c", str(clients), "-j", "2", "-f", script, "-D", f"now={self.now_micros}",
-                f"--max-tries={MAX_TRIES}"]
+                "-M", "extended", "-c", str(clients), "-j", "2", *[f"--file={script}" for script in scripts],
+                "-D", f"now={self.now_micros}", f"--max-tries={MAX_TRIES}"]
         if self.warmup > 0:
             sh(*base, "-T", str(max(1, round(self.warmup))), DATABASE)
         prefix = os.path.join(self.directory, f"pgbench-{name}-log")
@@ -158,7 +168,7 @@ class Pgbench:
         status = {"OK": len(latencies)}
         if failed:
             status["failed"] = failed
-        return {"call": os.path.basename(script), "connections": clients, "seconds": float(self.seconds),
+        return {"call": name, "connections": clients, "seconds": float(self.seconds),
                 "calls": len(latencies), "callsPerSecond": tps, "retried": int(retried.group(1)) if retried else 0,
                 "latencyMicroseconds": {"p50": at(50), "p90": at(90), "p99": at(99), "p999": at(99.9),
                                         "max": float(latencies[-1]) if latencies else 0.0,
@@ -243,10 +253,9 @@ def run(arguments, orgd_class):
         results["orgd1_check_access_c50"] = first.bench("--call", "check-access", "--connections", str(READ_CONNECTIONS), *common)
         pgbench = Pgbench(cluster, work, seconds, 0 if quick else warmup)
         with open(os.path.join(HERE, "pgbench", "check_access.sql")) as template, open(data) as seeded:
-            script = os.path.join(work, "check_access.sql")
-            results["pgbench_checks"] = check_access_script(template.read(), json.load(seeded), script)
+            scripts, results["pgbench_checks"] = check_access_scripts(template.read(), json.load(seeded), work)
         cluster.settle()
-        results["pgbench_check_access_c50"] = pgbench.run("check_access", script, READ_CONNECTIONS)
+        results["pgbench_check_access_c50"] = pgbench.run("check_access", scripts, READ_CONNECTIONS)
 
         second = start("b")
         cluster.settle()
@@ -261,7 +270,7 @@ def run(arguments, orgd_class):
         results["orgd1_answer_consent_c64"] = first.bench("--call", "answer-consent", "--connections", str(WRITE_CONNECTIONS), *common)
         cluster.settle()
         creates = os.path.join(HERE, "pgbench", "create_org.sql")
-        results["pgbench_create_org_c64"] = pgbench.run("create_org", creates, WRITE_CONNECTIONS)
+        results["pgbench_create_org_c64"] = pgbench.run("create_org", [creates], WRITE_CONNECTIONS)
         # For reference: the same without the advisory lock that orders the
         # change feed, which holds every writer until the one before has
         # committed (and flushed).
@@ -269,7 +278,7 @@ def run(arguments, orgd_class):
         with open(creates) as script, open(unordered, "w") as out:
             out.writelines(line for line in script if "pg_advisory_xact_lock" not in line)
         cluster.settle()
-        reference = pgbench.run("create_org_unordered", unordered, WRITE_CONNECTIONS)
+        reference = pgbench.run("create_org_unordered", [unordered], WRITE_CONNECTIONS)
         # Without the lock, inserts conflict far more often: a transaction
         # that failed all its tries is counted, not a reason to stop.
         reference["failed_after_all_tries"] = reference["status"].pop("failed", 0)

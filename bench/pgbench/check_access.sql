@@ -6,8 +6,9 @@
 --
 -- bench/postgres.py repeats this body once per (agent, patient, scope) drawn
 -- from the seeded data, putting the ids in where {agent}, {patient},
--- {system} and {code} stand, and picks one per transaction with \if on a
--- random number (pgbench's variables hold numbers only). :now is the run's
+-- {system} and {code} stand, 8 to a script and 128 scripts; pgbench picks a
+-- script per transaction and in it one check with \if on a random number
+-- (pgbench's variables hold numbers only). :now is the run's
 -- start in microseconds (orgd passes the call's time). The scope's id comes
 -- from the lookup's answer, as in orgd.
 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
