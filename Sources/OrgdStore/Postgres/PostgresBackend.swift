@@ -155,7 +155,27 @@ final class PostgresBackend: Sendable {
     private func transaction<T: Sendable>(_ begin: String, _ body: @escaping @Sendable (PostgresExecutor) throws -> T) async throws -> T {
         let logger = self.logger
         let threads = self.threads
-        return try await Self.withLeaseTimeout(Self.leaseTimeout) { [client] in
+        do {
+            return try await leased(begin, body, logger: logger, threads: threads)
+        } catch let error as RPCError {
+            throw error
+        } catch let error as PSQLError {
+            throw error
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            // What the pool and the socket throw when the server is gone
+            // (a refused or missing socket, a connect timeout, the circuit
+            // breaker): an outage, never INTERNAL.
+            logger.debug("PostgreSQL unreachable", metadata: ["error": "\(error)"])
+            throw RPCError(.unavailable, "PostgreSQL is unreachable (\(type(of: error))); retry")
+        }
+    }
+
+    private func leased<T: Sendable>(
+        _ begin: String, _ body: @escaping @Sendable (PostgresExecutor) throws -> T, logger: Logger, threads: NIOThreadPool
+    ) async throws -> T {
+        try await Self.withLeaseTimeout(Self.leaseTimeout) { [client] in
             try await client.withConnection { connection in
                 try await threads.runIfActive {
                     let executor = PostgresExecutor(connection: connection, logger: logger)
