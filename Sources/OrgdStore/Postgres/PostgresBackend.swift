@@ -209,12 +209,20 @@ final class PostgresBackend: Sendable {
                 if let value = result { return value }
                 // The timer fired: stop waiting for a connection.
                 group.cancelAll()
+                // The cancelled wait ends with the pool's own cancellation
+                // error (ConnectionPoolError.requestCancelled, which is not
+                // public API), a CancellationError or PSQLError.queryCancelled:
+                // all mean "no connection came". A transaction already running
+                // finishes and its outcome is returned.
                 do {
                     while let late = try await group.next() {
                         if let value = late { return value }
                     }
-                } catch is CancellationError {
-                } catch let error as PSQLError where error.code == .queryCancelled || error.code == .poolClosed {
+                } catch let error as RPCError {
+                    throw error
+                } catch let error as PSQLError where error.code == .server {
+                    throw error
+                } catch {
                 }
                 throw RPCError(.unavailable, "no PostgreSQL connection within \(timeout): the database is down or every connection is busy; retry")
             }
