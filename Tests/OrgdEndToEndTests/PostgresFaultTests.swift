@@ -10,7 +10,13 @@ import Testing
 /// down, the daemon stays up, and service comes back by itself. The cluster
 /// is one of this test's own (scripts/postgres-cluster), since stopping the
 /// shared one would stop every other test.
-@Suite("PostgreSQL faults", .enabled(if: TestDatabase.postgresURL != nil, "needs PostgreSQL (scripts/postgres-cluster)"))
+/// It runs alone, in a step of its own of the test command
+/// (ORGD_TEST_FAULTS=1): once, beside the two-daemon tests in the parallel
+/// run, those hung waiting for PostgreSQL answers — not understood yet.
+@Suite(
+    "PostgreSQL faults",
+    .enabled(if: TestDatabase.postgresURL != nil && ProcessInfo.processInfo.environment["ORGD_TEST_FAULTS"] == "1", "set ORGD_TEST_FAULTS=1 (scripts/test runs it alone)"),
+    .timeLimit(.minutes(5)))
 struct PostgresFaultTests {
     static let script = Subprocess.repositoryRoot.appendingPathComponent("scripts/postgres-cluster").path
 

@@ -9,7 +9,7 @@ import Testing
 /// Two orgd over one PostgreSQL database, each with its own connection
 /// pool, driven with conflicting writes at the same moment: the invariants
 /// hold, and every caller hears the truth — OK only for what committed.
-@Suite("two daemons over one PostgreSQL database", .enabled(if: TestDatabase.postgresURL != nil, "needs ORGD_TEST_POSTGRES_URL"))
+@Suite("two daemons over one PostgreSQL database", .enabled(if: TestDatabase.postgresURL != nil, "needs ORGD_TEST_POSTGRES_URL"), .timeLimit(.minutes(5)))
 struct TwoDaemonTests {
     /// Runs `body` with two daemons over one fresh database.
     static func withTwoDaemons(_ body: (TestDaemon, TestDaemon) async throws -> Void) async throws {
