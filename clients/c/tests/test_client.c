@@ -18,20 +18,7 @@
 #include "orgd_client.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "orgd/v1/organization.pb-c.h"
-
-static int passed, failed;
-
-#define CHECK(condition, ...)                                   \
-    do {                                                        \
-        if (condition) {                                        \
-            passed++;                                           \
-        } else {                                                \
-            failed++;                                           \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);          \
-            printf(__VA_ARGS__);                                \
-            printf("\n");                                       \
-        }                                                       \
-    } while (0)
+#include "check.h"
 
 static uint8_t *from_hex(const char *hex, size_t *length) {
     size_t n = strlen(hex) / 2;

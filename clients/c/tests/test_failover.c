@@ -17,20 +17,7 @@
 
 #include "orgd_client.h"
 #include "orgd/v1/organization.pb-c.h"
-
-static int passed, failed;
-
-#define CHECK(condition, ...)                                   \
-    do {                                                        \
-        if (condition) {                                        \
-            passed++;                                           \
-        } else {                                                \
-            failed++;                                           \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);          \
-            printf(__VA_ARGS__);                                \
-            printf("\n");                                       \
-        }                                                       \
-    } while (0)
+#include "check.h"
 
 static const char *service = "orgd.v1.OrganizationService";
 
