@@ -179,6 +179,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if let closing = machine.drainReadSettled() { perform(closing, context: context) }
+        context.fireChannelReadComplete()
+    }
+
     /// Holds the channel's reads while answers are backed up.
     func read(context: ChannelHandlerContext) {
         switch machine.readRequested(writable: context.channel.isWritable) {
@@ -239,6 +244,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 }
             }
             if drain.resumeReading { context.read() }
+            if drain.awaitRead {
+                context.eventLoop.assumeIsolated().scheduleTask(in: StateMachine.drainReadWait) {
+                    guard let closing = self.machine.drainReadSettled(), let context = self.context else { return }
+                    self.perform(closing, context: context)
+                }
+            }
             if let closing = drain.closing { perform(closing, context: context) }
         case ChannelEvent.inputClosed:
             // Half-close: the client has sent all it will; answer it all.

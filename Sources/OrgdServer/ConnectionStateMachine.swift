@@ -133,6 +133,8 @@ struct ConnectionStateMachine<Call> {
         var unstarted: CircularBuffer<InboundFrame>
         /// Issue the read that was held back.
         var resumeReading: Bool
+        /// Wait for a read to complete (`drainReadSettled`), at most `drainReadWait`.
+        var awaitRead: Bool
         var closing: Closing?
     }
 
@@ -190,6 +192,14 @@ struct ConnectionStateMachine<Call> {
     private var waiting = CircularBuffer<InboundFrame>()
     /// Whether a read the channel asked for is held back.
     private var readHeld = false
+    /// The drain began with the client's side open: what the client sent
+    /// before it may be in the socket still, and is read (and refused) before
+    /// the server shuts its side. Without this, NIO, which handles a
+    /// connection's write event before its read event, wrote the last answer
+    /// and shut the output first, and those calls went unanswered. Cleared
+    /// when a read completes, or when the wait for one runs out
+    /// (`drainReadWait`: nothing was there).
+    private var drainReadPending = false
     /// Answers asked for and not yet reported written.
     private var unwrittenAnswers = 0
     private var lastStreamID: UInt32 = 0
@@ -383,11 +393,13 @@ struct ConnectionStateMachine<Call> {
 
     /// The server shuts down.
     mutating func drainRequested() -> DrainAction {
+        if phase == .serving { drainReadPending = true }
         switch phase {
         case .serving: phase = .draining
         case .halfClosed: phase = .halfClosed(draining: true)
         case .draining: break
-        case .outputClosed, .closed: return DrainAction(unstarted: CircularBuffer(initialCapacity: 0), resumeReading: false, closing: nil)
+        case .outputClosed, .closed:
+            return DrainAction(unstarted: CircularBuffer(initialCapacity: 0), resumeReading: false, awaitRead: false, closing: nil)
         }
         // Frames held back by back-pressure never started: say so, and read
         // on, answering what the client sent before the drain the same way.
@@ -396,11 +408,23 @@ struct ConnectionStateMachine<Call> {
         unwrittenAnswers += unstarted.lazy.filter { Self.unstartedStream(of: $0) != nil }.count
         let resumeReading = readHeld
         readHeld = false
-        return DrainAction(unstarted: unstarted, resumeReading: resumeReading, closing: closeIfDone())
+        return DrainAction(unstarted: unstarted, resumeReading: resumeReading, awaitRead: drainReadPending, closing: closeIfDone())
+    }
+
+    /// How long the drain waits for a read, when the socket turns out to
+    /// hold nothing.
+    static var drainReadWait: TimeAmount { .milliseconds(100) }
+
+    /// A read completed, or `drainReadWait` passed after the drain began.
+    mutating func drainReadSettled() -> Closing? {
+        guard drainReadPending else { return nil }
+        drainReadPending = false
+        return closeIfDone()
     }
 
     /// The client shut its write side (half-close): answer it all, then close.
     mutating func inputClosed() -> Closing? {
+        drainReadPending = false
         switch phase {
         case .serving: phase = .halfClosed(draining: false)
         case .draining: phase = .halfClosed(draining: true)
@@ -424,7 +448,7 @@ struct ConnectionStateMachine<Call> {
     /// Once the connection is ending (drain or half-close) and every call
     /// read has been answered and written out: how to end it.
     private mutating func closeIfDone() -> Closing? {
-        guard inFlight.isEmpty, waiting.isEmpty, unwrittenAnswers == 0 else { return nil }
+        guard inFlight.isEmpty, waiting.isEmpty, unwrittenAnswers == 0, !drainReadPending else { return nil }
         switch phase {
         case .halfClosed:
             phase = .closed

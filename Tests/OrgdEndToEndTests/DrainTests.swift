@@ -89,27 +89,45 @@ struct DrainTests {
         request.method = "ListOrganizations"
         request.payload = Data(payload)
         let body: [UInt8] = try request.serializedBytes()
-        let frames = (0..<300).flatMap { RawSocket.frame(streamID: UInt32(2 * $0 + 1), body: body) }
-        // The sender may have to wait: the server stops reading.
-        let sending = Task { try? await socket.send(frames) }
-        // Back-pressure has held the rest once some calls ran and the count
-        // then stays put for a second (the client reads nothing). Under TSan
-        // with the whole suite at once the first answer can take seconds, so
-        // an unchanged zero is no plateau; the deadline is a hang guard.
+        let frames = (0..<300).map { RawSocket.frame(streamID: UInt32(2 * $0 + 1), body: body) }
+        // The client sends ten calls at a time, each batch once all but the
+        // last have run: sent at once, a server slowed by a loaded machine
+        // read all 300 before the first answer, and nothing was held back.
+        // It never reads, so the answers back up, the server stops reading,
+        // and a batch stays unread.
+        let method = Self.method
+        let sending = Task {
+            for start in stride(from: 0, to: frames.count, by: 10) {
+                while daemon.answeredCalls(method) < start - 10 {
+                    if Task.isCancelled { return }
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+                try? await socket.send(Array(frames[start..<start + 10].joined()))
+            }
+        }
+        // Held back: some calls ran, bytes the client sent wait unread, and
+        // the count then stays put for a second. The deadline is a hang guard.
         var (ran, steady) = (daemon.answeredCalls(Self.method), 0)
         let deadline = ContinuousClock.now + .seconds(180)
         while steady < 10 && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(100))
             let now = daemon.answeredCalls(Self.method)
-            (ran, steady) = (now, now == ran && now > 0 ? steady + 1 : 0)
+            (ran, steady) = (now, now == ran && now > 0 && socket.unreadByPeer > 0 ? steady + 1 : 0)
         }
         #expect(ran > 0 && ran < 300)
         let stopping = Task { await daemon.stop() }
+        // Reading frees room for answers, and the held calls would start: the
+        // client reads once the drain has begun (the server removes its
+        // socket file just before).
+        let path = daemon.bound.unixSocketPath!
+        #expect(try await ConnectionBudgetTests.eventually { !FileManager.default.fileExists(atPath: path) })
+        try await Task.sleep(for: .milliseconds(50))
         var codes: [Int32] = []
         while let (_, response) = try? await socket.receiveResponse() { codes.append(response.status.code) }
+        sending.cancel()
+        await sending.value
         socket.shutdownWrite()
         await stopping.value
-        await sending.value
         // Calls that were running when the drain began finish and count too.
         ran = daemon.answeredCalls(Self.method)
         #expect(codes.filter { $0 == 0 }.count == ran, "every call that ran is answered OK")

@@ -78,6 +78,13 @@ final class RawSocket: @unchecked Sendable {
         _ = shutdown(fd, Int32(SHUT_WR))
     }
 
+    /// Bytes this socket sent that the server has not read yet (Linux's
+    /// SIOCOUTQ): more than zero while the server holds its reads back.
+    var unreadByPeer: Int {
+        var count: Int32 = 0
+        return ioctl(fd, UInt(TIOCOUTQ), &count) == 0 ? Int(count) : 0
+    }
+
     func send(_ bytes: [UInt8]) async throws {
         try await Self.offPool { try self.sendBlocking(bytes) }
     }

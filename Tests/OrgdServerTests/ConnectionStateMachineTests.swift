@@ -119,6 +119,8 @@ struct ConnectionStateMachineTests {
         #expect(machine.frameRead(Self.frame(11, type: .data), writable: true) == .handle(.none))
         // Reads go on while draining, whatever the writability.
         #expect(machine.readRequested(writable: false) == .read)
+        // The resumed read completed; answers are still to write.
+        #expect(machine.drainReadSettled() == nil)
 
         // Three refusals to write (3, 7, 9) and the running call's answer.
         #expect(machine.answerWritten() == nil)
@@ -136,12 +138,42 @@ struct ConnectionStateMachineTests {
         #expect(machine.lingerExpired() == nil)
     }
 
-    @Test("drain with nothing in flight shuts the write side at once; a client that never closes is closed after the linger")
+    @Test("a drain that resumes a held read shuts the write side only once that read completes, though every answer is written")
+    func drainReadsWhatWasSent() throws {
+        var machine = Machine(limits: Self.unixLimits)
+        try Self.start(&machine, 1)
+        #expect(machine.callAnswered(streamID: 1, authenticated: true) == .write("call 1", cancelAuthenticationTimer: false))
+        #expect(machine.readRequested(writable: false) == .hold)
+        let drain = machine.drainRequested()
+        #expect(drain.unstarted.isEmpty && drain.resumeReading && drain.closing == nil)
+        // The last answer is written before the read comes back: not done yet.
+        #expect(machine.answerWritten() == nil)
+        #expect(machine.phase == .draining)
+        // The read brings a call the client sent before the drain: refused.
+        #expect(machine.frameRead(try Self.request(3), writable: true) == .handle(.refuse(streamID: 3, error: Machine.unstartedRefusal)))
+        #expect(machine.drainReadSettled() == nil)
+        #expect(machine.answerWritten() == .shutOutput(resumeReading: false))
+        // Settling again (the wait running out) changes nothing.
+        #expect(machine.drainReadSettled() == nil)
+        #expect(machine.phase == .outputClosed)
+    }
+
+    @Test("a drain that resumes a held read with nothing in the socket shuts the write side when the wait runs out")
+    func drainReadWaitRunsOut() {
+        var machine = Machine(limits: Self.unixLimits)
+        #expect(machine.readRequested(writable: false) == .hold)
+        let drain = machine.drainRequested()
+        #expect(drain.resumeReading && drain.closing == nil)
+        #expect(machine.drainReadSettled() == .shutOutput(resumeReading: false))
+    }
+
+    @Test("drain with nothing in flight shuts the write side after one read (or the wait for it); a client that never closes is closed after the linger")
     func drainIdle() {
         var machine = Machine(limits: Self.unixLimits)
         let drain = machine.drainRequested()
-        #expect(drain.unstarted.isEmpty)
-        #expect(drain.closing == .shutOutput(resumeReading: false))
+        #expect(drain.unstarted.isEmpty && !drain.resumeReading && drain.awaitRead)
+        #expect(drain.closing == nil)
+        #expect(machine.drainReadSettled() == .shutOutput(resumeReading: false))
         #expect(machine.drainRequested().closing == nil)
         #expect(machine.lingerExpired() == .close)
         #expect(machine.phase == .closed)
@@ -266,6 +298,7 @@ struct ConnectionStateMachineTests {
         #expect(machine.drainRequested().closing == nil)
         #expect(machine.deadlineFired(streamID: 1) == .expire("call 1", answer: true))
         #expect(machine.phase == .draining)
+        #expect(machine.drainReadSettled() == nil)
         #expect(machine.answerWritten() == .shutOutput(resumeReading: false))
     }
 
