@@ -8,11 +8,19 @@ public struct CallOptions: Sendable {
     public var metadata: [(key: String, value: String)]
     /// Makes a create safe to retry (`idempotency-key`).
     public var idempotencyKey: String?
+    /// Sent as `orgd-consistency-token`: the call is answered from a state
+    /// at least as fresh as the write whose answer carried the token
+    /// (`OrgdConnection.consistencyToken`, or one another process passed on).
+    public var consistencyToken: String?
 
-    public init(timeout: Duration? = nil, metadata: [(key: String, value: String)] = [], idempotencyKey: String? = nil) {
+    public init(
+        timeout: Duration? = nil, metadata: [(key: String, value: String)] = [], idempotencyKey: String? = nil,
+        consistencyToken: String? = nil
+    ) {
         self.timeout = timeout
         self.metadata = metadata
         self.idempotencyKey = idempotencyKey
+        self.consistencyToken = consistencyToken
     }
 
     /// How long past the timeout the client still waits, so that the

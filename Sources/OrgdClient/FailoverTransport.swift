@@ -31,7 +31,7 @@ final class FailoverTransport: OrgdCallTransport {
         _ = try await rotation.connection()
     }
 
-    func send(_ call: OutgoingCall) async throws -> [UInt8] {
+    func send(_ call: OutgoingCall) async throws -> IncomingAnswer {
         // Each address at most once for a call that no daemon has run.
         var unsent: [String] = []
         while true {

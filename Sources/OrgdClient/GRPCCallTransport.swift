@@ -52,7 +52,7 @@ final class GRPCCallTransport: OrgdCallTransport {
         connections = Task { try? await client.runConnections() }
     }
 
-    func send(_ call: OutgoingCall) async throws -> [UInt8] {
+    func send(_ call: OutgoingCall) async throws -> IncomingAnswer {
         var metadata = Metadata()
         metadata.reserveCapacity(call.metadata.count + 1)
         for (key, value) in call.metadata { metadata.addString(value, forKey: key) }
@@ -64,7 +64,7 @@ final class GRPCCallTransport: OrgdCallTransport {
         let nanoseconds = max(1, OrgdConnection.nanoseconds(timeout))
         metadata.replaceOrAddString(GRPCTimeout.header(nanoseconds: nanoseconds), forKey: "grpc-timeout")
         guard nanoseconds <= Int64.max - CallOptions.deadlineGrace else { return try await unary(call, metadata) }
-        return try await withThrowingTaskGroup(of: [UInt8].self) { group in
+        return try await withThrowingTaskGroup(of: IncomingAnswer.self) { group in
             group.addTask { [metadata] in try await self.unary(call, metadata) }
             group.addTask {
                 try await Task.sleep(for: .nanoseconds(nanoseconds + CallOptions.deadlineGrace))
@@ -76,7 +76,7 @@ final class GRPCCallTransport: OrgdCallTransport {
         }
     }
 
-    private func unary(_ call: OutgoingCall, _ metadata: Metadata) async throws -> [UInt8] {
+    private func unary(_ call: OutgoingCall, _ metadata: Metadata) async throws -> IncomingAnswer {
         guard !closed.load(ordering: .acquiring) else { throw OrgdCore.RPCError(.unavailable, "the connection is closed") }
         var options = GRPCCore.CallOptions.defaults
         options.maxResponseMessageBytes = maximumMessageLength
@@ -86,7 +86,13 @@ final class GRPCCallTransport: OrgdCallTransport {
             return try await client.unary(
                 request: ClientRequest(message: call.payload, metadata: metadata), descriptor: call.method,
                 serializer: RawBytes(), deserializer: RawBytes(), options: options
-            ) { response in try response.message }
+            ) { response in
+                let headers: [(key: String, value: String)] = response.metadata.compactMap { key, value in
+                    guard case .string(let text) = value else { return nil }
+                    return (key: key, value: text)
+                }
+                return IncomingAnswer(payload: try response.message, metadata: headers)
+            }
         } catch let error as GRPCCore.RPCError {
             throw Self.orgdError(error)
         } catch {

@@ -1,5 +1,6 @@
 import Foundation
 import struct GRPCCore.MethodDescriptor
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -23,6 +24,30 @@ public final class OrgdConnection: Sendable {
     private let carrier: Carrier
     private let token: String?
     private let actAs: String?
+    private let newestToken = NIOLockedValueBox<(revision: Int64, token: String)?>(nil)
+
+    /// The consistency token of the newest write answered on this
+    /// connection (nil before the first): pass it in
+    /// `CallOptions.consistencyToken` — on this connection, another, or to
+    /// another process — and that call is answered from a state at least
+    /// as fresh as every write this connection made (read your writes, also
+    /// after failing over to another daemon).
+    public var consistencyToken: String? { newestToken.withLockedValue { $0?.token } }
+
+    /// Keeps `answer`'s token if it is newer than the one kept.
+    private func note(_ metadata: some Sequence<(key: String, value: String)>) {
+        guard let token = metadata.first(where: { $0.key == ConsistencyTokens.metadataKey })?.value,
+              let revision = ConsistencyTokens.revision(of: token)
+        else { return }
+        newestToken.withLockedValue { newest in
+            if newest.map({ $0.revision < revision }) ?? true { newest = (revision, token) }
+        }
+    }
+
+    private func note(_ response: Ttrpc_Response) {
+        guard !response.metadata.isEmpty else { return }
+        note(response.metadata.lazy.map { (key: $0.key, value: $0.value) })
+    }
     /// Where the connection goes; nil for a transport the caller brought,
     /// and for several addresses (`endpoints`).
     public let endpoint: OrgdEndpoint?
@@ -151,7 +176,8 @@ public final class OrgdConnection: Sendable {
             return try await call(service: descriptor.service.fullyQualifiedService, method: descriptor.method, request: request, options: options)
         }
         let answer = try await transport.send(outgoing(descriptor, payload: try request.serializedBytes(), options: options))
-        return try Self.decode(answer)
+        note(answer.metadata)
+        return try Self.decode(answer.payload)
     }
 
     /// Calls `service`/`method` by name (for tools; the generated clients
@@ -176,7 +202,9 @@ public final class OrgdConnection: Sendable {
             guard response.status.code == 0 else { throw RPCError(status: response.status) }
             return [UInt8](response.payload)
         case .transport(let transport):
-            return try await transport.send(outgoing(descriptor, payload: payload, options: options))
+            let answer = try await transport.send(outgoing(descriptor, payload: payload, options: options))
+            note(answer.metadata)
+            return answer.payload
         }
     }
 
@@ -196,6 +224,7 @@ public final class OrgdConnection: Sendable {
         if let token { metadata.append(("authorization", "Bearer \(token)")) }
         if let actAs { metadata.append(("orgd-act-as", actAs)) }
         if let key = options.idempotencyKey { metadata.append(("idempotency-key", key)) }
+        if let token = options.consistencyToken { metadata.append((ConsistencyTokens.metadataKey, token)) }
         for (key, value) in options.metadata { metadata.append((key.lowercased(), value)) }
         return OutgoingCall(method: descriptor, payload: payload, metadata: metadata, timeout: options.timeout)
     }
@@ -227,15 +256,18 @@ public final class OrgdConnection: Sendable {
         if let token { add("authorization", "Bearer \(token)") }
         if let actAs { add("orgd-act-as", actAs) }
         if let key = options.idempotencyKey { add("idempotency-key", key) }
+        if let token = options.consistencyToken { add(ConsistencyTokens.metadataKey, token) }
         for (key, value) in options.metadata { add(key, value) }
         request.metadata = metadata
-        return try await Self.send(request, timeout: options.timeout, on: channel)
+        let response = try await Self.send(request, timeout: options.timeout, on: channel)
+        note(response)
+        return response
     }
 
     /// Sends `call` as it is, its metadata already assembled (by the
     /// `OrgdConnection` in front of a `FailoverTransport`), and returns the
-    /// answer's bytes; a failed call throws `RPCError`.
-    func send(_ call: OutgoingCall) async throws -> [UInt8] {
+    /// answer; a failed call throws `RPCError`.
+    func send(_ call: OutgoingCall) async throws -> IncomingAnswer {
         let channel: Channel
         switch carrier {
         case .ttrpc(let ttrpc): channel = ttrpc
@@ -253,7 +285,7 @@ public final class OrgdConnection: Sendable {
         }
         let response = try await Self.send(request, timeout: call.timeout, on: channel)
         guard response.status.code == 0 else { throw RPCError(status: response.status) }
-        return [UInt8](response.payload)
+        return IncomingAnswer(payload: [UInt8](response.payload), metadata: response.metadata.map { (key: $0.key, value: $0.value) })
     }
 
     /// Whether calls can still go out: false once a ttrpc connection has

@@ -68,6 +68,12 @@ public nonisolated struct Ttrpc_Response: Sendable {
 
   public var payload: Data = Data()
 
+  /// orgd's addition, which containerd's ttrpc does not have: the answer's
+  /// metadata (`orgd-consistency-token` on a write's answer). A ttrpc client
+  /// that does not know the field skips it, as protobuf skips any unknown
+  /// field, so containerd's client still reads orgd's answers.
+  public var metadata: [Ttrpc_KeyValue] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -146,7 +152,7 @@ nonisolated extension Ttrpc_Request: SwiftProtobuf.Message, SwiftProtobuf._Messa
 
 nonisolated extension Ttrpc_Response: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Response"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}status\0\u{1}payload\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}status\0\u{1}payload\0\u{1}metadata\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -156,6 +162,7 @@ nonisolated extension Ttrpc_Response: SwiftProtobuf.Message, SwiftProtobuf._Mess
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularMessageField(value: &self._status) }()
       case 2: try { try decoder.decodeSingularBytesField(value: &self.payload) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.metadata) }()
       default: break
       }
     }
@@ -172,12 +179,16 @@ nonisolated extension Ttrpc_Response: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if !self.payload.isEmpty {
       try visitor.visitSingularBytesField(value: self.payload, fieldNumber: 2)
     }
+    if !self.metadata.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.metadata, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ttrpc_Response, rhs: Ttrpc_Response) -> Bool {
     if lhs._status != rhs._status {return false}
     if lhs.payload != rhs.payload {return false}
+    if lhs.metadata != rhs.metadata {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

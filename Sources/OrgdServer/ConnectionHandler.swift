@@ -381,11 +381,20 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 return
             }
             let frame = Envelope.responseFrame(
-                streamID: streamID, status: outcome.status, payload: outcome.payload,
+                streamID: streamID, status: outcome.status, payload: outcome.payload, metadata: Self.metadata(of: outcome),
                 maximumLength: limits.maximumFrameLength, allocator: context.channel.allocator
             )
             send(frame, context: context)
         }
+    }
+
+    /// The answer's metadata: a write's consistency token.
+    private static func metadata(of outcome: CallOutcome) -> [Ttrpc_KeyValue] {
+        guard let token = outcome.consistencyToken else { return [] }
+        var entry = Ttrpc_KeyValue()
+        entry.key = ConsistencyToken.metadataKey
+        entry.value = token
+        return [entry]
     }
 
     // MARK: - Writing and ending

@@ -14,6 +14,9 @@ public struct CallOutcome: Sendable {
     /// operator, or a health check without one), whatever the call's result.
     /// A TCP connection that never makes such a call is closed.
     public var authenticated = false
+    /// For a write that succeeded: the revision it committed under, as an
+    /// opaque token for the answer's `orgd-consistency-token` metadata.
+    public var consistencyToken: String?
     public var code: StatusCode { StatusCode(wireValue: status.code) }
 }
 
@@ -117,6 +120,7 @@ public struct Dispatcher: Sendable {
                 let principal = try anonymous(handler, metadata) ?? Authenticator.authenticate(metadata, transport: connection.transport, tx)
                 authenticated = true
                 try handler.rule.check(principal, method: handler.fullName)
+                try ConsistencyToken.check(metadata, key: store.pageTokenKey, latest: tx.latestRevision)
                 let context = CallContext(
                     principal: principal, connection: connection, metadata: metadata, method: handler.fullName,
                     logger: callLogger(method: handler.fullName, metadata: metadata, connection: connection), store: store)
@@ -207,10 +211,17 @@ public struct Dispatcher: Sendable {
             try handler.rule.check(principal, method: method)
             // Audited calls get their audit record once past the access check
             // on the request (in `MethodTable.add`), not before.
+            if metadata[ConsistencyToken.metadataKey] != nil {
+                let latest = try await store.latestRevision()
+                try ConsistencyToken.check(metadata, key: store.pageTokenKey) { latest }
+            }
             let context = CallContext(principal: principal, connection: connection, metadata: metadata, method: method, logger: logger, store: store)
-            let answer = try await handler.call(context, payload)
+            let committed = CommittedRevision()
+            let answer = try await CommittedRevision.$current.withValue(committed) { try await handler.call(context, payload) }
             logger.debug("call ok")
-            return CallOutcome(status: Self.okStatus, payload: answer, authenticated: true)
+            var outcome = CallOutcome(status: Self.okStatus, payload: answer, authenticated: true)
+            outcome.consistencyToken = committed.revision.map { ConsistencyToken.encode($0, key: store.pageTokenKey) }
+            return outcome
         } catch {
             var outcome = failure(error, method: method)
             outcome.authenticated = authenticated

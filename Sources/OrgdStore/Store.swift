@@ -132,20 +132,31 @@ public struct Store: Sendable {
             let before = tx.totalChanges
             let result = try body(tx)
             // A write that changed no row (a bulk invite whose rows were all
-            // refused, an idempotent repeat) leaves no audit row and no revision.
-            if tx.totalChanges != before {
-                if let audit { try tx.appendAudit(audit) }
-                try tx.recordRevision()
-            }
-            return result
+            // refused, an idempotent repeat) leaves no audit row and no
+            // revision; its answer is as fresh as the newest revision it saw.
+            guard tx.totalChanges != before else { return Committed(result: result, revision: try tx.latestRevision()) }
+            if let audit { try tx.appendAudit(audit) }
+            return Committed(result: result, revision: try tx.recordRevision())
         }
-        return try await mapErrors {
+        let committed = try await mapErrors {
             // The backend hands back exactly what `job` returned.
             switch backend {
-            case .sqlite(let sqlite): try await sqlite.writer.submit(job) as! T
-            case .postgres(let postgres): try await postgres.write(now: clock, job) as! T
+            case .sqlite(let sqlite): try await sqlite.writer.submit(job) as! Committed<T>
+            case .postgres(let postgres): try await postgres.write(now: clock, job) as! Committed<T>
             }
         }
+        CommittedRevision.current?.note(committed.revision)
+        return committed.result
+    }
+
+    private struct Committed<T: Sendable>: Sendable {
+        var result: T
+        var revision: Int64
+    }
+
+    /// The newest revision committed, as a read sees it now.
+    public func latestRevision() async throws -> Int64 {
+        try await read { try $0.latestRevision() }
     }
 
     /// A write that a client may safely retry: the first result for

@@ -42,25 +42,35 @@ public struct ChangeCursor: Sendable, Hashable {
 extension StoreTransaction {
     /// Gives this write its revision: the next one, in commit order, and
     /// files the entities the triggers recorded under it. Runs last in each
-    /// write that changed a row (`Store.write`).
+    /// write that changed a row (`Store.write`); returns the revision.
     ///
     /// SQLite has one writer, so the revision after the newest is the next
     /// in commit order. On PostgreSQL, writers commit concurrently: a
     /// transaction advisory lock, taken here and held to the commit, orders
     /// the commits of all writers, so a revision becomes visible only after
     /// every smaller one has — a reader can never see n+1 and miss n.
-    func recordRevision() throws {
+    func recordRevision() throws -> Int64 {
         switch dialect {
         case .sqlite:
-            let revision = (try fetchValue(Int64.self, "SELECT max(revision) FROM change_revision") ?? 0) + 1
+            let revision = try latestRevision() + 1
             try execute("INSERT INTO change_revision (revision, tx_key, commit_time) VALUES (?, ?, ?)", [revision, revision, now.storedMicros])
             try execute("UPDATE change_entry SET tx_key = ? WHERE tx_key IS NULL", [revision])
+            return revision
         case .postgres:
             _ = try fetchAll("SELECT pg_advisory_xact_lock(?)", [Self.changeFeedLock])
-            try execute(
-                "INSERT INTO change_revision (revision, tx_key, commit_time) VALUES (nextval('change_revision_seq'), txid_current(), ?)",
+            guard let revision = try fetchValue(
+                Int64.self,
+                "INSERT INTO change_revision (revision, tx_key, commit_time) VALUES (nextval('change_revision_seq'), txid_current(), ?) RETURNING revision",
                 [now.storedMicros])
+            else { throw RPCError(.internal, "the change feed gave this write no revision") }
+            return revision
         }
+    }
+
+    /// The newest revision this transaction sees committed (0 before the
+    /// first write).
+    public func latestRevision() throws -> Int64 {
+        try fetchValue(Int64.self, "SELECT max(revision) FROM change_revision") ?? 0
     }
 
     /// The key of the transaction advisory lock that orders commits on
@@ -69,7 +79,7 @@ extension StoreTransaction {
 
     /// Entities changed after `cursor`, oldest first: at most `limit`.
     public func listChanges(after cursor: ChangeCursor, limit: Int) throws -> ChangePage {
-        let latest = try fetchValue(Int64.self, "SELECT max(revision) FROM change_revision") ?? 0
+        let latest = try latestRevision()
         let rows = try fetchAll(
             """
             SELECT r.revision, r.commit_time, e.seq, e.kind, e.entity_id

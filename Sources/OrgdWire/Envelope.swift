@@ -31,12 +31,13 @@ public enum Envelope {
     /// stream: the caller learns to ask for less (a smaller page) instead of
     /// getting a frame it must refuse, or a trap.
     public static func responseFrame(
-        streamID: UInt32, status: Google_Rpc_Status, payload: [UInt8] = [],
+        streamID: UInt32, status: Google_Rpc_Status, payload: [UInt8] = [], metadata: [Ttrpc_KeyValue] = [],
         maximumLength: Int = FrameDecoder.defaultMaximumFrameLength, allocator: ByteBufferAllocator
     ) -> ByteBuffer {
         var response = Ttrpc_Response()
         response.status = status
         response.payload = Data(payload)
+        response.metadata = metadata
         // Serialising a message built in memory cannot fail.
         var bytes: [UInt8] = (try? response.serializedBytes()) ?? []
         let limit = min(maximumLength, Int(UInt32.max))

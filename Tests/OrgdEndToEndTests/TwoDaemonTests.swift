@@ -192,9 +192,78 @@ struct TwoDaemonTests {
             let fromTwo = try await ChangeFeedTests.allChanges(second)
             #expect(fromOne.changes == fromTwo.changes && fromOne.latest == fromTwo.latest)
             #expect(fromOne.changes.filter { $0.kind == "organization" }.count == 5)
+            // A write's consistency token from one daemon is good on the other.
+            _ = try await MembershipEndToEndTests.organization(first, "Token")
+            let token = try #require(first.connection.consistencyToken)
+            #expect(try await second.organizations.listOrganizations(.init(), options: CallOptions(consistencyToken: token)).organizations.count == 6)
             await first.close()
             await second.close()
         }
+    }
+
+    @Test("one of two orgd processes is killed (SIGKILL) under writes: a client given both addresses goes on with the other, only calls in flight fail (UNAVAILABLE), and every write answered OK is there")
+    func oneDaemonKilled() async throws {
+        let database = try await TestDatabase.freshPostgres()
+        let directory = try TestDaemon.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var daemons: [DaemonProcess] = []
+        for index in 0..<2 {
+            let daemon = try DaemonProcess(directory: directory, arguments: ["--database", database.url, "--socket", "\(directory)/orgd\(index).sock"])
+            _ = try await daemon.waitUntilListening(count: 1)
+            daemons.append(daemon)
+        }
+        let client = try await OrgdClient.connect(to: [.unix(path: "\(directory)/orgd0.sock"), .unix(path: "\(directory)/orgd1.sock")])
+        let killed = ManagedFlag()
+        let victim = daemons[0]
+        let writers = 4
+        let results = try await withThrowingTaskGroup(of: (ok: [String], okAfterKill: Int, failures: [StatusCode]).self) { group in
+            for writer in 0..<writers {
+                group.addTask {
+                    var ok: [String] = []
+                    var okAfterKill = 0
+                    var failures: [StatusCode] = []
+                    // Until each writer has had 10 writes through after the kill.
+                    for index in 0..<400 where okAfterKill < 10 {
+                        let wasKilled = killed.isSet
+                        do {
+                            ok.append(try await MembershipEndToEndTests.organization(client, "K\(writer)-\(index)").id)
+                            if wasKilled { okAfterKill += 1 }
+                        } catch let error as RPCError {
+                            failures.append(error.code)
+                        }
+                    }
+                    return (ok, okAfterKill, failures)
+                }
+            }
+            group.addTask {
+                // Kill the first daemon while writes are in flight on it.
+                try await Task.sleep(for: .milliseconds(300))
+                _ = try await victim.stop(signal: SIGKILL)
+                killed.set()
+                return ([], 0, [])
+            }
+            var all: [(ok: [String], okAfterKill: Int, failures: [StatusCode])] = []
+            for try await result in group { all.append(result) }
+            return all
+        }
+        let acknowledged = results.flatMap(\.ok)
+        let failures = results.flatMap(\.failures)
+        #expect(daemons[0].process.terminationReason == .uncaughtSignal)
+        #expect(results.filter { !$0.ok.isEmpty }.allSatisfy { $0.okAfterKill >= 10 }, "every writer went on after the kill")
+        #expect(failures.allSatisfy { $0 == .unavailable }, "\(failures)")
+        #expect(failures.count <= writers, "at most the calls in flight at the kill fail: \(failures.count)")
+        // Every write answered OK is in the database, read from the survivor.
+        let survivor = try await OrgdClient.connect(to: .unix(path: "\(directory)/orgd1.sock"))
+        var request = Orgd_V1_ListOrganizationsRequest()
+        request.pageSize = 1000
+        let stored = Set(try await survivor.organizations.listOrganizations(request).organizations.map(\.id))
+        #expect(Set(acknowledged).isSubset(of: stored))
+        #expect(stored.count <= acknowledged.count + failures.count, "nothing was written that no caller asked for")
+        #expect(try await survivor.health.check().status == .serving)
+        await survivor.close()
+        await client.close()
+        #expect(try await daemons[1].stop() == 0)
+        await database.drop()
     }
 
     @Test("one of two daemons stops: the other keeps serving the same data")

@@ -13,12 +13,13 @@ struct InProcessTransport: OrgdCallTransport {
     let dispatcher: Dispatcher
     let connection: ConnectionInfo
 
-    func send(_ call: OutgoingCall) async throws -> [UInt8] {
+    func send(_ call: OutgoingCall) async throws -> IncomingAnswer {
         let outcome = await Self.dispatch(
             dispatcher, service: call.method.service.fullyQualifiedService, method: call.method.method,
             metadata: call.metadata, payload: call.payload, connection: connection)
         guard outcome.code == .ok else { throw RPCError(status: outcome.status) }
-        return outcome.payload
+        return IncomingAnswer(
+            payload: outcome.payload, metadata: outcome.consistencyToken.map { [(key: ConsistencyTokens.metadataKey, value: $0)] } ?? [])
     }
 
     func close() async {}

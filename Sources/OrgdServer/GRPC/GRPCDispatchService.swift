@@ -79,7 +79,7 @@ struct GRPCDispatchService: RegistrableRPCService {
         }
         switch answer {
         case .outcome(let outcome):
-            return Self.response(outcome.status, payload: outcome.payload)
+            return Self.response(outcome.status, payload: outcome.payload, consistencyToken: outcome.consistencyToken)
         case .deadlineExceeded:
             return Self.response(OrgdCore.RPCError(.deadlineExceeded, "the call's deadline (grpc-timeout) passed").status, payload: [])
         case .peerGone:
@@ -90,9 +90,14 @@ struct GRPCDispatchService: RegistrableRPCService {
     /// OK → the payload; anything else → the same code and message, with the
     /// whole `google.rpc.Status` (details included, e.g. BadRequest's field
     /// violations) in the `grpc-status-details-bin` trailer: gRPC's standard
-    /// rich-error model, which grpcio's `grpc_status` reads.
-    static func response(_ status: Google_Rpc_Status, payload: [UInt8]) -> ServerResponse<[UInt8]> {
-        guard status.code != StatusCode.ok.rawValue else { return ServerResponse(message: payload) }
+    /// rich-error model, which grpcio's `grpc_status` reads. A write's
+    /// consistency token travels in the answer's headers.
+    static func response(_ status: Google_Rpc_Status, payload: [UInt8], consistencyToken: String? = nil) -> ServerResponse<[UInt8]> {
+        guard status.code != StatusCode.ok.rawValue else {
+            var headers = GRPCCore.Metadata()
+            if let consistencyToken { headers.addString(consistencyToken, forKey: ConsistencyToken.metadataKey) }
+            return ServerResponse(message: payload, metadata: headers)
+        }
         var trailers = GRPCCore.Metadata()
         if let details: [UInt8] = try? status.serializedBytes() {
             trailers.addBinary(details, forKey: "grpc-status-details-bin")

@@ -68,7 +68,14 @@ typedef struct {
     char *message;        /* the status message, NUL-terminated (possibly "") */
     uint8_t *payload;     /* the response message, serialized; NULL when empty */
     size_t payload_len;
+    /* A write's consistency token (NUL-terminated), NULL when the answer
+       carried none. Send it back as metadata ORGD_CONSISTENCY_TOKEN_KEY on a
+       later call (to any daemon over the same database) to be answered from
+       a state at least as fresh as that write. */
+    char *consistency_token;
 } orgd_response;
+
+#define ORGD_CONSISTENCY_TOKEN_KEY "orgd-consistency-token"
 
 /* Connect. On failure return NULL and, if err is not NULL, set *err. */
 orgd_conn *orgd_connect_unix(const char *path, int *err);

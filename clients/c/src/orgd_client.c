@@ -334,6 +334,7 @@ void orgd_response_free(orgd_response *response) {
     if (!response) return;
     free(response->message);
     free(response->payload);
+    free(response->consistency_token);
     memset(response, 0, sizeof *response);
 }
 
@@ -444,6 +445,13 @@ static int decode_envelope(const uint8_t *data, size_t length, orgd_response *ou
         }
     }
     int failed = !out->message || (response->payload.len && !out->payload);
+    for (size_t i = 0; i < response->n_metadata && !failed; i++) {
+        const Ttrpc__KeyValue *entry = response->metadata[i];
+        if (entry->key && entry->value && strcmp(entry->key, ORGD_CONSISTENCY_TOKEN_KEY) == 0 && !out->consistency_token) {
+            out->consistency_token = strdup(entry->value);
+            failed = !out->consistency_token;
+        }
+    }
     ttrpc__response__free_unpacked(response, NULL);
     if (failed) {
         orgd_response_free(out);

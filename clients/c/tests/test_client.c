@@ -116,13 +116,18 @@ static void test_vectors(const char *path, const char *socket_path) {
     json_object_put(root);
 }
 
-static int call_message(orgd_conn *conn, const char *method, const ProtobufCMessage *message, orgd_response *out) {
+static int call_with(orgd_conn *conn, const char *method, const ProtobufCMessage *message,
+                     const orgd_metadata *metadata, size_t metadata_count, orgd_response *out) {
     size_t length = protobuf_c_message_get_packed_size(message);
     uint8_t *payload = malloc(length ? length : 1);
     protobuf_c_message_pack(message, payload);
-    int err = orgd_call(conn, "orgd.v1.OrganizationService", method, payload, length, NULL, 0, 5000000000LL, out);
+    int err = orgd_call(conn, "orgd.v1.OrganizationService", method, payload, length, metadata, metadata_count, 5000000000LL, out);
     free(payload);
     return err;
+}
+
+static int call_message(orgd_conn *conn, const char *method, const ProtobufCMessage *message, orgd_response *out) {
+    return call_with(conn, method, message, NULL, 0, out);
 }
 
 /* Create, read and list organisations over the Unix socket. */
@@ -138,7 +143,10 @@ static void test_organizations(const char *socket_path) {
     err = call_message(conn, "CreateOrganization", &create.base, &response);
     CHECK(err == ORGD_OK && response.code == 0, "create: %s %d", orgd_strerror(err), err == ORGD_OK ? response.code : -1);
     char id[64] = "";
+    char token[128] = "";
     if (err == ORGD_OK) {
+        CHECK(response.consistency_token && strlen(response.consistency_token) < sizeof token, "a write's answer carries a consistency token");
+        if (response.consistency_token) snprintf(token, sizeof token, "%s", response.consistency_token);
         Orgd__V1__Organization *created = orgd__v1__organization__unpack(NULL, response.payload_len, response.payload);
         CHECK(created && strcmp(created->name, "C Client Clinic") == 0 && created->version == 1 && created->active, "created organisation");
         if (created) snprintf(id, sizeof id, "%s", created->id);
@@ -153,9 +161,21 @@ static void test_organizations(const char *socket_path) {
     if (err == ORGD_OK) {
         Orgd__V1__GetOrganizationResponse *read = orgd__v1__get_organization_response__unpack(NULL, response.payload_len, response.payload);
         CHECK(read && read->organization && strcmp(read->organization->id, id) == 0, "get returns the organisation");
+        CHECK(response.consistency_token == NULL, "a read's answer carries no consistency token");
         orgd__v1__get_organization_response__free_unpacked(read, NULL);
         orgd_response_free(&response);
     }
+
+    /* The token sent back: answered; a garbled one: INVALID_ARGUMENT. */
+    orgd_metadata fresh[] = {{ORGD_CONSISTENCY_TOKEN_KEY, token}};
+    err = call_with(conn, "GetOrganization", &get.base, fresh, 1, &response);
+    CHECK(err == ORGD_OK && response.code == 0, "get with the write's consistency token");
+    if (err == ORGD_OK) orgd_response_free(&response);
+    orgd_metadata garbled[] = {{ORGD_CONSISTENCY_TOKEN_KEY, "garbled"}};
+    err = call_with(conn, "GetOrganization", &get.base, garbled, 1, &response);
+    CHECK(err == ORGD_OK && response.code == ORGD_STATUS_INVALID_ARGUMENT && strstr(response.message, ORGD_CONSISTENCY_TOKEN_KEY),
+          "a garbled consistency token is INVALID_ARGUMENT naming the key");
+    if (err == ORGD_OK) orgd_response_free(&response);
 
     Orgd__V1__ListOrganizationsRequest list = ORGD__V1__LIST_ORGANIZATIONS_REQUEST__INIT;
     err = call_message(conn, "ListOrganizations", &list.base, &response);

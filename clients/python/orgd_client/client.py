@@ -1,4 +1,5 @@
 """One connection to orgd, shared by any number of threads."""
+import base64
 import re
 import socket
 import ssl
@@ -23,6 +24,19 @@ _SERVICE_MODULES = {
 }
 
 
+CONSISTENCY_TOKEN_KEY = "orgd-consistency-token"
+
+
+def _token_revision(token):
+    """The revision in a consistency token (base64url of 8 bytes big-endian and
+    a 32-byte signature), only to keep the newer of two; None if malformed."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (ValueError, TypeError):
+        return None
+    return int.from_bytes(raw[:8], "big") if len(raw) == 40 else None
+
+
 def _snake(name):
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
@@ -42,13 +56,14 @@ class ServiceStub:
         request_class = message_factory.GetMessageClass(method.input_type)
         response_class = message_factory.GetMessageClass(method.output_type)
 
-        def call(request=None, *, timeout=None, metadata=(), idempotency_key=None, **fields):
+        def call(request=None, *, timeout=None, metadata=(), idempotency_key=None, consistency_token=None, **fields):
             if request is None:
                 request = request_class(**fields)
             elif fields:
                 raise TypeError("pass a request message or fields, not both")
             return self._client.call(self.name, method.name, request, response_class,
-                                     timeout=timeout, metadata=metadata, idempotency_key=idempotency_key)
+                                     timeout=timeout, metadata=metadata, idempotency_key=idempotency_key,
+                                     consistency_token=consistency_token)
 
         call.__name__ = _snake(method.name)
         call.__doc__ = f"{self.name}/{method.name}({method.input_type.name}) -> {method.output_type.name}"
@@ -148,6 +163,8 @@ class Client:
     def __init__(self, unix_path=None, address=None, token=None, act_as=None, timeout=None,
                  max_frame=wire.DEFAULT_MAX_FRAME, connect_timeout=10.0, tls=None, server_hostname=None,
                  addresses=None):
+        self._newest = None
+        self._newest_lock = threading.Lock()
         if addresses is not None:
             if unix_path is not None or address is not None:
                 raise ValueError("give addresses, or one of unix_path and address")
@@ -209,25 +226,59 @@ class Client:
 
     # -- calls --
 
-    def call(self, service, method, request, response_class, timeout=None, metadata=(), idempotency_key=None):
+    @property
+    def consistency_token(self):
+        """The consistency token of the newest write answered through this
+        client (None before the first). Pass it as ``consistency_token`` to a
+        later call — on any client of any daemon over the same database — and
+        that call is answered from a state at least as fresh as those writes."""
+        with self._newest_lock:
+            return self._newest[1] if self._newest else None
+
+    def _note(self, response):
+        for entry in response.metadata:
+            if entry.key != CONSISTENCY_TOKEN_KEY:
+                continue
+            revision = _token_revision(entry.value)
+            if revision is None:
+                continue
+            with self._newest_lock:
+                if self._newest is None or self._newest[0] < revision:
+                    self._newest = (revision, entry.value)
+
+    def call(self, service, method, request, response_class, timeout=None, metadata=(), idempotency_key=None,
+             consistency_token=None):
         """Calls a method with a request message; returns the response message
-        or raises OrgdError."""
+        or raises OrgdError. ``consistency_token`` (from a write's answer, see
+        ``consistency_token``) asks for a state at least that fresh."""
         response = self.call_raw(service, method, request.SerializeToString(), timeout=timeout,
-                                 metadata=metadata, idempotency_key=idempotency_key)
+                                 metadata=metadata, idempotency_key=idempotency_key,
+                                 consistency_token=consistency_token)
         if response.status.code != 0:
             raise OrgdError.from_status(response.status)
         result = response_class()
         result.ParseFromString(response.payload)
         return result
 
-    def call_raw(self, service, method, payload=b"", timeout=None, metadata=(), idempotency_key=None):
+    def call_raw(self, service, method, payload=b"", timeout=None, metadata=(), idempotency_key=None,
+                 consistency_token=None):
         """Calls a method with payload bytes; returns the ttrpc.Response
-        envelope whatever its status."""
+        envelope whatever its status (its ``metadata`` holds a write's
+        consistency token)."""
         if self._failover is not None:
-            return self._failover.call_raw(service, method, payload, timeout=timeout, metadata=metadata,
-                                           idempotency_key=idempotency_key)
+            response = self._failover.call_raw(service, method, payload, timeout=timeout, metadata=metadata,
+                                               idempotency_key=idempotency_key, consistency_token=consistency_token)
+            self._note(response)
+            return response
+        response = self._call_raw(service, method, payload, timeout, metadata, idempotency_key, consistency_token)
+        self._note(response)
+        return response
+
+    def _call_raw(self, service, method, payload, timeout, metadata, idempotency_key, consistency_token):
         timeout = self._timeout if timeout is None else timeout
         entries = list(metadata)
+        if consistency_token:
+            entries.append((CONSISTENCY_TOKEN_KEY, consistency_token))
         if self._token:
             entries.append(("authorization", f"Bearer {self._token}"))
         if self._act_as:

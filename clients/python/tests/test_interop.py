@@ -28,6 +28,27 @@ def test_create_get_and_list_over_unix(daemon):
             name="Python Practice", type="ORGANIZATION_TYPE_GP_PRACTICE", idempotency_key="py-1") == again
 
 
+def test_writes_answer_with_a_consistency_token_that_reads_take(daemon):
+    with Client(unix_path=daemon.socket, timeout=5) as client:
+        assert client.consistency_token is None
+        first = client.organizations.create_organization(name="Token One", type="ORGANIZATION_TYPE_DEPARTMENT")
+        one = client.consistency_token
+        assert one
+        client.organizations.list_organizations()
+        assert client.consistency_token == one, "a read carries no token"
+        client.organizations.create_organization(name="Token Two", type="ORGANIZATION_TYPE_DEPARTMENT")
+        two = client.consistency_token
+        assert two != one
+        changes = client.changes.list_changes().changes
+        revisions = [c.revision for c in changes if c.kind == "organization" and c.id == first.id]
+        assert revisions and max(c.revision for c in changes) > revisions[0]
+        assert client.organizations.get_organization(id=first.id, consistency_token=one).organization.name == "Token One"
+        with pytest.raises(OrgdError) as refused:
+            client.organizations.get_organization(id=first.id, consistency_token="garbled")
+        assert refused.value.code == StatusCode.INVALID_ARGUMENT
+        assert "orgd-consistency-token" in refused.value.message
+
+
 def test_errors_carry_the_status_code_and_the_field(daemon):
     with Client(unix_path=daemon.socket, timeout=5) as client:
         with pytest.raises(OrgdError) as missing:

@@ -232,7 +232,7 @@ const ProtobufCMessageDescriptor ttrpc__request__descriptor =
   (ProtobufCMessageInit) ttrpc__request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor ttrpc__response__field_descriptors[2] =
+static const ProtobufCFieldDescriptor ttrpc__response__field_descriptors[3] =
 {
   {
     "status",
@@ -258,15 +258,28 @@ static const ProtobufCFieldDescriptor ttrpc__response__field_descriptors[2] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "metadata",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Ttrpc__Response, n_metadata),
+    offsetof(Ttrpc__Response, metadata),
+    &ttrpc__key_value__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned ttrpc__response__field_indices_by_name[] = {
+  2,   /* field[2] = metadata */
   1,   /* field[1] = payload */
   0,   /* field[0] = status */
 };
 static const ProtobufCIntRange ttrpc__response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor ttrpc__response__descriptor =
 {
@@ -276,7 +289,7 @@ const ProtobufCMessageDescriptor ttrpc__response__descriptor =
   "Ttrpc__Response",
   "ttrpc",
   sizeof(Ttrpc__Response),
-  2,
+  3,
   ttrpc__response__field_descriptors,
   ttrpc__response__field_indices_by_name,
   1,  ttrpc__response__number_ranges,

@@ -56,10 +56,18 @@ struct  Ttrpc__Response
   ProtobufCMessage base;
   Google__Rpc__Status *status;
   ProtobufCBinaryData payload;
+  /*
+   * orgd's addition, which containerd's ttrpc does not have: the answer's
+   * metadata (`orgd-consistency-token` on a write's answer). A ttrpc client
+   * that does not know the field skips it, as protobuf skips any unknown
+   * field, so containerd's client still reads orgd's answers.
+   */
+  size_t n_metadata;
+  Ttrpc__KeyValue **metadata;
 };
 #define TTRPC__RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&ttrpc__response__descriptor) \
-    , NULL, {0,NULL} }
+    , NULL, {0,NULL}, 0,NULL }
 
 
 /*
