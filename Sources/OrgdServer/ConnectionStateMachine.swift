@@ -192,13 +192,17 @@ struct ConnectionStateMachine<Call> {
     private var waiting = CircularBuffer<InboundFrame>()
     /// Whether a read the channel asked for is held back.
     private var readHeld = false
-    /// The drain began with the client's side open: what the client sent
-    /// before it may be in the socket still, and is read (and refused) before
-    /// the server shuts its side. Without this, NIO, which handles a
-    /// connection's write event before its read event, wrote the last answer
-    /// and shut the output first, and those calls went unanswered. Cleared
-    /// when a read completes, or when the wait for one runs out
-    /// (`drainReadWait`: nothing was there).
+    /// The drain began with the client's side open and a read held back
+    /// (answers were backed up): what the client sent before it is likely in
+    /// the socket still, and is read (and refused) before the server shuts
+    /// its side. Without this, NIO, which handles a connection's write event
+    /// before its read event, wrote the last answer and shut the output
+    /// first, and those calls went unanswered. Cleared when a read completes,
+    /// or when the wait for one runs out (`drainReadWait`: nothing was
+    /// there). An idle connection is not kept waiting: its output is shut at
+    /// once, so a client about to send sees the end before it does and sends
+    /// to another daemon instead (a wait here made clients send into a
+    /// connection about to end: "may have run").
     private var drainReadPending = false
     /// Answers asked for and not yet reported written.
     private var unwrittenAnswers = 0
@@ -393,7 +397,7 @@ struct ConnectionStateMachine<Call> {
 
     /// The server shuts down.
     mutating func drainRequested() -> DrainAction {
-        if phase == .serving { drainReadPending = true }
+        if phase == .serving && readHeld { drainReadPending = true }
         switch phase {
         case .serving: phase = .draining
         case .halfClosed: phase = .halfClosed(draining: true)

@@ -13,6 +13,22 @@ enum Subprocess {
         return repositoryRoot.appendingPathComponent(".build/debug")
     }
 
+    /// Makes a child started with posix_spawn close every descriptor but 0,
+    /// 1 and 2 that this process has open. NIO's accepted sockets are not
+    /// close-on-exec (accept4 without SOCK_CLOEXEC), nor are some others: a
+    /// long-lived child (a PostgreSQL server) would otherwise hold a copy of
+    /// every connection the tests running beside it had open, so a peer
+    /// never saw those close — a PostgreSQL backend whose client went away
+    /// kept its transaction, and its locks, open, and the tests behind it
+    /// hung. (Foundation's Process closes them itself.)
+    static func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+        let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        // One closed (or not open) by the time the child starts is ignored.
+        for fd in open.compactMap(Int32.init) where fd > 2 {
+            posix_spawn_file_actions_addclose(&actions, fd)
+        }
+    }
+
     struct Result {
         var status: Int32
         var stdout: String

@@ -167,13 +167,13 @@ struct ConnectionStateMachineTests {
         #expect(machine.drainReadSettled() == .shutOutput(resumeReading: false))
     }
 
-    @Test("drain with nothing in flight shuts the write side after one read (or the wait for it); a client that never closes is closed after the linger")
+    @Test("drain with nothing in flight shuts the write side at once, waiting for no read; a client that never closes is closed after the linger")
     func drainIdle() {
         var machine = Machine(limits: Self.unixLimits)
         let drain = machine.drainRequested()
-        #expect(drain.unstarted.isEmpty && !drain.resumeReading && drain.awaitRead)
-        #expect(drain.closing == nil)
-        #expect(machine.drainReadSettled() == .shutOutput(resumeReading: false))
+        #expect(drain.unstarted.isEmpty && !drain.resumeReading && !drain.awaitRead)
+        #expect(drain.closing == .shutOutput(resumeReading: false))
+        #expect(machine.drainReadSettled() == nil)
         #expect(machine.drainRequested().closing == nil)
         #expect(machine.lingerExpired() == .close)
         #expect(machine.phase == .closed)

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import OrgdCore
 import PostgresNIO
 
 /// Runs the store's statements on one leased PostgreSQL connection, from a
@@ -68,7 +69,25 @@ final class PostgresExecutor: SQLExecutor {
             case .blob(let data): binds.append(ByteBuffer(bytes: data))
             }
         }
-        return try connection.query(PostgresQuery(unsafeSQL: Self.numbered(sql), binds: binds), logger: logger).wait()
+        let query = PostgresQuery(unsafeSQL: Self.numbered(sql), binds: binds)
+        let connection = self.connection
+        let logger = self.logger
+        // The query is handed to the connection on its event loop, and only
+        // while its channel is open. postgres-nio writes a query to the
+        // channel without a promise for the write: on a channel that closed
+        // meanwhile (PostgreSQL ended the connection just as the pool leased
+        // it) the write fails unseen and the query's answer never comes —
+        // this thread would wait for ever, and with it the call (seen when
+        // PostgreSQL restarted under load). On the loop, an open channel
+        // takes the query into its handler, which fails it if the
+        // connection closes later.
+        return try connection.eventLoop.flatSubmit {
+            guard !connection.isClosed else {
+                return connection.eventLoop.makeFailedFuture(
+                    RPCError(.unavailable, "PostgreSQL closed the connection; retry (a write in flight may or may not have committed)"))
+            }
+            return connection.query(query, logger: logger)
+        }.wait()
     }
 
     /// `sql` with each `?` outside quotes numbered `$1`, `$2`, ….
