@@ -2,7 +2,7 @@ import Foundation
 import OrgdClient
 import OrgdCore
 import OrgdProto
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 @Suite("change feed")
@@ -127,7 +127,7 @@ struct ChangeFeedTests {
 
 /// A flag one task sets and another polls.
 final class ManagedFlag: Sendable {
-    private let value = Mutex(false)
-    var isSet: Bool { value.withLock { $0 } }
-    func set() { value.withLock { $0 = true } }
+    private let value = NIOLockedValueBox(false)
+    var isSet: Bool { value.withLockedValue { $0 } }
+    func set() { value.withLockedValue { $0 = true } }
 }

@@ -4,7 +4,7 @@ import NIOPosix
 import OrgdClient
 import OrgdCore
 import OrgdProto
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 /// A client given several daemons' addresses (issue 15 item 7): two real
@@ -129,7 +129,7 @@ final class HangUpServer: Sendable {
     }
 
     /// How many connections sent something before being hung up on.
-    func requests() -> Int { received.value.withLock { $0 } }
+    func requests() -> Int { received.value.withLockedValue { $0 } }
 
     func stop() async {
         try? await channel.close()
@@ -137,7 +137,7 @@ final class HangUpServer: Sendable {
     }
 
     final class Counter: Sendable {
-        let value = Mutex(0)
+        let value = NIOLockedValueBox(0)
     }
 
     private final class HangUp: ChannelInboundHandler, Sendable {
@@ -146,7 +146,7 @@ final class HangUpServer: Sendable {
         init(received: Counter) { self.received = received }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            received.value.withLock { $0 += 1 }
+            received.value.withLockedValue { $0 += 1 }
             context.close(promise: nil)
         }
     }

@@ -3,7 +3,7 @@ import OrgdClient
 import OrgdCore
 import OrgdProto
 import OrgdTestSupport
-import Synchronization
+import NIOConcurrencyHelpers
 import Testing
 
 /// PostgreSQL going away under a daemon: calls fail UNAVAILABLE while it is
@@ -124,7 +124,7 @@ struct PostgresFaultTests {
 
 /// Status codes counted from several tasks.
 final class Tally: Sendable {
-    private let value = Mutex<[StatusCode: Int]>([:])
-    var counts: [StatusCode: Int] { value.withLock { $0 } }
-    func add(_ code: StatusCode) { value.withLock { $0[code, default: 0] += 1 } }
+    private let value = NIOLockedValueBox<[StatusCode: Int]>([:])
+    var counts: [StatusCode: Int] { value.withLockedValue { $0 } }
+    func add(_ code: StatusCode) { value.withLockedValue { $0[code, default: 0] += 1 } }
 }
