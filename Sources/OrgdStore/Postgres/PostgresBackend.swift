@@ -33,6 +33,11 @@ final class PostgresBackend: Sendable {
     private let threads: NIOThreadPool
     private let logger: Logger
     private let underWay = NIOLockedValueBox(0)
+    private let progress = LeaseProgress()
+    /// Each connection's named prepared statements; nil when they are off
+    /// (`?prepared_statements=off` in the URL, for a pooler in transaction
+    /// mode in front of PostgreSQL).
+    private let prepared: PreparedStatementCache?
     private let retries: Counter
     /// The same series as SQLite's group commit: here every batch is one write.
     private let batchSize: Recorder
@@ -66,6 +71,7 @@ final class PostgresBackend: Sendable {
         running = Task { await client.run() }
         threads = NIOThreadPool(numberOfThreads: poolSize)
         threads.start()
+        prepared = location.preparedStatements ? PreparedStatementCache(poolSize: poolSize) : nil
         self.logger = logger
         retries = Counter(label: "orgd_store_retries_total", dimensions: [], factory: metrics)
         batchSize = Recorder(label: "orgd_commit_batch_size", dimensions: [], aggregate: true, factory: metrics)
@@ -102,8 +108,17 @@ final class PostgresBackend: Sendable {
     var writesUnderWay: Int { underWay.withLockedValue { $0 } }
 
     func read<T: Sendable>(now: @escaping @Sendable () -> Date, _ body: @escaping @Sendable (StoreTransaction) throws -> T) async throws -> T {
-        try await transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") { executor in
-            try body(StoreTransaction(sql: executor, now: now()))
+        let run = {
+            try await self.transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") { executor in
+                try body(StoreTransaction(sql: executor, now: now()))
+            }
+        }
+        do {
+            return try await run()
+        } catch let error where PostgresErrors.refusal(error)?.state == "26000" {
+            // The session lost its prepared statements (the executor forgot
+            // them too): once more, preparing them again.
+            return try await run()
         }
     }
 
@@ -136,7 +151,7 @@ final class PostgresBackend: Sendable {
                 commitDuration.recordInterval(since: started)
                 batchSize.record(1)
                 return result
-            } catch let error as PSQLError where PostgresErrors.isRetryable(error) {
+            } catch let error where PostgresErrors.isRetryable(error) {
                 guard attempt < Self.maximumAttempts else {
                     throw RPCError(.aborted, "the write conflicted with concurrent writes \(attempt) times; retry")
                 }
@@ -161,8 +176,14 @@ final class PostgresBackend: Sendable {
             throw error
         } catch let error as PSQLError {
             throw error
+        } catch let error as PostgresRefusal {
+            throw error
         } catch is CancellationError {
             throw CancellationError()
+        } catch let error as PostgresDecodingError {
+            // A value orgd cannot read back: a bug of ours, not an outage.
+            logger.error("PostgreSQL answer not decodable", metadata: ["column": "\(error.columnName)", "type": "\(error.postgresType)"])
+            throw RPCError(.internal, "internal error")
         } catch {
             // What the pool and the socket throw when the server is gone
             // (a refused or missing socket, a connect timeout, the circuit
@@ -175,10 +196,12 @@ final class PostgresBackend: Sendable {
     private func leased<T: Sendable>(
         _ begin: String, _ body: @escaping @Sendable (PostgresExecutor) throws -> T, logger: Logger, threads: NIOThreadPool
     ) async throws -> T {
-        try await Self.withLeaseTimeout(Self.leaseTimeout) { [client] in
+        try await Self.withLeaseTimeout(Self.leaseTimeout, progress: progress) { [client, prepared, progress] in
             try await client.withConnection { connection in
-                try await threads.runIfActive {
-                    let executor = PostgresExecutor(connection: connection, logger: logger)
+                defer { progress.noteTransactionEnded() }
+                return try await threads.runIfActive {
+                    let executor = PostgresExecutor(
+                        connection: connection, statements: prepared?.statements(for: connection.id), logger: logger)
                     _ = try executor.run(begin, [])
                     do {
                         let result = try body(executor)
@@ -194,15 +217,29 @@ final class PostgresBackend: Sendable {
     }
 
     /// Runs `body`, which waits for a connection first; when none comes
-    /// within `timeout`, cancels the wait and throws UNAVAILABLE. A
+    /// within `timeout` of the pool's last finished transaction (the pool
+    /// makes no progress: the database is down or every connection is
+    /// stuck), or within `longest` in all, cancels the wait and throws
+    /// UNAVAILABLE. A burst of calls longer than the pool can serve in
+    /// `timeout` waits its turn while transactions keep finishing. A
     /// transaction that already runs on a pool thread is not interrupted:
     /// it finishes, and its outcome is returned.
-    static func withLeaseTimeout<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    static func withLeaseTimeout<T: Sendable>(
+        _ timeout: Duration, longest: Duration = .seconds(30), progress: LeaseProgress? = nil,
+        _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
         try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await body() }
             group.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
+                let start = ContinuousClock.now
+                var deadline = start + timeout
+                while true {
+                    try await Task.sleep(until: deadline)
+                    guard let last = progress?.lastTransactionEnded, last + timeout > deadline, deadline < start + longest else {
+                        return nil
+                    }
+                    deadline = min(last + timeout, start + longest)
+                }
             }
             defer { group.cancelAll() }
             while let result = try await group.next() {
@@ -220,11 +257,11 @@ final class PostgresBackend: Sendable {
                     }
                 } catch let error as RPCError {
                     throw error
-                } catch let error as PSQLError where error.code == .server {
+                } catch let error where PostgresErrors.refusal(error) != nil {
                     throw error
                 } catch {
                 }
-                throw RPCError(.unavailable, "no PostgreSQL connection within \(timeout): the database is down or every connection is busy; retry")
+                throw RPCError(.unavailable, "no PostgreSQL connection within \(timeout) of the last finished transaction (or \(longest) in all): the database is down or every connection is busy; retry")
             }
             throw CancellationError()
         }
@@ -236,12 +273,31 @@ final class PostgresBackend: Sendable {
     }
 }
 
+/// When the pool last gave a connection back: a call waiting for one keeps
+/// waiting while transactions keep finishing (`withLeaseTimeout`).
+final class LeaseProgress: Sendable {
+    private let last = NIOLockedValueBox<ContinuousClock.Instant?>(nil)
+
+    var lastTransactionEnded: ContinuousClock.Instant? { last.withLockedValue { $0 } }
+
+    func noteTransactionEnded() { last.withLockedValue { $0 = .now } }
+}
+
 /// Maps PostgreSQL's refusals and outages to status codes.
 enum PostgresErrors {
-    /// Serialization failures and deadlocks: the transaction may run again.
-    static func isRetryable(_ error: PSQLError) -> Bool {
-        guard error.code == .server, let state = error.serverInfo?[.sqlState] else { return false }
-        return state == "40001" || state == "40P01"
+    /// Serialization failures, deadlocks, and a connection that lost its
+    /// prepared statements (its executor forgot them; the next attempt
+    /// prepares them again): the transaction may run again.
+    static func isRetryable(_ error: any Error) -> Bool {
+        guard let state = refusal(error)?.state else { return false }
+        return state == "40001" || state == "40P01" || state == "26000"
+    }
+
+    /// PostgreSQL's refusal of a statement, from either API of postgres-nio.
+    static func refusal(_ error: any Error) -> PostgresRefusal? {
+        if let error = error as? PostgresRefusal { return error }
+        guard let error = error as? PSQLError, error.code == .server, let info = error.serverInfo else { return nil }
+        return PostgresRefusal(state: info[.sqlState] ?? "", message: info[.message] ?? "refused", constraint: info[.constraintName])
     }
 
     /// The status for an error from postgres-nio or its pool, or nil when
@@ -250,20 +306,16 @@ enum PostgresErrors {
         if error is NIOThreadPoolError.ThreadPoolInactive {
             return RPCError(.unavailable, "orgd is shutting down")
         }
-        guard let error = error as? PSQLError else {
-            if error is ChannelError || error is IOError { return unreachable }
-            return nil
-        }
-        switch error.code {
-        case .server:
-            let state = error.serverInfo?[.sqlState] ?? ""
-            let message = error.serverInfo?[.message] ?? "refused"
+        if let refusal = refusal(error) {
+            let (state, message) = (refusal.state, refusal.message)
             switch state {
-            case "23505": return RPCError(.alreadyExists, "already exists (\(error.serverInfo?[.constraintName] ?? "unique constraint"))")
+            case "23505": return RPCError(.alreadyExists, "already exists (\(refusal.constraint ?? "unique constraint"))")
             case "23503": return RPCError(.failedPrecondition, "a referenced record does not exist or is still referenced")
             case "40001", "40P01": return RPCError(.aborted, "the write conflicted with concurrent writes; retry")
             case "57014": return RPCError(.unavailable, "the database statement timed out; retry")
             case "25006": return RPCError(.unavailable, "the PostgreSQL server is read-only (a standby?): point orgd at the primary")
+            case "26000":
+                return RPCError(.unavailable, "the PostgreSQL session lost orgd's prepared statements (a pooler in transaction mode? add prepared_statements=off to the URL); retry")
             default:
                 if state.hasPrefix("23") || state.hasPrefix("22") || state == "P0001" {
                     return RPCError(.invalidArgument, "refused by the schema: \(message)")
@@ -273,6 +325,12 @@ enum PostgresErrors {
                 }
                 return RPCError(.internal, "database error (SQLSTATE \(state))")
             }
+        }
+        guard let error = error as? PSQLError else {
+            if error is ChannelError || error is IOError { return unreachable }
+            return nil
+        }
+        switch error.code {
         case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed, .queryCancelled,
              .sslUnsupported, .failedToAddSSLHandler:
             return unreachable
@@ -282,4 +340,26 @@ enum PostgresErrors {
     }
 
     static let unreachable = RPCError(.unavailable, "PostgreSQL is unreachable or closed the connection; retry (a write in flight may or may not have committed)")
+}
+
+/// PostgreSQL refused a statement: its SQLSTATE, message and constraint.
+/// postgres-nio's prepared statements (its older API) report a refusal as
+/// `PostgresError.server`; the executor restates it so, and the rest of the
+/// store reads both kinds through `PostgresErrors.refusal`.
+struct PostgresRefusal: Error, CustomStringConvertible {
+    let state: String
+    let message: String
+    let constraint: String?
+
+    init(state: String, message: String, constraint: String?) {
+        self.state = state
+        self.message = message
+        self.constraint = constraint
+    }
+
+    init(_ error: PostgresMessage.Error) {
+        self.init(state: error.fields[.sqlState] ?? "", message: error.fields[.message] ?? "refused", constraint: error.fields[.constraintName])
+    }
+
+    var description: String { "PostgreSQL refused the statement (SQLSTATE \(state)): \(message)" }
 }

@@ -9,26 +9,43 @@ import PostgresNIO
 /// for its answer, so the store's transactions read as plainly as on SQLite.
 /// `?` placeholders become `$1`, `$2`, …; values travel as bound parameters,
 /// never in the SQL text.
+///
+/// Statements that return rows run as named prepared statements of the
+/// connection (`PreparedStatements`), prepared on first use: PostgreSQL then
+/// plans them once per connection instead of once per call. Statements
+/// whose answer is a count of changed rows go unnamed (postgres-nio's
+/// prepared statements do not return the command tag); so do transaction
+/// control and savepoints.
 final class PostgresExecutor: SQLExecutor {
     let connection: PostgresConnection
     let logger: Logger
+    private let statements: PreparedStatements?
     private(set) var totalChanges = 0
     private(set) var lastChanges = 0
     private var savepoints = 0
 
-    init(connection: PostgresConnection, logger: Logger) {
+    init(connection: PostgresConnection, statements: PreparedStatements?, logger: Logger) {
         self.connection = connection
+        self.statements = statements
         self.logger = logger
     }
 
     var dialect: SQLDialect { .postgres }
 
     func fetchAll(_ sql: String, _ arguments: SQLArguments) throws -> [SQLRow] {
-        let result = try run(sql, arguments)
-        guard let first = result.rows.first else { return [] }
+        let (rows, prepared) = try statements.map { try runPrepared(sql, arguments, $0) } ?? (run(sql, arguments).rows, false)
+        guard let first = rows.first else { return [] }
         let columns = SQLColumns(first.map(\.columnName))
-        return try result.rows.map { row in
-            SQLRow(columns: columns, values: try row.map(Self.value))
+        return try rows.map { row in
+            SQLRow(columns: columns, values: try row.map { cell in
+                // Every Bind asks for binary results, but postgres-nio 1.33
+                // describes a prepared statement's columns with the format
+                // the statement's Describe reported (text): its cells say
+                // text over binary bytes, and would not decode.
+                var cell = cell
+                if prepared { cell.format = .binary }
+                return try Self.value(cell)
+            })
         }
     }
 
@@ -70,28 +87,109 @@ final class PostgresExecutor: SQLExecutor {
             }
         }
         let query = PostgresQuery(unsafeSQL: Self.numbered(sql), binds: binds)
-        let connection = self.connection
         let logger = self.logger
-        // The query is handed to the connection on its event loop, and only
-        // while its channel is open. postgres-nio writes a query to the
-        // channel without a promise for the write: on a channel that closed
-        // meanwhile (PostgreSQL ended the connection just as the pool leased
-        // it) the write fails unseen and the query's answer never comes —
-        // this thread would wait for ever, and with it the call (seen when
-        // PostgreSQL restarted under load). On the loop, an open channel
-        // takes the query into its handler, which fails it if the
-        // connection closes later.
+        return try onOpenConnection { connection in connection.query(query, logger: logger) }
+    }
+
+    /// Runs a statement that returns rows as this connection's prepared
+    /// statement, preparing it first if it is new here. Falls back to an
+    /// unnamed statement when it cannot be prepared (not a query) or the
+    /// connection holds as many as it may.
+    private func runPrepared(_ sql: String, _ arguments: SQLArguments, _ statements: PreparedStatements) throws -> (rows: [PostgresRow], prepared: Bool) {
+        guard Self.isPreparable(sql) else { return (try run(sql, arguments).rows, false) }
+        let text = Self.numbered(sql, types: arguments.values.map(Self.parameterType))
+        let prepared: PreparedQuery
+        if let known = statements[text] {
+            prepared = known
+        } else if statements.isFull {
+            return (try run(sql, arguments).rows, false)
+        } else {
+            prepared = try Self.restatingErrors { try onOpenConnection { connection in connection.prepare(query: text) } }
+            statements.add(prepared, for: text)
+        }
+        let binds = arguments.values.map(Self.data)
+        do {
+            return (try Self.restatingErrors { try onOpenConnection { _ in prepared.execute(binds) } }, true)
+        } catch let error as PostgresRefusal where error.state == "26000" {
+            // The server no longer knows the connection's statements.
+            statements.removeAll()
+            throw error
+        }
+    }
+
+    /// Runs `body`, restating the errors of postgres-nio's older API (which
+    /// its prepared statements use) as the store reads them: a refusal as
+    /// `PostgresRefusal`, a closed connection as the outage it is.
+    private static func restatingErrors<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as PostgresError {
+            switch error {
+            case .server(let message): throw PostgresRefusal(message)
+            case .connectionClosed: throw PostgresErrors.unreachable
+            case .protocol(let text): throw RPCError(.unavailable, "PostgreSQL connection failed (\(text)); retry")
+            }
+        }
+    }
+
+    /// Hands `body` to the connection on its event loop, and only while its
+    /// channel is open, and waits for its answer. postgres-nio writes a
+    /// query to the channel without a promise for the write: on a channel
+    /// that closed meanwhile (PostgreSQL ended the connection just as the
+    /// pool leased it) the write fails unseen and the query's answer never
+    /// comes — this thread would wait for ever, and with it the call (seen
+    /// when PostgreSQL restarted under load). On the loop, an open channel
+    /// takes the query into its handler, which fails it if the connection
+    /// closes later.
+    private func onOpenConnection<T>(_ body: @escaping @Sendable (PostgresConnection) -> EventLoopFuture<T>) throws -> T {
+        let connection = self.connection
         return try connection.eventLoop.flatSubmit {
             guard !connection.isClosed else {
                 return connection.eventLoop.makeFailedFuture(
                     RPCError(.unavailable, "PostgreSQL closed the connection; retry (a write in flight may or may not have committed)"))
             }
-            return connection.query(query, logger: logger)
+            return body(connection)
         }.wait()
     }
 
-    /// `sql` with each `?` outside quotes numbered `$1`, `$2`, ….
-    static func numbered(_ sql: String) -> String {
+    /// Whether `sql` can be a prepared statement (PREPARE takes SELECT,
+    /// VALUES, INSERT, UPDATE, DELETE and MERGE, with or without WITH).
+    static func isPreparable(_ sql: String) -> Bool {
+        let head = sql.utf8.drop(while: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\n") }).prefix(6)
+        let word = String(decoding: head, as: UTF8.self).uppercased()
+        return ["SELECT", "WITH ", "INSERT", "UPDATE", "DELETE", "VALUES"].contains { word.hasPrefix($0) }
+    }
+
+    /// The type PostgreSQL is told for a parameter: the one an unnamed
+    /// statement declares for the same value (postgres-nio sends int8,
+    /// float8, text, bytea), and none for NULL, whose type PostgreSQL
+    /// infers from where it stands. So a prepared statement types its
+    /// parameters exactly as the unnamed one would.
+    static func parameterType(_ value: SQLValue) -> String? {
+        switch value {
+        case .null: nil
+        case .integer: "int8"
+        case .real: "float8"
+        case .text: "text"
+        case .blob: "bytea"
+        }
+    }
+
+    /// A value as a prepared statement's parameter (binary, as unnamed).
+    static func data(_ value: SQLValue) -> PostgresData {
+        switch value {
+        case .null: .null
+        case .integer(let integer): PostgresData(int64: integer)
+        case .real(let real): PostgresData(double: real)
+        case .text(let text): PostgresData(string: text)
+        case .blob(let data): PostgresData(bytes: data)
+        }
+    }
+
+    /// `sql` with each `?` outside quotes numbered `$1`, `$2`, …; with
+    /// `types`, each number is followed by its type's cast (`$1::int8`)
+    /// where it has one.
+    static func numbered(_ sql: String, types: [String?] = []) -> String {
         var out = ""
         out.reserveCapacity(sql.utf8.count + 16)
         var quote: Character?
@@ -104,8 +202,9 @@ final class PostgresExecutor: SQLExecutor {
                 quote = character
                 out.append(character)
             } else if character == "?" {
+                out += "$\(number + 1)"
+                if number < types.count, let type = types[number] { out += "::\(type)" }
                 number += 1
-                out += "$\(number)"
             } else {
                 out.append(character)
             }

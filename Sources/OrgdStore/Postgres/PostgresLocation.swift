@@ -6,8 +6,10 @@ import Foundation
 /// directory when it starts with "/", e.g. `?host=/run/postgresql`), `port`,
 /// `user`, `dbname`, `sslmode` (`disable`, `prefer` (the default),
 /// `require`, `verify-ca`, `verify-full`), `sslrootcert` (a PEM file of the
-/// roots to trust), `application_name`; any other is refused, so a typo is
-/// not silently ignored.
+/// roots to trust), `application_name`, and orgd's own `prepared_statements`
+/// (`on`, the default, or `off` for a pooler in transaction mode in front of
+/// PostgreSQL, which hands each transaction another session); any other is
+/// refused, so a typo is not silently ignored.
 ///
 /// The password is better kept out of the URL (it shows in `ps` and shell
 /// history): `ORGD_DATABASE_PASSWORD` or a file (`--database-password-file`)
@@ -30,6 +32,9 @@ public struct PostgresLocation: Sendable, CustomStringConvertible {
     public var tlsMode: TLSMode
     public var rootCertificatePath: String?
     public var applicationName: String
+    /// Whether statements that return rows run as named prepared statements
+    /// of each connection (planned once per connection, not once per call).
+    public var preparedStatements = true
 
     /// Whether `text` names a PostgreSQL database rather than an SQLite file.
     public static func isURL(_ text: String) -> Bool {
@@ -108,8 +113,14 @@ public struct PostgresLocation: Sendable, CustomStringConvertible {
                 tlsMode = mode
             case "sslrootcert": rootCertificatePath = value
             case "application_name": applicationName = value
+            case "prepared_statements":
+                guard value == "on" || value == "off" else {
+                    throw PostgresLocationError("prepared_statements \(value) is not on or off")
+                }
+                preparedStatements = value == "on"
             default:
-                throw PostgresLocationError("parameter \(name) is not supported (host, port, user, dbname, sslmode, sslrootcert, application_name are)")
+                throw PostgresLocationError(
+                    "parameter \(name) is not supported (host, port, user, dbname, sslmode, sslrootcert, application_name, prepared_statements are)")
             }
         }
         if let password { self.password = password }
