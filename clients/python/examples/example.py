@@ -4,12 +4,9 @@
     python examples/example.py --address 127.0.0.1:7420 --token TOKEN "Riverside GP"
 """
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from orgd_client import Client, OrgdError  # noqa: E402
+from orgd_client import Client, OrgdError
 
 
 def main():

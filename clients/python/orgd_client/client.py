@@ -1,33 +1,46 @@
 """One connection to orgd, shared by any number of threads."""
+from __future__ import annotations
+
 import base64
 import re
 import socket
 import ssl
 import threading
 from concurrent.futures import Future, TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 from google.protobuf import message_factory
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.message import Message
 
 from . import wire
+from ._gen.grpc.health.v1 import health_pb2
+from ._gen.orgd.v1 import (audit_pb2, change_pb2, consent_pb2, invitation_pb2, membership_pb2, organization_pb2,
+                           token_pb2)
+from ._gen.ttrpc import ttrpc_pb2
 from .errors import OrgdError, StatusCode
-from .failover import Failover
+from .failover import Address, Failover
 
-_SERVICE_MODULES = {
-    "organizations": ("orgd.v1.organization_pb2", "OrganizationService"),
-    "memberships": ("orgd.v1.membership_pb2", "MembershipService"),
-    "invitations": ("orgd.v1.invitation_pb2", "InvitationService"),
-    "consents": ("orgd.v1.consent_pb2", "ConsentService"),
-    "tokens": ("orgd.v1.token_pb2", "TokenService"),
-    "audit": ("orgd.v1.audit_pb2", "AuditService"),
-    "changes": ("orgd.v1.change_pb2", "ChangeService"),
-    "health": ("grpc.health.v1.health_pb2", "Health"),
+_SERVICES: Dict[str, ServiceDescriptor] = {
+    "organizations": organization_pb2.DESCRIPTOR.services_by_name["OrganizationService"],
+    "memberships": membership_pb2.DESCRIPTOR.services_by_name["MembershipService"],
+    "invitations": invitation_pb2.DESCRIPTOR.services_by_name["InvitationService"],
+    "consents": consent_pb2.DESCRIPTOR.services_by_name["ConsentService"],
+    "tokens": token_pb2.DESCRIPTOR.services_by_name["TokenService"],
+    "audit": audit_pb2.DESCRIPTOR.services_by_name["AuditService"],
+    "changes": change_pb2.DESCRIPTOR.services_by_name["ChangeService"],
+    "health": health_pb2.DESCRIPTOR.services_by_name["Health"],
 }
-
 
 CONSISTENCY_TOKEN_KEY = "orgd-consistency-token"
 
+Metadata = Sequence[Tuple[str, str]]
+"""Call metadata: (key, value) pairs, sent besides the client's own."""
 
-def _token_revision(token):
+M = TypeVar("M", bound=Message)
+
+
+def _token_revision(token: str) -> Optional[int]:
     """The revision in a consistency token (base64url of 8 bytes big-endian and
     a 32-byte signature), only to keep the newer of two; None if malformed."""
     try:
@@ -37,7 +50,7 @@ def _token_revision(token):
     return int.from_bytes(raw[:8], "big") if len(raw) == 40 else None
 
 
-def _snake(name):
+def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
@@ -46,17 +59,23 @@ class ServiceStub:
     ``stub.create_organization(request)`` or ``stub.create_organization(name=...)``.
     Each returns the response message or raises OrgdError."""
 
-    def __init__(self, client, descriptor):
+    def __init__(self, client: Client, descriptor: ServiceDescriptor) -> None:
         self._client = client
-        self.name = descriptor.full_name
+        self.name: str = descriptor.full_name
         for method in descriptor.methods:
             setattr(self, _snake(method.name), self._bind(method))
 
-    def _bind(self, method):
+    if TYPE_CHECKING:
+        # The methods are made at run time, one per RPC of the descriptor.
+        def __getattr__(self, name: str) -> Callable[..., Message]: ...
+
+    def _bind(self, method: MethodDescriptor) -> Callable[..., Message]:
         request_class = message_factory.GetMessageClass(method.input_type)
         response_class = message_factory.GetMessageClass(method.output_type)
 
-        def call(request=None, *, timeout=None, metadata=(), idempotency_key=None, consistency_token=None, **fields):
+        def call(request: Optional[Message] = None, *, timeout: Optional[float] = None, metadata: Metadata = (),
+                 idempotency_key: Optional[str] = None, consistency_token: Optional[str] = None,
+                 **fields: Any) -> Message:
             if request is None:
                 request = request_class(**fields)
             elif fields:
@@ -70,7 +89,7 @@ class ServiceStub:
         return call
 
 
-def tls_context(ca=None, cert=None, key=None):
+def tls_context(ca: Optional[str] = None, cert: Optional[str] = None, key: Optional[str] = None) -> ssl.SSLContext:
     """An ``ssl.SSLContext`` for ``Client(tls=...)``: trusts the CA file ``ca``
     (else the system's CAs) and, for orgd with ``--tls-client-ca``, presents the
     client certificate ``cert`` with its key ``key`` (PEM files)."""
@@ -82,13 +101,13 @@ def tls_context(ca=None, cert=None, key=None):
 
 
 class _PlainTransport:
-    def __init__(self, sock):
+    def __init__(self, sock: socket.socket) -> None:
         self._socket = sock
 
-    def sendall(self, data):
+    def sendall(self, data: bytes) -> None:
         self._socket.sendall(data)
 
-    def recv(self, count):
+    def recv(self, count: int) -> bytes:
         return self._socket.recv(count)
 
 
@@ -98,7 +117,7 @@ class _TLSTransport:
     OpenSSL connection must not be used from two threads at once. Every use of
     the TLS object holds ``_lock``; raw socket reads happen outside it."""
 
-    def __init__(self, sock, context, server_hostname):
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext, server_hostname: str) -> None:
         self._socket = sock
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
@@ -116,17 +135,17 @@ class _TLSTransport:
                     raise ConnectionError("the server closed the connection during the TLS handshake")
                 self._incoming.write(data)
 
-    def _flush(self):
+    def _flush(self) -> None:
         pending = self._outgoing.read()
         if pending:
             self._socket.sendall(pending)
 
-    def sendall(self, data):
+    def sendall(self, data: bytes) -> None:
         with self._lock:
             self._tls.write(data)
             self._flush()
 
-    def recv(self, count):
+    def recv(self, count: int) -> bytes:
         while True:
             with self._lock:
                 try:
@@ -160,27 +179,39 @@ class Client:
     a call already sent when a connection drops is not sent again).
     """
 
-    def __init__(self, unix_path=None, address=None, token=None, act_as=None, timeout=None,
-                 max_frame=wire.DEFAULT_MAX_FRAME, connect_timeout=10.0, tls=None, server_hostname=None,
-                 addresses=None):
-        self._newest = None
+    organizations: ServiceStub
+    memberships: ServiceStub
+    invitations: ServiceStub
+    consents: ServiceStub
+    tokens: ServiceStub
+    audit: ServiceStub
+    changes: ServiceStub
+    health: ServiceStub
+
+    def __init__(self, unix_path: Optional[str] = None, address: Optional[Tuple[str, int]] = None,
+                 token: Optional[str] = None, act_as: Optional[str] = None, timeout: Optional[float] = None,
+                 max_frame: int = wire.DEFAULT_MAX_FRAME, connect_timeout: float = 10.0,
+                 tls: Union[ssl.SSLContext, bool, None] = None, server_hostname: Optional[str] = None,
+                 addresses: Optional[Sequence[Address]] = None) -> None:
+        self._newest: Optional[Tuple[int, str]] = None
         self._newest_lock = threading.Lock()
+        self._failover: Optional[Failover] = None
         if addresses is not None:
             if unix_path is not None or address is not None:
                 raise ValueError("give addresses, or one of unix_path and address")
-            options = dict(token=token, act_as=act_as, timeout=timeout, max_frame=max_frame,
-                           connect_timeout=connect_timeout, tls=tls, server_hostname=server_hostname)
+            options: Dict[str, Any] = dict(token=token, act_as=act_as, timeout=timeout, max_frame=max_frame,
+                                           connect_timeout=connect_timeout, tls=tls, server_hostname=server_hostname)
 
-            def connect(target):
+            def connect(target: Address) -> Client:
                 if isinstance(target, str):
                     return Client(unix_path=target, **options)
-                return Client(address=tuple(target), **options)
+                host, port = target
+                return Client(address=(host, port), **options)
 
             self._failover = Failover(addresses, connect)
             self._failover.connection()
             self._add_stubs()
             return
-        self._failover = None
         if (unix_path is None) == (address is None):
             raise ValueError("give exactly one of unix_path and address")
         if tls and unix_path is not None:
@@ -195,6 +226,7 @@ class Client:
                 self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as error:
             raise OrgdError(StatusCode.UNAVAILABLE, f"cannot connect to orgd: {error}") from error
+        self._transport: Union[_PlainTransport, _TLSTransport]
         if tls:
             context = tls if isinstance(tls, ssl.SSLContext) else tls_context()
             try:
@@ -210,24 +242,21 @@ class Client:
         self._timeout = timeout
         self._max_frame = max_frame
         self._lock = threading.Lock()
-        self._pending = {}
+        self._pending: Dict[int, Future[Any]] = {}
         self._next_stream = 1
-        self._closed = None
+        self._closed: Optional[OrgdError] = None
         self._reader = threading.Thread(target=self._read_loop, name="orgd-client-reader", daemon=True)
         self._reader.start()
         self._add_stubs()
 
-    def _add_stubs(self):
-        import importlib
-
-        for attribute, (module, service) in _SERVICE_MODULES.items():
-            descriptor = importlib.import_module(module).DESCRIPTOR.services_by_name[service]
+    def _add_stubs(self) -> None:
+        for attribute, descriptor in _SERVICES.items():
             setattr(self, attribute, ServiceStub(self, descriptor))
 
     # -- calls --
 
     @property
-    def consistency_token(self):
+    def consistency_token(self) -> Optional[str]:
         """The consistency token of the newest write answered through this
         client (None before the first). Pass it as ``consistency_token`` to a
         later call — on any client of any daemon over the same database — and
@@ -235,7 +264,7 @@ class Client:
         with self._newest_lock:
             return self._newest[1] if self._newest else None
 
-    def _note(self, response):
+    def _note(self, response: Any) -> None:
         for entry in response.metadata:
             if entry.key != CONSISTENCY_TOKEN_KEY:
                 continue
@@ -246,8 +275,9 @@ class Client:
                 if self._newest is None or self._newest[0] < revision:
                     self._newest = (revision, entry.value)
 
-    def call(self, service, method, request, response_class, timeout=None, metadata=(), idempotency_key=None,
-             consistency_token=None):
+    def call(self, service: str, method: str, request: Message, response_class: Type[M],
+             timeout: Optional[float] = None, metadata: Metadata = (), idempotency_key: Optional[str] = None,
+             consistency_token: Optional[str] = None) -> M:
         """Calls a method with a request message; returns the response message
         or raises OrgdError. ``consistency_token`` (from a write's answer, see
         ``consistency_token``) asks for a state at least that fresh."""
@@ -260,8 +290,9 @@ class Client:
         result.ParseFromString(response.payload)
         return result
 
-    def call_raw(self, service, method, payload=b"", timeout=None, metadata=(), idempotency_key=None,
-                 consistency_token=None):
+    def call_raw(self, service: str, method: str, payload: bytes = b"", timeout: Optional[float] = None,
+                 metadata: Metadata = (), idempotency_key: Optional[str] = None,
+                 consistency_token: Optional[str] = None) -> Any:
         """Calls a method with payload bytes; returns the ttrpc.Response
         envelope whatever its status (its ``metadata`` holds a write's
         consistency token)."""
@@ -274,7 +305,8 @@ class Client:
         self._note(response)
         return response
 
-    def _call_raw(self, service, method, payload, timeout, metadata, idempotency_key, consistency_token):
+    def _call_raw(self, service: str, method: str, payload: bytes, timeout: Optional[float], metadata: Metadata,
+                  idempotency_key: Optional[str], consistency_token: Optional[str]) -> Any:
         timeout = self._timeout if timeout is None else timeout
         entries = list(metadata)
         if consistency_token:
@@ -286,7 +318,7 @@ class Client:
         if idempotency_key:
             entries.append(("idempotency-key", idempotency_key))
         timeout_nano = max(1, int(timeout * 1e9)) if timeout else 0
-        future = Future()
+        future: Future[Any] = Future()
         with self._lock:
             if self._closed is not None:
                 raise _not_sent(OrgdError(self._closed.code, self._closed.message))
@@ -309,7 +341,7 @@ class Client:
 
     # -- the reader --
 
-    def _read_exact(self, count):
+    def _read_exact(self, count: int) -> bytes:
         chunks = []
         while count:
             chunk = self._transport.recv(min(count, 1 << 20))
@@ -319,9 +351,7 @@ class Client:
             count -= len(chunk)
         return b"".join(chunks)
 
-    def _read_loop(self):
-        from ttrpc import ttrpc_pb2
-
+    def _read_loop(self) -> None:
         try:
             while True:
                 length, stream_id, frame_type, _ = wire.decode_header(self._read_exact(wire.HEADER_SIZE))
@@ -347,7 +377,7 @@ class Client:
         except OSError as error:  # ssl.SSLError too, e.g. a TLS alert from the server
             self._fail_all(OrgdError(StatusCode.UNAVAILABLE, f"the connection to orgd closed: {error}"))
 
-    def _complete(self, stream_id, response=None, error=None):
+    def _complete(self, stream_id: int, response: Any = None, error: Optional[OrgdError] = None) -> None:
         with self._lock:
             future = self._pending.pop(stream_id, None)
         if future is None:
@@ -357,7 +387,7 @@ class Client:
         else:
             future.set_result(response)
 
-    def _fail_all(self, error):
+    def _fail_all(self, error: OrgdError) -> None:
         with self._lock:
             if self._closed is None:
                 self._closed = error
@@ -365,7 +395,7 @@ class Client:
         for future in pending.values():
             future.set_exception(error)
 
-    def is_open(self):
+    def is_open(self) -> bool:
         """Whether calls can still go out: false once the connection has
         closed (orgd went away, or ``close``)."""
         if self._failover is not None:
@@ -373,7 +403,7 @@ class Client:
         with self._lock:
             return self._closed is None
 
-    def close(self):
+    def close(self) -> None:
         """Closes the connection; calls still waiting fail with UNAVAILABLE."""
         if self._failover is not None:
             self._failover.close()
@@ -386,14 +416,14 @@ class Client:
         self._reader.join(timeout=5)
         self._fail_all(OrgdError(StatusCode.UNAVAILABLE, "the client was closed"))
 
-    def __enter__(self):
+    def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def _not_sent(error):
+def _not_sent(error: OrgdError) -> OrgdError:
     """Marks ``error`` as a call that never left this process (the connection
     had closed, or the write failed), so no daemon ran it: with several
     addresses it goes to the next."""

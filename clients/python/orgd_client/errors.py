@@ -1,5 +1,8 @@
 """Status codes and the exception every failed call raises."""
+from __future__ import annotations
+
 import enum
+from typing import Any, Iterable, List, Tuple
 
 
 class StatusCode(enum.IntEnum):
@@ -24,7 +27,7 @@ class StatusCode(enum.IntEnum):
     UNAUTHENTICATED = 16
 
     @classmethod
-    def of(cls, value):
+    def of(cls, value: int) -> StatusCode:
         try:
             return cls(value)
         except ValueError:
@@ -33,19 +36,24 @@ class StatusCode(enum.IntEnum):
 
 class OrgdError(Exception):
     """A call that did not succeed: the status code, orgd's message, and the
-    request fields it concerns (from google.rpc.BadRequest details)."""
+    request fields it concerns, as (field, description) pairs (from
+    google.rpc.BadRequest details)."""
 
-    def __init__(self, code, message, field_violations=()):
-        self.code = StatusCode.of(int(code))
-        self.message = message
-        self.field_violations = list(field_violations)
+    not_sent: bool = False
+    """True when the call never left this process, so no daemon ran it."""
+
+    def __init__(self, code: int, message: str, field_violations: Iterable[Tuple[str, str]] = ()) -> None:
+        self.code: StatusCode = StatusCode.of(int(code))
+        self.message: str = message
+        self.field_violations: List[Tuple[str, str]] = list(field_violations)
         super().__init__(f"{self.code.name}: {message}")
 
     @classmethod
-    def from_status(cls, status):
-        from google.rpc import error_details_pb2
+    def from_status(cls, status: Any) -> OrgdError:
+        """From a google.rpc.Status (a ttrpc.Response's ``status``)."""
+        from ._gen.google.rpc import error_details_pb2
 
-        violations = []
+        violations: List[Tuple[str, str]] = []
         for detail in status.details:
             bad_request = error_details_pb2.BadRequest()
             if detail.Is(bad_request.DESCRIPTOR) and detail.Unpack(bad_request):

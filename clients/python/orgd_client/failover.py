@@ -1,11 +1,20 @@
 """Several orgd addresses behind one Client: calls go to one daemon and move
 to the next when it goes away (``Client(addresses=[...])``)."""
+from __future__ import annotations
+
 import threading
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from .errors import OrgdError, StatusCode
 
+if TYPE_CHECKING:
+    from .client import Client
 
-def describe(address):
+Address = Union[str, Tuple[str, int]]
+"""A Unix socket path, or a TCP (host, port)."""
+
+
+def describe(address: Address) -> str:
     """An address as orgd's other clients print it: ``unix:PATH`` or ``tcp:HOST:PORT``."""
     if isinstance(address, str):
         return f"unix:{address}"
@@ -13,7 +22,7 @@ def describe(address):
     return f"tcp:{host}:{port}"
 
 
-def _shutting_down(message):
+def _shutting_down(message: str) -> bool:
     # A daemon draining refuses new calls so (PROTOCOL.md, "Several
     # addresses"): the call did not run.
     return message.startswith("the server is shutting down")
@@ -31,17 +40,17 @@ class Failover:
     the client cannot tell a read from a write, and the caller knows whether
     a retry is safe (a create with an idempotency key is)."""
 
-    def __init__(self, addresses, connect):
+    def __init__(self, addresses: Sequence[Address], connect: Callable[[Address], Client]) -> None:
         if not addresses:
             raise ValueError("addresses is empty")
-        self.addresses = list(addresses)
+        self.addresses: List[Address] = list(addresses)
         self._connect = connect
         self._lock = threading.Lock()  # one connect at a time; other calls wait for it
-        self._current = None  # (index, Client)
+        self._current: Optional[Tuple[int, Client]] = None
         self._next = 0
         self._closed = False
 
-    def connection(self):
+    def connection(self) -> Tuple[int, Client]:
         """The open connection, connecting first when there is none (or it was lost)."""
         with self._lock:
             if self._closed:
@@ -50,7 +59,7 @@ class Failover:
                 if self._current[1].is_open():
                     return self._current
                 self._forget_locked(self._current)
-            failures = []
+            failures: List[str] = []
             count = len(self.addresses)
             for offset in range(count):
                 index = (self._next + offset) % count
@@ -62,20 +71,21 @@ class Failover:
             raise OrgdError(StatusCode.UNAVAILABLE,
                             f"cannot connect to orgd at any of its {count} addresses ({'; '.join(failures)})")
 
-    def lost(self, current):
+    def lost(self, current: Tuple[int, Client]) -> None:
         """Gives up ``current`` if it is still in use: the next call connects
         again, from the address after its one."""
         with self._lock:
             if self._current is current:
                 self._forget_locked(current)
 
-    def _forget_locked(self, current):
+    def _forget_locked(self, current: Tuple[int, Client]) -> None:
         self._current = None
         self._next = (current[0] + 1) % len(self.addresses)
         current[1].close()
 
-    def call_raw(self, *arguments, **options):
-        unsent = []
+    def call_raw(self, *arguments: Any, **options: Any) -> Any:
+        """``Client.call_raw`` on the connection in use, moving on as the class says."""
+        unsent: List[str] = []
         while True:
             try:
                 current = self.connection()
@@ -89,7 +99,7 @@ class Failover:
             except OrgdError as error:
                 if error.code != StatusCode.UNAVAILABLE:
                     raise
-                if getattr(error, "not_sent", False):
+                if error.not_sent:
                     self.lost(current)
                     unsent.append(f"{where}: {error.message}")
                     if len(unsent) < len(self.addresses):
@@ -106,7 +116,7 @@ class Failover:
                     continue
             return response
 
-    def close(self):
+    def close(self) -> None:
         with self._lock:
             self._closed = True
             current, self._current = self._current, None

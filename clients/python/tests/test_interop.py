@@ -55,7 +55,7 @@ def test_errors_carry_the_status_code_and_the_field(daemon):
             client.organizations.create_organization(type="ORGANIZATION_TYPE_DEPARTMENT")
         assert missing.value.code == StatusCode.INVALID_ARGUMENT
         assert missing.value.field_violations == [("name", "required")]
-        from grpc.health.v1 import health_pb2
+        from orgd_client._gen.grpc.health.v1 import health_pb2
 
         with pytest.raises(OrgdError) as unknown:
             client.call("orgd.v1.OrganizationService", "Nope", health_pb2.HealthCheckRequest(), health_pb2.HealthCheckResponse)

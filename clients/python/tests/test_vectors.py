@@ -24,7 +24,7 @@ def test_decoding_each_response_gives_its_fields(vectors):
 
 
 def test_encoding_each_response_gives_its_frame(vectors):
-    from ttrpc import ttrpc_pb2
+    from orgd_client._gen.ttrpc import ttrpc_pb2
 
     for vector in vectors:
         expected = vector["response"]

@@ -12,14 +12,14 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
-from orgd.v1 import common_pb2 as orgd_dot_v1_dot_common__pb2
-from orgd.v1 import options_pb2 as orgd_dot_v1_dot_options__pb2
+from orgd_client._gen.orgd.v1 import common_pb2 as orgd_dot_v1_dot_common__pb2
+from orgd_client._gen.orgd.v1 import options_pb2 as orgd_dot_v1_dot_options__pb2
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13orgd/v1/audit.proto\x12\x07orgd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14orgd/v1/common.proto\x1a\x15orgd/v1/options.proto\"\xb9\x01\n\nAuditEntry\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x12\n\nacting_for\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\x14\n\x0crequest_json\x18\x06 \x01(\t\x12&\n\nactor_kind\x18\x07 \x01(\x0e\x32\x12.orgd.v1.ActorKind\"L\n\x13ListAuditLogRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\"U\n\x14ListAuditLogResponse\x12$\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x13.orgd.v1.AuditEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2c\n\x0c\x41uditService\x12S\n\x0cListAuditLog\x12\x1c.orgd.v1.ListAuditLogRequest\x1a\x1d.orgd.v1.ListAuditLogResponse\"\x06\xea\xe0\x18\x02\x08\x04\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orgd.v1.audit_pb2', globals())
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orgd_client._gen.orgd.v1.audit_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None

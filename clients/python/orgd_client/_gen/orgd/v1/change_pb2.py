@@ -12,13 +12,13 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
-from orgd.v1 import options_pb2 as orgd_dot_v1_dot_options__pb2
+from orgd_client._gen.orgd.v1 import options_pb2 as orgd_dot_v1_dot_options__pb2
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14orgd/v1/change.proto\x12\x07orgd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15orgd/v1/options.proto\"t\n\x06\x43hange\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\r\n\x05\x65ntry\x18\x02 \x01(\x03\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\n\n\x02id\x18\x04 \x01(\t\x12/\n\x0b\x63ommit_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"T\n\x12ListChangesRequest\x12\x16\n\x0e\x61\x66ter_revision\x18\x01 \x01(\x03\x12\x13\n\x0b\x61\x66ter_entry\x18\x02 \x01(\x03\x12\x11\n\tpage_size\x18\x03 \x01(\x05\"^\n\x13ListChangesResponse\x12 \n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x0f.orgd.v1.Change\x12\x17\n\x0flatest_revision\x18\x02 \x01(\x03\x12\x0c\n\x04more\x18\x03 \x01(\x08\x32\x61\n\rChangeService\x12P\n\x0bListChanges\x12\x1b.orgd.v1.ListChangesRequest\x1a\x1c.orgd.v1.ListChangesResponse\"\x06\xea\xe0\x18\x02\x08\x08\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orgd.v1.change_pb2', globals())
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orgd_client._gen.orgd.v1.change_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None

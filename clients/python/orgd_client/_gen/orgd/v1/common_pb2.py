@@ -16,7 +16,7 @@ _sym_db = _symbol_database.Default()
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14orgd/v1/common.proto\x12\x07orgd.v1\"+\n\nIdentifier\x12\x0e\n\x06system\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t*\xf3\x01\n\x10OrganizationType\x12!\n\x1dORGANIZATION_TYPE_UNSPECIFIED\x10\x00\x12#\n\x1fORGANIZATION_TYPE_HOSPITAL_TEAM\x10\x01\x12!\n\x1dORGANIZATION_TYPE_GP_PRACTICE\x10\x02\x12$\n ORGANIZATION_TYPE_PRIVATE_CLINIC\x10\x03\x12 \n\x1cORGANIZATION_TYPE_DEPARTMENT\x10\x04\x12,\n(ORGANIZATION_TYPE_TEACHING_ESTABLISHMENT\x10\x05*r\n\nSystemRole\x12\x1b\n\x17SYSTEM_ROLE_UNSPECIFIED\x10\x00\x12\x14\n\x10SYSTEM_ROLE_NONE\x10\x01\x12\x15\n\x11SYSTEM_ROLE_ADMIN\x10\x02\x12\x1a\n\x16SYSTEM_ROLE_SUPERADMIN\x10\x03*t\n\nUserStatus\x12\x1b\n\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13USER_STATUS_INVITED\x10\x01\x12\x16\n\x12USER_STATUS_ACTIVE\x10\x02\x12\x18\n\x14USER_STATUS_DISABLED\x10\x03*`\n\tStaffRole\x12\x1a\n\x16STAFF_ROLE_UNSPECIFIED\x10\x00\x12!\n\x1dSTAFF_ROLE_MEMBERSHIP_MANAGER\x10\x01\x12\x14\n\x10STAFF_ROLE_AGENT\x10\x02*{\n\tActorKind\x12\x1a\n\x16\x41\x43TOR_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41\x43TOR_KIND_USER\x10\x01\x12\x1e\n\x1a\x41\x43TOR_KIND_SERVICE_ACCOUNT\x10\x02\x12\x1d\n\x19\x41\x43TOR_KIND_LOCAL_OPERATOR\x10\x03\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orgd.v1.common_pb2', globals())
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orgd_client._gen.orgd.v1.common_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None

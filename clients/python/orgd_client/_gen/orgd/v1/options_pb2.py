@@ -17,7 +17,7 @@ from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15orgd/v1/options.proto\x12\x07orgd.v1\x1a google/protobuf/descriptor.proto\"\xaf\x03\n\x0cMethodPolicy\x12,\n\x06\x61\x63\x63\x65ss\x18\x01 \x01(\x0e\x32\x1c.orgd.v1.MethodPolicy.Access\x12*\n\x05\x61udit\x18\x02 \x01(\x0e\x32\x1b.orgd.v1.MethodPolicy.Audit\"\x83\x02\n\x06\x41\x63\x63\x65ss\x12\x16\n\x12\x41\x43\x43\x45SS_UNSPECIFIED\x10\x00\x12\x11\n\rACCESS_ANYONE\x10\x01\x12\x18\n\x14\x41\x43\x43\x45SS_AUTHENTICATED\x10\x02\x12\x10\n\x0c\x41\x43\x43\x45SS_ADMIN\x10\x03\x12\x15\n\x11\x41\x43\x43\x45SS_SUPERADMIN\x10\x04\x12(\n$ACCESS_ADMIN_OR_ORGANIZATION_MANAGER\x10\x05\x12\x18\n\x14\x41\x43\x43\x45SS_ADMIN_OR_SELF\x10\x06\x12\x17\n\x13\x41\x43\x43\x45SS_PATIENT_SELF\x10\x07\x12\x1b\n\x17\x41\x43\x43\x45SS_SERVICE_OR_ADMIN\x10\x08\x12\x11\n\rACCESS_MAILER\x10\t\"?\n\x05\x41udit\x12\x0e\n\nAUDIT_NONE\x10\x00\x12\x11\n\rAUDIT_REQUEST\x10\x01\x12\x13\n\x0f\x41UDIT_CALL_ONLY\x10\x02:G\n\x06policy\x12\x1e.google.protobuf.MethodOptions\x18\x8d\x8c\x03 \x01(\x0b\x32\x15.orgd.v1.MethodPolicyb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orgd.v1.options_pb2', globals())
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orgd_client._gen.orgd.v1.options_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
   google_dot_protobuf_dot_descriptor__pb2.MethodOptions.RegisterExtension(policy)
 
