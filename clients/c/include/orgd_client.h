@@ -20,6 +20,15 @@
 extern "C" {
 #endif
 
+/* Marks the library's interface: the shared library is built with
+   -fvisibility=hidden and exports only what carries ORGD_API (and the
+   protoc-c code under gen/). */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define ORGD_API __attribute__((visibility("default")))
+#else
+#define ORGD_API
+#endif
+
 enum {
     ORGD_OK = 0,
     ORGD_E_ARG = -1,        /* a bad argument */
@@ -78,8 +87,8 @@ typedef struct {
 #define ORGD_CONSISTENCY_TOKEN_KEY "orgd-consistency-token"
 
 /* Connect. On failure return NULL and, if err is not NULL, set *err. */
-orgd_conn *orgd_connect_unix(const char *path, int *err);
-orgd_conn *orgd_connect_tcp(const char *host, uint16_t port, int *err);
+ORGD_API orgd_conn *orgd_connect_unix(const char *path, int *err);
+ORGD_API orgd_conn *orgd_connect_tcp(const char *host, uint16_t port, int *err);
 
 /* TLS on TCP. ca_file: the CAs to trust (NULL: the system's). cert_file and
    key_file: a client certificate (PEM, chain first) and its key, for servers
@@ -92,41 +101,41 @@ typedef struct {
     const char *key_file;
     const char *server_name;
 } orgd_tls_options;
-orgd_conn *orgd_connect_tls(const char *host, uint16_t port, const orgd_tls_options *tls, int *err);
+ORGD_API orgd_conn *orgd_connect_tls(const char *host, uint16_t port, const orgd_tls_options *tls, int *err);
 /* Why the last ORGD_E_TLS on this thread happened (OpenSSL's words), or "". */
-const char *orgd_tls_error(void);
+ORGD_API const char *orgd_tls_error(void);
 
 /* Take over an already connected socket (closed by orgd_close). */
-orgd_conn *orgd_from_fd(int fd, int *err);
+ORGD_API orgd_conn *orgd_from_fd(int fd, int *err);
 
 /* Send "authorization: Bearer <token>" on every call; NULL stops. */
-int orgd_set_token(orgd_conn *conn, const char *token);
+ORGD_API int orgd_set_token(orgd_conn *conn, const char *token);
 /* The largest response frame accepted (default ORGD_DEFAULT_MAX_FRAME). */
-void orgd_set_max_frame(orgd_conn *conn, size_t max_frame);
+ORGD_API void orgd_set_max_frame(orgd_conn *conn, size_t max_frame);
 
 /* Send a call. timeout_nano 0 means no deadline. */
-int orgd_start(orgd_conn *conn, const char *service, const char *method,
-               const uint8_t *payload, size_t payload_len,
-               const orgd_metadata *metadata, size_t metadata_count,
-               int64_t timeout_nano, uint32_t *stream_id);
+ORGD_API int orgd_start(orgd_conn *conn, const char *service, const char *method,
+                        const uint8_t *payload, size_t payload_len,
+                        const orgd_metadata *metadata, size_t metadata_count,
+                        int64_t timeout_nano, uint32_t *stream_id);
 
 /* Wait for the answer to stream_id; timeout_ms < 0 waits for ever. */
-int orgd_wait(orgd_conn *conn, uint32_t stream_id, int timeout_ms, orgd_response *out);
+ORGD_API int orgd_wait(orgd_conn *conn, uint32_t stream_id, int timeout_ms, orgd_response *out);
 
 /* orgd_start then orgd_wait; waits a little past timeout_nano, if given. */
-int orgd_call(orgd_conn *conn, const char *service, const char *method,
-              const uint8_t *payload, size_t payload_len,
-              const orgd_metadata *metadata, size_t metadata_count,
-              int64_t timeout_nano, orgd_response *out);
+ORGD_API int orgd_call(orgd_conn *conn, const char *service, const char *method,
+                       const uint8_t *payload, size_t payload_len,
+                       const orgd_metadata *metadata, size_t metadata_count,
+                       int64_t timeout_nano, orgd_response *out);
 
-void orgd_response_free(orgd_response *response);
-void orgd_close(orgd_conn *conn);
-const char *orgd_strerror(int err);
+ORGD_API void orgd_response_free(orgd_response *response);
+ORGD_API void orgd_close(orgd_conn *conn);
+ORGD_API const char *orgd_strerror(int err);
 
 /* Whether the connection can still carry a call: 0 once it has failed, or
    the server has closed it (seen without blocking; a plain socket only,
    over TLS the next call finds out). */
-int orgd_is_open(orgd_conn *conn);
+ORGD_API int orgd_is_open(orgd_conn *conn);
 
 /*
  * Several daemons (say two over one PostgreSQL): an orgd_failover sends each
@@ -154,26 +163,26 @@ typedef struct orgd_failover orgd_failover;
 
 /* addresses (and what they point to) must stay valid until
    orgd_failover_free. NULL with *err set on bad arguments or no memory. */
-orgd_failover *orgd_failover_new(const orgd_address *addresses, size_t count, int *err);
+ORGD_API orgd_failover *orgd_failover_new(const orgd_address *addresses, size_t count, int *err);
 /* The token for every connection it makes (see orgd_set_token). */
-int orgd_failover_set_token(orgd_failover *failover, const char *token);
+ORGD_API int orgd_failover_set_token(orgd_failover *failover, const char *token);
 /* As orgd_call, on the current daemon (connecting first if need be). */
-int orgd_failover_call(orgd_failover *failover, const char *service, const char *method,
-                       const uint8_t *payload, size_t payload_len,
-                       const orgd_metadata *metadata, size_t metadata_count,
-                       int64_t timeout_nano, orgd_response *out);
+ORGD_API int orgd_failover_call(orgd_failover *failover, const char *service, const char *method,
+                                const uint8_t *payload, size_t payload_len,
+                                const orgd_metadata *metadata, size_t metadata_count,
+                                int64_t timeout_nano, orgd_response *out);
 /* What the last failed call met, addresses named; "" after a success. */
-const char *orgd_failover_error(const orgd_failover *failover);
+ORGD_API const char *orgd_failover_error(const orgd_failover *failover);
 /* The index in addresses of the daemon calls go to now, or -1 when none. */
-int orgd_failover_current(const orgd_failover *failover);
-void orgd_failover_free(orgd_failover *failover);
+ORGD_API int orgd_failover_current(const orgd_failover *failover);
+ORGD_API void orgd_failover_free(orgd_failover *failover);
 
 /* The frame codec, for tests and tools. *frame is malloc'd. */
-int orgd_encode_request(uint32_t stream_id, const char *service, const char *method,
-                        const uint8_t *payload, size_t payload_len,
-                        const orgd_metadata *metadata, size_t metadata_count,
-                        int64_t timeout_nano, uint8_t **frame, size_t *frame_len);
-int orgd_decode_response(const uint8_t *frame, size_t frame_len, uint32_t *stream_id, orgd_response *out);
+ORGD_API int orgd_encode_request(uint32_t stream_id, const char *service, const char *method,
+                                 const uint8_t *payload, size_t payload_len,
+                                 const orgd_metadata *metadata, size_t metadata_count,
+                                 int64_t timeout_nano, uint8_t **frame, size_t *frame_len);
+ORGD_API int orgd_decode_response(const uint8_t *frame, size_t frame_len, uint32_t *stream_id, orgd_response *out);
 
 #ifdef __cplusplus
 }
