@@ -105,7 +105,7 @@ let package = Package(
         .executableTarget(
             name: "orgd",
             dependencies: [
-                "OrgdServer", "OrgdStore", "OrgdServices",
+                "OrgdCore", "OrgdServer", "OrgdStore", "OrgdServices",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -5,7 +5,10 @@ import NIOPosix
 import Prometheus
 import Synchronization
 
-/// Serves `GET /metrics` in Prometheus text format from a registry.
+/// Serves `GET /metrics` in Prometheus text format from orgd's registry,
+/// and the HTTP probes: `GET /healthz` (200 while the process serves HTTP at
+/// all) and `GET /readyz` (200 once every listener is bound, 503 from the
+/// start of shutdown).
 ///
 /// One request per connection: the answer says `Connection: close` and the
 /// connection closes once it is written, so a client pipelining requests
@@ -15,14 +18,16 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let registry: PrometheusCollectorRegistry
+    private let metrics: OrgdMetrics
+    private let ready: @Sendable () -> Bool
     private let timeout: TimeAmount
     private var path: String?
     private var answered = false
     private var timer: Scheduled<Void>?
 
-    init(registry: PrometheusCollectorRegistry, timeout: TimeAmount) {
-        self.registry = registry
+    init(metrics: OrgdMetrics, ready: @escaping @Sendable () -> Bool, timeout: TimeAmount) {
+        self.metrics = metrics
+        self.ready = ready
         self.timeout = timeout
     }
 
@@ -49,11 +54,20 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
         case .end:
             guard !answered else { return }
             answered = true
-            let (status, body): (HTTPResponseStatus, [UInt8]) = path == "/metrics"
-                ? (.ok, registry.emitToBuffer())
-                : (.notFound, Array("not found: try GET /metrics\n".utf8))
+            let (status, body): (HTTPResponseStatus, [UInt8])
+            switch path {
+            case "/metrics":
+                metrics.refreshProcessMetrics()
+                (status, body) = (.ok, metrics.registry.emitToBuffer())
+            case "/healthz":
+                (status, body) = (.ok, Array("ok\n".utf8))
+            case "/readyz":
+                (status, body) = ready() ? (.ok, Array("ready\n".utf8)) : (.serviceUnavailable, Array("not ready: starting or shutting down\n".utf8))
+            default:
+                (status, body) = (.notFound, Array("not found: try GET /metrics, /healthz or /readyz\n".utf8))
+            }
             var headers = HTTPHeaders()
-            headers.add(name: "Content-Type", value: path == "/metrics" ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain")
+            headers.add(name: "Content-Type", value: path == "/metrics" ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain; charset=utf-8")
             headers.add(name: "Content-Length", value: "\(body.count)")
             headers.add(name: "Connection", value: "close")
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
@@ -75,7 +89,7 @@ enum MetricsEndpoint {
     /// are closed at once), each closed when a request does not complete
     /// within `timeout`.
     static func bind(
-        host: String, port: Int, registry: PrometheusCollectorRegistry, group: any EventLoopGroup,
+        host: String, port: Int, metrics orgdMetrics: OrgdMetrics, ready: @escaping @Sendable () -> Bool, group: any EventLoopGroup,
         maximumConnections: Int, timeout: TimeAmount, logger: Logger, metrics: ServerMetrics
     ) async throws -> Channel {
         let open = OpenConnections()
@@ -99,7 +113,7 @@ enum MetricsEndpoint {
                 channel.closeFuture.whenComplete { _ in open.value.subtract(1, ordering: .relaxed) }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(registry: registry, timeout: timeout))
+                    try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(metrics: orgdMetrics, ready: ready, timeout: timeout))
                 }
             }
             .bind(host: host, port: port).get()

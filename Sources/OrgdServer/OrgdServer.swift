@@ -42,7 +42,7 @@ public final class OrgdServer: Service, Sendable {
     private let group: any EventLoopGroup
     private let state = NIOLockedValueBox(State())
     private let onListening: @Sendable (BoundAddresses) -> Void
-    private let metrics: PrometheusMetricsFactory
+    private let metrics: OrgdMetrics
     private let serverMetrics: ServerMetrics
     private let budget: MemoryBudget
     private let refusals = RateLimitedLog()
@@ -53,7 +53,7 @@ public final class OrgdServer: Service, Sendable {
         configuration: ServerConfiguration,
         dispatcher: Dispatcher,
         logger: Logger,
-        metrics: PrometheusMetricsFactory = PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()),
+        metrics: OrgdMetrics = OrgdMetrics(),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         onListening: @escaping @Sendable (BoundAddresses) -> Void = { _ in }
     ) {
@@ -120,7 +120,8 @@ public final class OrgdServer: Service, Sendable {
             }
             if let host = configuration.metricsHost {
                 let channel = try await MetricsEndpoint.bind(
-                    host: host, port: configuration.metricsPort, registry: metrics.registry, group: group,
+                    host: host, port: configuration.metricsPort, metrics: metrics,
+                    ready: { [state] in state.withLockedValue { $0.bound != nil && !$0.stopping } }, group: group,
                     maximumConnections: configuration.maximumMetricsConnections, timeout: configuration.frameTimeout,
                     logger: logger, metrics: serverMetrics)
                 state.withLockedValue { $0.listeners.append(channel) }

@@ -43,6 +43,13 @@ public struct Store: Sendable {
         }
     }
 
+    /// The newest schema this orgd knows, on each backend (it refuses to
+    /// open a database a newer orgd migrated further): SQLite's last
+    /// migration ("v12") and PostgreSQL's schema version.
+    public static var schemaVersions: (sqlite: String, postgres: Int) {
+        (Migrations.migrator.migrations.last.map { String($0.prefix { $0 != ":" }) } ?? "", PostgresSchema.latestVersion)
+    }
+
     /// Opens (creating if needed) the SQLite file at `path` and migrates it.
     public init(
         path: String,

@@ -1,4 +1,5 @@
 import ArgumentParser
+import OrgdCore
 
 @main
 struct Orgctl: AsyncParsableCommand {
@@ -12,6 +13,7 @@ struct Orgctl: AsyncParsableCommand {
             Prints tables for people; --json prints one JSON document for scripts.
             On failure prints one line to standard error and exits non-zero.
             """,
+        version: "orgctl \(OrgdBuild.version)",
         subcommands: [
             Org.self, User.self, Patient.self, Staff.self, PatientMember.self, Whoami.self, My.self, Fhir.self, Consent.self, Invite.self, Outbox.self,
             Token.self, ServiceAccount.self, Health.self, Metrics.self, Bench.self, Audit.self,

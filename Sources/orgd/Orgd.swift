@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import OrgdCore
 import OrgdServer
 import OrgdServices
 import OrgdStore
@@ -17,7 +18,8 @@ struct Orgd: AsyncParsableCommand {
             With no options, orgd keeps its data in ./orgd.sqlite and listens on the Unix socket
             $XDG_RUNTIME_DIR/orgd.sock (./orgd.sock when XDG_RUNTIME_DIR is unset), mode 0600.
             TCP is off until --listen is given; every TCP call needs a bearer token.
-            """
+            """,
+        version: "orgd \(OrgdBuild.version) (schema: SQLite \(Store.schemaVersions.sqlite), PostgreSQL \(Store.schemaVersions.postgres))"
     )
 
     @Option(help: "SQLite database file, or a PostgreSQL URL postgresql://USER@HOST:PORT/DB?sslmode=… (or ?host=/socket/dir) shared by several orgd [ORGD_DATABASE] (default: ./orgd.sqlite).")
@@ -139,8 +141,7 @@ struct Orgd: AsyncParsableCommand {
             logger.warning("\(note)")
         }
         let metricsHost = settings.server.metricsHost
-        var metrics = PrometheusMetricsFactory(registry: PrometheusCollectorRegistry())
-        metrics.valueHistogramBuckets["orgd_commit_batch_size"] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+        let metrics = OrgdMetrics()
         // One daemon per SQLite file: a second one exits here, naming the
         // first. Over PostgreSQL, any number share the database.
         var lock: DatabaseLock?

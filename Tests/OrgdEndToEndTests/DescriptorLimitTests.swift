@@ -52,7 +52,7 @@ struct AcceptFailureTests {
         let lines = LockedLines()
         var logger = Logger(label: "test") { _ in CapturingLogHandler(lines: lines) }
         logger.logLevel = .info
-        let handler = AcceptErrorLogger(transport: .tcp, logger: logger, metrics: ServerMetrics(factory: PrometheusMetricsFactory(registry: registry)))
+        let handler = AcceptErrorLogger(transport: .tcp, logger: logger, metrics: ServerMetrics(factory: OrgdMetrics(registry: registry)))
         let channel = EmbeddedChannel(handler: handler)
         for _ in 0..<5 {
             channel.pipeline.fireErrorCaught(IOError(errnoCode: EMFILE, reason: "accept"))

@@ -44,7 +44,7 @@ final class TestDaemon: Sendable {
     ) async throws -> TestDaemon {
         let directory = try makeTemporaryDirectory()
         let registry = PrometheusCollectorRegistry()
-        let metrics = PrometheusMetricsFactory(registry: registry)
+        let metrics = OrgdMetrics(registry: registry)
         let store: Store
         var dropDatabase: (@Sendable () async -> Void)?
         var url = postgresURL
