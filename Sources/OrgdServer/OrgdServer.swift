@@ -27,6 +27,8 @@ public final class OrgdServer: Service, Sendable {
         /// Set at shutdown: connections accepted from then on are closed.
         var stopping = false
         var grpc: GRPCListener?
+        /// The TLS listeners' contexts, made again by `reloadTLS`.
+        var tls: [ReloadableTLSContext] = []
     }
 
     /// Why a new connection was not taken.
@@ -92,7 +94,8 @@ public final class OrgdServer: Service, Sendable {
                 logger.info("listening", metadata: ["listen.unix": "\(path)"])
             }
             if let host = configuration.tcpHost {
-                let tls = try configuration.tls?.makeContext()
+                let tls = try configuration.tls.map { try ReloadableTLSContext($0) }
+                if let tls { state.withLockedValue { $0.tls.append(tls) } }
                 let channel = try await bootstrap(transport: .tcp, tls: tls).bind(host: host, port: configuration.tcpPort).get()
                 state.withLockedValue { $0.listeners.append(channel) }
                 bound.tcpHost = host
@@ -105,7 +108,8 @@ public final class OrgdServer: Service, Sendable {
             }
             if let host = configuration.grpcHost {
                 // The TCP listener's TLS files, with ALPN's h2 that gRPC clients require.
-                let tls = try configuration.tls?.makeContext(applicationProtocols: ["h2"])
+                let tls = try configuration.tls.map { try ReloadableTLSContext($0, applicationProtocols: ["h2"]) }
+                if let tls { state.withLockedValue { $0.tls.append(tls) } }
                 let listener = GRPCListener(
                     host: host, port: configuration.grpcPort, tls: tls, configuration: configuration, dispatcher: dispatcher,
                     logger: logger, group: group, admit: { [self] in admit($0, transport: .tcp) })
@@ -171,7 +175,19 @@ public final class OrgdServer: Service, Sendable {
         logger.info("server stopped", metadata: ["connections.drained": "\(connections.count)"])
     }
 
-    private func bootstrap(transport: Transport, tls: NIOSSLContext?) -> ServerBootstrap {
+    /// Reads the TLS certificate, key and client CA files again (SIGHUP)
+    /// for connections accepted from now on. All or nothing: when a file
+    /// cannot be used, every listener keeps what it had and this throws
+    /// `TLSSetupError` naming the file. False when TLS is off.
+    @discardableResult
+    public func reloadTLS() throws -> Bool {
+        let contexts = state.withLockedValue { $0.tls }
+        let fresh = try contexts.map { try $0.fresh() }
+        for (context, made) in zip(contexts, fresh) { context.install(made) }
+        return !contexts.isEmpty
+    }
+
+    private func bootstrap(transport: Transport, tls: ReloadableTLSContext?) -> ServerBootstrap {
         let maximumFrameLength = configuration.maximumFrameLength
         let acceptLogger = logger
         let serverMetrics = serverMetrics
@@ -207,7 +223,7 @@ public final class OrgdServer: Service, Sendable {
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     if let tls {
-                        try sync.addHandler(NIOSSLServerHandler(context: tls))
+                        try sync.addHandler(NIOSSLServerHandler(context: tls.current))
                         try sync.addHandler(TLSHandshakeGuard(logger: logger, peer: peer, deadline: configuration.frameTimeout))
                     }
                     try sync.addHandler(IdleStateHandler(readTimeout: idle))

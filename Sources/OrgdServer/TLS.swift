@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
 import NIOTLS
@@ -119,4 +120,27 @@ final class TLSHandshakeGuard: ChannelInboundHandler, RemovableChannelHandler {
         }
         context.fireErrorCaught(error)
     }
+}
+
+/// A listener's TLS context, which SIGHUP makes again from the same files
+/// (certificate rotation without a restart). Each new connection takes the
+/// context current when it is accepted; connections already open keep
+/// theirs.
+final class ReloadableTLSContext: Sendable {
+    private let tls: ServerTLS
+    private let applicationProtocols: [String]
+    private let box: NIOLockedValueBox<NIOSSLContext>
+
+    init(_ tls: ServerTLS, applicationProtocols: [String] = []) throws {
+        self.tls = tls
+        self.applicationProtocols = applicationProtocols
+        box = NIOLockedValueBox(try tls.makeContext(applicationProtocols: applicationProtocols))
+    }
+
+    var current: NIOSSLContext { box.withLockedValue { $0 } }
+
+    /// A context from the files as they are now; `install` puts it in use.
+    func fresh() throws -> NIOSSLContext { try tls.makeContext(applicationProtocols: applicationProtocols) }
+
+    func install(_ context: NIOSSLContext) { box.withLockedValue { $0 = context } }
 }

@@ -67,6 +67,9 @@ struct Orgd: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical [ORGD_LOG_LEVEL] (default: info).")
     var logLevel: String?
 
+    @Option(help: "A file whose first line is the log level, read at start and again on SIGHUP; beats --log-level [ORGD_LOG_LEVEL_FILE].")
+    var logLevelFile: String?
+
     @Option(help: "Most open TCP connections; past it new ones are closed and logged [ORGD_MAX_CONNECTIONS] (default: 10000).")
     var maxConnections: Int?
 
@@ -130,12 +133,11 @@ struct Orgd: AsyncParsableCommand {
             return
         }
         var settings = try Settings(self, environment: ProcessInfo.processInfo.environment)
-        let level = settings.logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        // SIGHUP reloads (HangUpReloader below); until then it is ignored,
+        // never the default that ends the process.
+        signal(SIGHUP, SIG_IGN)
+        DaemonLogLevel.current.withLockedValue { $0 = settings.logLevel }
+        LoggingSystem.bootstrap { label in DaemonLogHandler(label: label) }
         let logger = Logger(label: "orgd")
         for note in try settings.server.fitDescriptorLimit() {
             logger.warning("\(note)")
@@ -170,6 +172,8 @@ struct Orgd: AsyncParsableCommand {
         let group = ServiceGroup(
             configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
+        let reloader = HangUpReloader(server: server, logLevelFile: settings.logLevelFile, logger: logger)
+        defer { reloader.cancel() }
         try await group.run()
         // Calls stuck in the database (behind another process's lock, say)
         // were cut off at the drain timeout and never acknowledged; closing
@@ -220,6 +224,7 @@ struct Settings {
     var poolSize = Store.defaultPoolSize
     var durability: Durability
     var logLevel: Logger.Level
+    var logLevelFile: String?
     var server: ServerConfiguration
     var invitations = InvitationPolicy()
 
@@ -258,6 +263,14 @@ struct Settings {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
         self.logLevel = logLevel
+        if let file = value(flags.logLevelFile, "ORGD_LOG_LEVEL_FILE") {
+            do {
+                self.logLevel = try DaemonLogLevel.read(file)
+            } catch {
+                throw ValidationError("--log-level-file: \(error)")
+            }
+            logLevelFile = file
+        }
 
         var server = ServerConfiguration()
         let socket = value(flags.socket, "ORGD_SOCKET") ?? Self.defaultSocketPath(environment)

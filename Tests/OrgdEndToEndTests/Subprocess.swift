@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 
 /// Runs the built `orgd` and `orgctl` executables as a user would.
 enum Subprocess {
@@ -128,6 +129,28 @@ final class DaemonProcess: @unchecked Sendable {
         return try await RawSocket.offPool {
             self.process.waitUntilExit()
             return self.process.terminationStatus
+        }
+    }
+
+    private let errorSeen = NIOLockedValueBox("")
+
+    /// Reads standard error while the daemon runs until what it wrote since
+    /// the start contains `text` (true), or `seconds` pass (false).
+    func waitForErrorOutput(containing text: String, seconds: Double = 20) async throws -> Bool {
+        let descriptor = stderr.fileHandleForReading.fileDescriptor
+        let seen = errorSeen
+        return try await RawSocket.offPool {
+            let deadline = Date().addingTimeInterval(seconds)
+            while Date() < deadline {
+                if seen.withLockedValue({ $0.contains(text) }) { return true }
+                var poller = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+                guard poll(&poller, 1, 100) > 0 else { continue }
+                var buffer = [UInt8](repeating: 0, count: 65536)
+                let count = read(descriptor, &buffer, buffer.count)
+                if count <= 0 { break }
+                seen.withLockedValue { $0 += String(decoding: buffer[..<count], as: UTF8.self) }
+            }
+            return seen.withLockedValue { $0.contains(text) }
         }
     }
 

@@ -46,7 +46,7 @@ struct TestCertificates {
                            "-keyout", "\(directory)/\(name).key", "-out", "\(directory)/\(name).pem", "-days", "2", "-subj", "/CN=\(subject)"])
     }
 
-    private func leaf(_ name: String, signedBy ca: String, subject: String, extensions: String) async throws {
+    func leaf(_ name: String, signedBy ca: String, subject: String, extensions: String) async throws {
         let path = "\(directory)/\(name)"
         try extensions.write(toFile: path + ".ext", atomically: true, encoding: .utf8)
         try await openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",

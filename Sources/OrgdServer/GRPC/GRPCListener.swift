@@ -21,7 +21,7 @@ final class GRPCListener: Sendable {
     /// `admit` records a new connection against the server's budgets and
     /// gives its id, or nil when it must be refused.
     init(
-        host: String, port: Int, tls: NIOSSLContext?, configuration: ServerConfiguration, dispatcher: Dispatcher,
+        host: String, port: Int, tls: ReloadableTLSContext?, configuration: ServerConfiguration, dispatcher: Dispatcher,
         logger: Logger, group: any EventLoopGroup, admit: @escaping @Sendable (Channel) -> UInt64?
     ) {
         let connections = GRPCConnections()
@@ -120,7 +120,7 @@ struct OrgdListenerFactory: HTTP2ServerTransport.ListenerFactory {
     let eventLoopGroup: any EventLoopGroup
     let host: String
     let port: Int
-    let tls: NIOSSLContext?
+    let tls: ReloadableTLSContext?
     let handshakeDeadline: TimeAmount
     let logger: Logger
     let admit: @Sendable (Channel) -> Bool
@@ -144,7 +144,7 @@ struct OrgdListenerFactory: HTTP2ServerTransport.ListenerFactory {
                 return channel.eventLoop.makeCompletedFuture {
                     if let tls {
                         let sync = channel.pipeline.syncOperations
-                        try sync.addHandler(NIOSSLServerHandler(context: tls))
+                        try sync.addHandler(NIOSSLServerHandler(context: tls.current))
                         let peer = channel.remoteAddress.map { "\($0)" } ?? "unknown"
                         try sync.addHandler(TLSHandshakeGuard(logger: logger, peer: peer, deadline: deadline))
                     }
