@@ -149,11 +149,19 @@ final class ProcessMetrics: Sendable {
             virtual.set(to: field(23))
             resident.set(to: field(24) * Self.pageSize)
         }
-        if let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
-            openDescriptors.set(to: Double(entries.count))
-        }
+        if let count = Self.openDescriptorCount() { openDescriptors.set(to: Double(count)) }
         var limit = rlimit()
         if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 { maximumDescriptors.set(to: Double(limit.rlim_cur)) }
+    }
+
+    /// Entries of /proc/self/fd, counted without collecting their names
+    /// (there may be tens of thousands), less ".", ".." and the directory's own descriptor.
+    private static func openDescriptorCount() -> Int? {
+        guard let directory = opendir("/proc/self/fd") else { return nil }
+        defer { closedir(directory) }
+        var count = 0
+        while readdir(directory) != nil { count += 1 }
+        return max(0, count - 3)
     }
 
     /// The fields of /proc/self/stat from the state on (the command may hold spaces).

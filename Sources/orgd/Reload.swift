@@ -15,7 +15,7 @@ enum DaemonLogLevel {
             throw ReloadError("cannot read the log level file \(path)")
         }
         let word = text.split(separator: "\n", omittingEmptySubsequences: false).first.map {
-            $0.trimmingCharacters(in: .whitespaces).lowercased()
+            $0.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
         } ?? ""
         guard let level = Logger.Level(rawValue: word) else {
             throw ReloadError("the log level file \(path) says \"\(word)\", not one of trace, debug, info, notice, warning, error, critical")

@@ -115,9 +115,10 @@ final class PostgresBackend: Sendable {
         }
         do {
             return try await run()
-        } catch let error where PostgresErrors.refusal(error)?.state == "26000" {
-            // The session lost its prepared statements (the executor forgot
-            // them too): once more, preparing them again.
+        } catch let error where PostgresErrors.refusal(error)?.isStalePreparedStatement == true {
+            // The session lost its prepared statements, or a schema change
+            // altered one's columns (the executor forgot them): once more.
+            noteStale(error)
             return try await run()
         }
     }
@@ -152,6 +153,7 @@ final class PostgresBackend: Sendable {
                 batchSize.record(1)
                 return result
             } catch let error where PostgresErrors.isRetryable(error) {
+                noteStale(error)
                 guard attempt < Self.maximumAttempts else {
                     throw RPCError(.aborted, "the write conflicted with concurrent writes \(attempt) times; retry")
                 }
@@ -163,6 +165,14 @@ final class PostgresBackend: Sendable {
                 attempt += 1
             }
         }
+    }
+
+    /// After SQLSTATE 26000 (a session without orgd's prepared statements:
+    /// a pooler in transaction mode, or DISCARD ALL), prepared statements
+    /// are turned off for this process, with a warning once.
+    private func noteStale(_ error: any Error) {
+        guard PostgresErrors.refusal(error)?.state == "26000", prepared?.disable() == true else { return }
+        logger.warning("PostgreSQL sessions lose orgd's prepared statements (a pooler in transaction mode?): prepared statements are off until orgd restarts; add prepared_statements=off to the URL")
     }
 
     /// Leases a connection and runs `begin`, `body` and COMMIT on a pool
@@ -289,8 +299,8 @@ enum PostgresErrors {
     /// prepared statements (its executor forgot them; the next attempt
     /// prepares them again): the transaction may run again.
     static func isRetryable(_ error: any Error) -> Bool {
-        guard let state = refusal(error)?.state else { return false }
-        return state == "40001" || state == "40P01" || state == "26000"
+        guard let refusal = refusal(error) else { return false }
+        return refusal.state == "40001" || refusal.state == "40P01" || refusal.isStalePreparedStatement
     }
 
     /// PostgreSQL's refusal of a statement, from either API of postgres-nio.
@@ -314,6 +324,8 @@ enum PostgresErrors {
             case "40001", "40P01": return RPCError(.aborted, "the write conflicted with concurrent writes; retry")
             case "57014": return RPCError(.unavailable, "the database statement timed out; retry")
             case "25006": return RPCError(.unavailable, "the PostgreSQL server is read-only (a standby?): point orgd at the primary")
+            case "0A000" where refusal.isStalePreparedStatement:
+                return RPCError(.unavailable, "the database schema changed under orgd's prepared statements; retry")
             case "26000":
                 return RPCError(.unavailable, "the PostgreSQL session lost orgd's prepared statements (a pooler in transaction mode? add prepared_statements=off to the URL); retry")
             default:
@@ -362,4 +374,12 @@ struct PostgresRefusal: Error, CustomStringConvertible {
     }
 
     var description: String { "PostgreSQL refused the statement (SQLSTATE \(state)): \(message)" }
+
+    /// A prepared statement that cannot run as prepared: the session does
+    /// not know it (26000), or a schema change altered its result columns
+    /// ("cached plan must not change result type", 0A000). Prepared again,
+    /// it runs.
+    var isStalePreparedStatement: Bool {
+        state == "26000" || (state == "0A000" && message.contains("cached plan"))
+    }
 }

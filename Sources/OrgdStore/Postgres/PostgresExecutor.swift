@@ -110,8 +110,10 @@ final class PostgresExecutor: SQLExecutor {
         let binds = arguments.values.map(Self.data)
         do {
             return (try Self.restatingErrors { try onOpenConnection { _ in prepared.execute(binds) } }, true)
-        } catch let error as PostgresRefusal where error.state == "26000" {
-            // The server no longer knows the connection's statements.
+        } catch let error as PostgresRefusal where error.isStalePreparedStatement {
+            // The server no longer knows the connection's statements, or a
+            // schema change altered a statement's result columns: forget
+            // them all; the transaction's next attempt prepares them again.
             statements.removeAll()
             throw error
         }

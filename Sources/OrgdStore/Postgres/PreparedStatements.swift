@@ -42,14 +42,17 @@ final class PreparedStatementCache: Sendable {
     private struct State {
         var byConnection: [PostgresConnection.ID: PreparedStatements] = [:]
         var uses = 0
+        var disabled = false
     }
     private let state = NIOLockedValueBox(State())
     private let limit: Int
 
     init(poolSize: Int) { limit = 2 * poolSize + 4 }
 
-    func statements(for connection: PostgresConnection.ID) -> PreparedStatements {
+    /// The connection's statements; nil once prepared statements are off.
+    func statements(for connection: PostgresConnection.ID) -> PreparedStatements? {
         state.withLockedValue { state in
+            guard !state.disabled else { return nil }
             state.uses += 1
             let statements = state.byConnection[connection] ?? PreparedStatements()
             statements.lastUse = state.uses
@@ -59,6 +62,16 @@ final class PreparedStatementCache: Sendable {
                 state.byConnection[stalest] = nil
             }
             return statements
+        }
+    }
+
+    /// Turns prepared statements off for the rest of the process: a session
+    /// lost them (SQLSTATE 26000), which is what a pooler in transaction
+    /// mode does to every session. True the first time.
+    func disable() -> Bool {
+        state.withLockedValue { state in
+            defer { state.disabled = true; state.byConnection.removeAll() }
+            return !state.disabled
         }
     }
 }
