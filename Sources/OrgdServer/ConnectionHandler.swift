@@ -100,6 +100,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var frameTimer: Scheduled<Void>?
     /// Runs until the first authenticated call, on TCP.
     private var authenticationTimer: Scheduled<Void>?
+    /// Answers written on this loop and not flushed yet: they go out in one
+    /// flush at the end of the read burst (or of a resumption).
+    private var unflushed = false
 
     init(dispatcher: Dispatcher, info: ConnectionInfo, limits: ConnectionLimits, metrics: ServerMetrics,
          budget: MemoryBudget, logger: Logger) {
@@ -180,8 +183,15 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        flushIfNeeded(context: context)
         if let closing = machine.drainReadSettled() { perform(closing, context: context) }
         context.fireChannelReadComplete()
+    }
+
+    private func flushIfNeeded(context: ChannelHandlerContext) {
+        guard unflushed else { return }
+        unflushed = false
+        context.flush()
     }
 
     /// Holds the channel's reads while answers are backed up.
@@ -200,6 +210,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Starts the waiting frames, in order, while the connection stays
     /// writable; then lets reading go on.
     private func resumeIfWritable(context: ChannelHandlerContext) {
+        defer { flushIfNeeded(context: context) }
         while true {
             switch machine.resume(writable: context.channel.isWritable) {
             case .none:
@@ -234,6 +245,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     // MARK: - Events from the pipeline
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // Frames decoded at the end of input come without a read-complete.
+        flushIfNeeded(context: context)
         switch event {
         case is DrainEvent:
             let drain = machine.drainRequested()
@@ -337,11 +350,19 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func start(_ request: Ttrpc_Request, streamID: UInt32, deadline: TimeAmount?, context: ChannelHandlerContext) {
+        // Run to completion: a call the access index answers is answered
+        // here, on this loop, and written with the burst's other answers.
+        if let outcome = dispatcher.answerFromIndex(request, connection: info) {
+            machine.callStarted(streamID: streamID, call: InFlightCall(task: nil, deadline: nil))
+            metrics.callStarted()
+            answered(streamID: streamID, outcome: outcome, flush: false)
+            return
+        }
         let loop = context.eventLoop
         let bound = NIOLoopBound(self, eventLoop: loop)
         // The answer always comes back through `loop.execute`, so never
         // before the machine has recorded the call.
-        let task = dispatcher.dispatch(request, connection: info) { outcome in
+        let task = dispatcher.dispatch(request, connection: info, fromIndex: false) { outcome in
             loop.execute { bound.value.answered(streamID: streamID, outcome: outcome) }
         }
         let timer = deadline.map { deadline in
@@ -362,7 +383,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
     }
 
-    private func answered(streamID: UInt32, outcome: CallOutcome) {
+    private func answered(streamID: UInt32, outcome: CallOutcome, flush: Bool = true) {
         switch machine.callAnswered(streamID: streamID, authenticated: outcome.authenticated) {
         case .none:
             break
@@ -384,7 +405,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 streamID: streamID, status: outcome.status, payload: outcome.payload, metadata: Self.metadata(of: outcome),
                 maximumLength: limits.maximumFrameLength, allocator: context.channel.allocator
             )
-            send(frame, context: context)
+            send(frame, context: context, flush: flush)
         }
     }
 
@@ -412,7 +433,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Writes an answer, counting its bytes against the budget until the
     /// socket has taken them, and telling the machine once it has (which is
     /// what drain and half-close wait for).
-    private func send(_ frame: ByteBuffer, context: ChannelHandlerContext) {
+    private func send(_ frame: ByteBuffer, context: ChannelHandlerContext, flush: Bool = true) {
         let bytes = frame.readableBytes
         if let account { budget.change(account, by: bytes) }
         let written = context.eventLoop.makePromise(of: Void.self)
@@ -421,7 +442,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
             let closing = self.machine.answerWritten()
             if let closing, let context = self.context { self.perform(closing, context: context) }
         }
-        context.writeAndFlush(wrapOutboundOut(frame), promise: written)
+        if flush {
+            context.writeAndFlush(wrapOutboundOut(frame), promise: written)
+        } else {
+            context.write(wrapOutboundOut(frame), promise: written)
+            unflushed = true
+        }
     }
 
     /// Ends the connection as the machine says. At drain, with the client's
@@ -430,6 +456,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// closing with unread input would reset the connection and lose
     /// answers still in the kernel's buffers.
     private func perform(_ closing: StateMachine.Closing, context: ChannelHandlerContext) {
+        flushIfNeeded(context: context)
         switch closing {
         case .close:
             context.close(promise: nil)

@@ -27,18 +27,14 @@ public struct Authenticator: Sendable {
     public static func authenticate(_ metadata: Metadata, transport: Transport, _ tx: StoreTransaction) throws -> Principal {
         let actAs = metadata["orgd-act-as"]
         guard let header = metadata["authorization"] else {
-            guard transport == .unix else {
-                throw RPCError(.unauthenticated, "a bearer token is required: send metadata authorization: Bearer <token>")
-            }
+            guard transport == .unix else { throw tokenRequired }
             return try principal(.localOperator, actingFor: actAs, tx)
         }
-        guard let secret = bearerSecret(header) else {
-            throw RPCError(.unauthenticated, "authorization metadata must be \"Bearer <token>\"")
-        }
+        guard let secret = bearerSecret(header) else { throw notBearer }
         let found = try tx.principal(forSecret: secret)
         switch found {
         case nil:
-            throw RPCError(.unauthenticated, "the token is unknown, revoked, expired, or its user is disabled")
+            throw tokenRefused
         case .user(let user):
             if actAs != nil { throw RPCError.permissionDenied("only service accounts may act for a user (orgd-act-as)") }
             return Principal(identity: .user(user))
@@ -57,6 +53,26 @@ public struct Authenticator: Sendable {
             return acting
         }
     }
+
+    /// The same decision from the access index, for a call without
+    /// `orgd-act-as` (acting for someone is decided by the store).
+    public static func authenticate(_ metadata: Metadata, transport: Transport, _ index: AccessIndexView) throws -> Principal {
+        precondition(metadata["orgd-act-as"] == nil, "orgd-act-as is decided by the store")
+        guard let header = metadata["authorization"] else {
+            guard transport == .unix else { throw tokenRequired }
+            return Principal(identity: .localOperator)
+        }
+        guard let secret = bearerSecret(header) else { throw notBearer }
+        switch index.principal(forSecret: secret) {
+        case nil: throw tokenRefused
+        case .user(let user): return Principal(identity: .user(user))
+        case .serviceAccount(let account): return Principal(identity: .serviceAccount(account))
+        }
+    }
+
+    private static let tokenRequired = RPCError(.unauthenticated, "a bearer token is required: send metadata authorization: Bearer <token>")
+    private static let notBearer = RPCError(.unauthenticated, "authorization metadata must be \"Bearer <token>\"")
+    private static let tokenRefused = RPCError(.unauthenticated, "the token is unknown, revoked, expired, or its user is disabled")
 
     private static func principal(_ identity: Principal.Identity, actingFor userID: String?, _ tx: StoreTransaction) throws -> Principal {
         guard let userID else { return Principal(identity: identity) }

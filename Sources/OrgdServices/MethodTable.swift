@@ -18,6 +18,9 @@ public struct MethodHandler: Sendable {
     /// For read-only methods: the whole call inside a read transaction the
     /// dispatcher already holds (the fast path, with no Swift task).
     let read: (@Sendable (CallContext, [UInt8], StoreTransaction) throws -> [UInt8])?
+    /// For methods the access index answers: the whole call on one revision
+    /// of it, on the thread that read the call (no database, no hand-off).
+    let indexed: (@Sendable ([UInt8], AccessIndexView) throws -> [UInt8])?
 }
 
 /// The server's methods by service and name, built once at start-up from the
@@ -76,31 +79,45 @@ public struct MethodTable: Sendable {
     /// Adds a read-only method. Its body runs inside a read transaction with
     /// authentication and the access rule, all on one reader thread; the
     /// dispatcher calls it without a Swift task in between (the fast path).
+    ///
+    /// `indexed`, when given, answers the same call from the access index
+    /// (see `Dispatcher.answerFromIndex`): it must decide exactly as `body`
+    /// does. Only for rules that need no more than the principal.
     mutating func addRead<Method: PolicedMethod>(
         _ method: Method.Type,
         subject: (@Sendable (Method.Input) -> AccessSubject)? = nil,
+        indexed: (@Sendable (Method.Input, AccessIndexView) throws -> Method.Output)? = nil,
         _ body: @escaping @Sendable (Method.Input, CallContext, StoreTransaction) throws -> Method.Output
     ) {
         let rule = Method.policy.access
         precondition(rule.needsSubject == (subject != nil), "\(Method.fullName): rule \(rule) and subject disagree")
+        precondition(indexed == nil || subject == nil, "\(Method.fullName): the index answers only rules on the principal alone")
         precondition(Method.policy.audit == .none, "\(Method.fullName): a read-only method changes nothing to audit")
         let read: @Sendable (CallContext, [UInt8], StoreTransaction) throws -> [UInt8] = { context, payload, tx in
             let request: Method.Input = try Self.decode(payload)
             if let subject { try rule.check(context.principal, subject: subject(request), tx, method: context.method) }
             return try body(request, context, tx).serializedBytes()
         }
-        insert(Method.self, call: { context, payload in try await context.store.read { tx in try read(context, payload, tx) } }, read: read)
+        let fromIndex = indexed.map { indexed in
+            { @Sendable (payload: [UInt8], index: AccessIndexView) throws -> [UInt8] in
+                try indexed(try Self.decode(payload), index).serializedBytes()
+            }
+        }
+        insert(
+            Method.self, call: { context, payload in try await context.store.read { tx in try read(context, payload, tx) } }, read: read,
+            indexed: fromIndex)
     }
 
     private mutating func insert<Method: PolicedMethod>(
         _ method: Method.Type, call: @escaping @Sendable (CallContext, [UInt8]) async throws -> [UInt8],
-        read: (@Sendable (CallContext, [UInt8], StoreTransaction) throws -> [UInt8])? = nil
+        read: (@Sendable (CallContext, [UInt8], StoreTransaction) throws -> [UInt8])? = nil,
+        indexed: (@Sendable ([UInt8], AccessIndexView) throws -> [UInt8])? = nil
     ) {
         let descriptor = Method.descriptor
         precondition(services[descriptor.service.fullyQualifiedService]?[descriptor.method] == nil, "\(Method.fullName) registered twice")
         services[descriptor.service.fullyQualifiedService, default: [:]][descriptor.method] =
             MethodHandler(
-                descriptor: descriptor, policy: Method.policy, inputType: Method.Input.self, fullName: Method.fullName, call: call, read: read)
+                descriptor: descriptor, policy: Method.policy, inputType: Method.Input.self, fullName: Method.fullName, call: call, read: read, indexed: indexed)
     }
 
     /// The audit record of a call that its RPC's policy audits.

@@ -32,6 +32,10 @@ public struct Store: Sendable {
     public let clock: @Sendable () -> Date
     /// Where the data is, for logs: the file's path or the URL without its password.
     public let location: String
+    /// The access relation and the tokens in memory, once `startAccessIndex`
+    /// has built it (until then, and if it is never started, every question
+    /// goes to the database).
+    public let accessIndex: AccessIndex
 
     /// The key page tokens are signed with: 256 random bits made once and
     /// kept in the database, so a token one daemon issued works on every
@@ -62,6 +66,7 @@ public struct Store: Sendable {
         backend = .sqlite(try SQLiteBackend(path: path, durability: durability, clock: clock, logger: logger, metrics: metrics, sqlTrace: sqlTrace))
         self.clock = clock
         location = path
+        accessIndex = AccessIndex(metrics: metrics, logger: logger)
     }
 
     /// Connects to the PostgreSQL database at `location`, creating or
@@ -77,6 +82,7 @@ public struct Store: Sendable {
         backend = .postgres(try await PostgresBackend(location: location, poolSize: poolSize, logger: logger, metrics: metrics))
         self.clock = clock
         self.location = location.description
+        accessIndex = AccessIndex(metrics: metrics, logger: logger)
     }
 
     /// Which database the store runs on.
@@ -152,8 +158,31 @@ public struct Store: Sendable {
             case .postgres(let postgres): try await postgres.write(now: clock, job) as! Committed<T>
             }
         }
+        // Acknowledged only once the access index answers with this write.
+        await accessIndex.caughtUp(to: committed.revision, self)
         CommittedRevision.current?.note(committed.revision)
         return committed.result
+    }
+
+    /// Builds the access index from the database and keeps it in step:
+    /// this daemon's writes are applied before they are acknowledged; over
+    /// PostgreSQL, other daemons' writes are looked for every
+    /// `pollInterval`. Returns at once; calls are answered from the database
+    /// until the index is built (`accessIndex.isServing`).
+    public func startAccessIndex(pollInterval: Duration = .milliseconds(10)) {
+        let index = accessIndex
+        let store = self
+        Task {
+            while !index.isStopped {
+                do {
+                    try await index.build(store)
+                    break
+                } catch {
+                    try? await Task.sleep(for: .seconds(1))
+                }
+            }
+        }
+        if dialect == .postgres { index.poll(store, every: pollInterval) }
     }
 
     private struct Committed<T: Sendable>: Sendable {
@@ -213,6 +242,7 @@ public struct Store: Sendable {
 
     /// Closes every connection; later calls fail.
     public func close() throws {
+        accessIndex.stop()
         switch backend {
         case .sqlite(let sqlite): try sqlite.close()
         case .postgres(let postgres): postgres.close()

@@ -58,6 +58,12 @@ struct Orgd: AsyncParsableCommand {
     @Option(help: "SQLite durability, full or normal [ORGD_SYNCHRONOUS] (default: full).")
     var synchronous: String?
 
+    @Option(help: "on: answer CheckAccess and BatchCheckAccess from the in-memory access index; off: always from the database [ORGD_ACCESS_INDEX] (default: on).")
+    var accessIndex: String?
+
+    @Option(help: "Over PostgreSQL: milliseconds between looks at the change feed for other daemons' writes, which bounds how stale the access index can be without a consistency token [ORGD_ACCESS_INDEX_POLL_MS] (default: 10).")
+    var accessIndexPollMs: Int?
+
     @Option(help: "Largest frame accepted, in bytes [ORGD_MAX_FRAME_BYTES] (default: 4194304).")
     var maxFrameBytes: Int?
 
@@ -155,6 +161,7 @@ struct Orgd: AsyncParsableCommand {
             store = try Store(path: settings.database, durability: settings.durability, logger: logger, metrics: metrics)
         }
         defer { withExtendedLifetime(lock) {} }
+        if settings.accessIndex { store.startAccessIndex(pollInterval: settings.accessIndexPoll) }
         let server = OrgdServer(
             configuration: settings.server,
             dispatcher: Dispatcher(store: store, logger: logger, invitations: settings.invitations, metrics: metrics),
@@ -223,6 +230,8 @@ struct Settings {
     var postgres: PostgresLocation?
     var poolSize = Store.defaultPoolSize
     var durability: Durability
+    var accessIndex = true
+    var accessIndexPoll: Duration = .milliseconds(10)
     var logLevel: Logger.Level
     var logLevelFile: String?
     var server: ServerConfiguration
@@ -257,6 +266,16 @@ struct Settings {
             throw ValidationError("--synchronous must be full or normal, not \(synchronous)")
         }
         self.durability = durability
+
+        switch (value(flags.accessIndex, "ORGD_ACCESS_INDEX") ?? "on").lowercased() {
+        case "on": accessIndex = true
+        case "off": accessIndex = false
+        case let other: throw ValidationError("--access-index must be on or off, not \(other)")
+        }
+        if let milliseconds = flags.accessIndexPollMs ?? environment["ORGD_ACCESS_INDEX_POLL_MS"].flatMap(Int.init) {
+            guard (1...60_000).contains(milliseconds) else { throw ValidationError("--access-index-poll-ms must be 1 to 60000") }
+            accessIndexPoll = .milliseconds(milliseconds)
+        }
 
         let level = value(flags.logLevel, "ORGD_LOG_LEVEL") ?? "info"
         guard let logLevel = Logger.Level(rawValue: level.lowercased()) else {

@@ -2,6 +2,7 @@ import Foundation
 import OrgdClient
 import OrgdCore
 import OrgdProto
+import OrgdStore
 import Testing
 
 @Suite("CheckAccess end to end")
@@ -233,6 +234,7 @@ struct AccessCheckTests {
             }
             #expect(allowed > 0 && allowed < results.count, "the data set has both answers (\(allowed) of \(results.count) allowed)")
 
+
             // ListAccessiblePatients agrees too.
             for agent in agents {
                 for scope in scopes {
@@ -244,6 +246,59 @@ struct AccessCheckTests {
                     #expect(accessible == expected)
                 }
             }
+
+            // The access index answers every check exactly as the database
+            // does, and goes on doing so through changes of every kind it
+            // follows, each checked on the very next call.
+            try await Self.expectIndexAgreesWithStore(world, batch, "after the answers")
+            var deactivate = Orgd_V1_DeactivateOrganizationRequest()
+            deactivate.id = world.organization.id
+            _ = try await world.local.organizations.deactivateOrganization(deactivate)
+            try await Self.expectIndexAgreesWithStore(world, batch, "organisation deactivated")
+            var reactivate = Orgd_V1_ReactivateOrganizationRequest()
+            reactivate.id = world.organization.id
+            _ = try await world.local.organizations.reactivateOrganization(reactivate)
+            try await Self.expectIndexAgreesWithStore(world, batch, "organisation reactivated")
+            var disable = Orgd_V1_UpdateUserRequest()
+            disable.id = world.agent.id
+            disable.version = world.agent.version
+            disable.status = .disabled
+            _ = try await world.local.memberships.updateUser(disable)
+            try await Self.expectIndexAgreesWithStore(world, batch, "agent disabled")
+            var remove = Orgd_V1_RemoveStaffMemberRequest()
+            remove.organizationID = world.organization.id
+            remove.userID = agents[3]
+            _ = try await world.local.memberships.removeStaffMember(remove)
+            try await Self.expectIndexAgreesWithStore(world, batch, "a staff member removed")
+            _ = try await world.patientClient.consents.revokeConsents(
+                ConsentWorld.answers(world.patient.id, studies[0].id, [(world.bloodPressure, nil)]))
+            try await Self.expectIndexAgreesWithStore(world, batch, "a consent revoked")
+            let newcomer = try await MembershipEndToEndTests.user(world.local)
+            try await MembershipEndToEndTests.addStaff(world.local, world.organization.id, newcomer.id, [.agent])
+            var joined = Orgd_V1_BatchCheckAccessRequest()
+            joined.checks = patients.flatMap { patient in scopes.map { ConsentWorld.checkRequest(newcomer.id, patient.patient, $0) } }
+            try await Self.expectIndexAgreesWithStore(world, joined, "an agent joined (the agency request covers them)")
+        }
+    }
+
+    /// Sends `batch` (answered from the access index: its counter moves by
+    /// one) and expects each answer to be the database's own decision, read
+    /// straight from the daemon's store.
+    static func expectIndexAgreesWithStore(_ world: ConsentWorld, _ batch: Orgd_V1_BatchCheckAccessRequest, _ label: String) async throws {
+        let before = world.daemon.indexAnswers
+        let answers = try await world.service.consents.batchCheckAccess(batch).results
+        #expect(world.daemon.indexAnswers == before + 1, "\(label): answered from the access index")
+        let checks = batch.checks
+        let expected = try await world.daemon.store.read { tx in
+            try checks.map { check -> String in
+                guard let scope = try tx.scope(codingSystem: check.scope.codingSystem, codingCode: check.scope.codingCode) else { return "no scope" }
+                let decision = try tx.checkAccess(agentID: check.agentUserID.lowercased(), patientID: check.patientID.lowercased(), scopeID: scope.id)
+                return "\(decision.allowed) \(decision.organizationID ?? "") \(decision.consentRequestID ?? "") \(decision.message)"
+            }
+        }
+        #expect(answers.count == expected.count)
+        for (answer, expected) in zip(answers, expected) {
+            #expect("\(answer.allowed) \(answer.organizationID) \(answer.consentRequestID) \(answer.message)" == expected, "\(label)")
         }
     }
 

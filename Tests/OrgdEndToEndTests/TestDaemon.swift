@@ -40,7 +40,7 @@ final class TestDaemon: Sendable {
 
     static func start(
         maximumFrameLength: Int? = nil, invitations: InvitationPolicy = InvitationPolicy(), postgresURL: String? = nil,
-        configure: (inout ServerConfiguration) -> Void = { _ in }
+        accessIndex: Bool = true, configure: (inout ServerConfiguration) -> Void = { _ in }
     ) async throws -> TestDaemon {
         let directory = try makeTemporaryDirectory()
         let registry = PrometheusCollectorRegistry()
@@ -57,6 +57,12 @@ final class TestDaemon: Sendable {
             store = try await Store(postgres: try PostgresLocation(url: url), poolSize: 4, metrics: metrics)
         } else {
             store = try Store(path: directory + "/orgd.sqlite", metrics: metrics)
+        }
+        // As orgd does by default; built before the first call, so every
+        // test's CheckAccess goes through the index.
+        if accessIndex {
+            store.startAccessIndex(pollInterval: .milliseconds(5))
+            while !store.accessIndex.isServing { try await Task.sleep(for: .milliseconds(1)) }
         }
         // Short socket paths: sun_path holds 108 bytes.
         var configuration = ServerConfiguration(unixSocketPath: directory + "/s", tcpHost: "127.0.0.1", tcpPort: 0)
@@ -83,6 +89,13 @@ final class TestDaemon: Sendable {
             .filter { $0.hasPrefix("orgd_calls_total{") && $0.contains("method=\"\(method)\"") }
             .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }
             .reduce(0) { $0 + Int($1) }
+    }
+
+    /// Calls answered from the access index so far (orgd_access_index_answers_total).
+    var indexAnswers: Int {
+        registry.emitToString().split(separator: "\n")
+            .first { $0.hasPrefix("orgd_access_index_answers_total ") }
+            .flatMap { $0.split(separator: " ").last.flatMap { Double($0) } }.map { Int($0) } ?? 0
     }
 
     var unix: OrgdEndpoint { .unix(path: bound.unixSocketPath!) }
