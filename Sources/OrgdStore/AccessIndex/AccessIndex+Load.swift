@@ -75,22 +75,31 @@ extension StoreTransaction {
     /// snapshot; and the revision the snapshot is at, with each revision's
     /// commit time (for the index's lag).
     func accessIndexUpdates(after revision: Int64) throws -> (updates: [AccessIndexState.Update], revision: Int64, commitTimes: [Date]) {
-        var cursor = ChangeCursor(revision: revision)
+        let latest = max(revision, try latestRevision())
+        // Only what was committed since: a range of the revisions' primary
+        // key, then each one's entries by their index.
+        let rows = try fetchAll(
+            """
+            SELECT r.revision, r.commit_time, e.kind, e.entity_id
+            FROM change_revision r JOIN change_entry e ON e.tx_key = r.tx_key
+            WHERE r.revision > ? AND r.revision <= ? ORDER BY r.revision, e.seq
+            """,
+            [revision, latest])
         var updates: [AccessIndexState.Update] = []
         var commitTimes: [Date] = []
         var seen = Set<String>()
-        var latest = revision
-        while true {
-            let page = try listChanges(after: cursor, limit: 5_000)
-            latest = max(latest, page.latestRevision)
-            for change in page.changes {
-                if change.revision != cursor.revision { commitTimes.append(change.commitTime) }
-                cursor = ChangeCursor(revision: change.revision, entry: change.entry)
-                // An entity changed twice is read once: the snapshot has its last state.
-                guard seen.insert("\(change.kind)|\(change.entityID)").inserted else { continue }
-                if let update = try accessIndexUpdate(kind: change.kind, id: change.entityID) { updates.append(update) }
+        var last = revision
+        for row in rows {
+            let changed: Int64 = row["revision"]
+            if changed != last {
+                commitTimes.append(Date(storedMicros: row["commit_time"]))
+                last = changed
             }
-            guard page.more else { break }
+            let kind: String = row["kind"]
+            let id: String = row["entity_id"]
+            // An entity changed twice is read once: the snapshot has its last state.
+            guard seen.insert("\(kind)|\(id)").inserted else { continue }
+            if let update = try accessIndexUpdate(kind: kind, id: id) { updates.append(update) }
         }
         return (updates, latest, commitTimes)
     }
