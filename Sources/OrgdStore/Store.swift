@@ -172,7 +172,8 @@ public struct Store: Sendable {
     public func startAccessIndex(pollInterval: Duration = .milliseconds(10)) {
         let index = accessIndex
         let store = self
-        Task {
+        // Detached: nothing of the caller's task-locals runs in its reads.
+        Task.detached {
             while !index.isStopped {
                 do {
                     try await index.build(store)

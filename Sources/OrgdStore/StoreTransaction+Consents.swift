@@ -376,6 +376,8 @@ extension StoreTransaction {
     /// organisation with a live request that the patient consented to for
     /// this scope. Read straight from the tables: nothing is cached, so any
     /// change is seen by the very next check.
+    /// When several requests allow, the answer names the one with the
+    /// smallest id, on every backend and in the access index alike.
     public func checkAccess(agentID: String, patientID: String, scopeID: String) throws -> AccessDecision {
         let micros = now.storedMicros
         if let row = try fetchOne(
@@ -387,7 +389,7 @@ extension StoreTransaction {
             JOIN "user" u ON u.id = m.user_id AND u.status <> 'disabled'
             WHERE c.patient_id = ? AND c.scope_id = ? AND c.consented = 1
               AND (r.start_time IS NULL OR r.start_time <= ?) AND (r.end_time IS NULL OR r.end_time > ?)
-            LIMIT 1
+            ORDER BY r.id LIMIT 1
             """,
             [agentID, patientID, scopeID, micros, micros]
         ) {

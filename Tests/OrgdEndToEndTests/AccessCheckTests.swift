@@ -302,6 +302,39 @@ struct AccessCheckTests {
         }
     }
 
+    @Test("the access index authenticates as the database does: a disabled admin's token is refused on the very next check and works again once re-enabled; a revoked token is refused")
+    func indexTokens() async throws {
+        try await withConsentWorld { (world: ConsentWorld) async throws in
+            _ = try await Self.allowedWorld(world)
+            let admin = try await MembershipEndToEndTests.user(world.local, role: .admin)
+            var create = Orgd_V1_CreateTokenRequest()
+            create.userID = admin.id
+            let issued = try await world.local.tokens.createToken(create)
+            let client = try await world.daemon.client(world.daemon.tcp, token: issued.secret)
+            defer { Task { await client.close() } }
+            let check = ConsentWorld.checkRequest(world.agent.id, world.patient.id, world.bloodPressure)
+            let before = world.daemon.indexAnswers
+            #expect(try await client.consents.checkAccess(check).allowed)
+
+            var update = Orgd_V1_UpdateUserRequest()
+            update.id = admin.id
+            update.version = admin.version
+            update.status = .disabled
+            let disabled = try await world.local.memberships.updateUser(update)
+            #expect(await rpcError { _ = try await client.consents.checkAccess(check) }?.code == .unauthenticated)
+            update.version = disabled.version
+            update.status = admin.status
+            _ = try await world.local.memberships.updateUser(update)
+            #expect(try await client.consents.checkAccess(check).allowed)
+
+            var revoke = Orgd_V1_RevokeTokenRequest()
+            revoke.id = issued.token.id
+            _ = try await world.local.tokens.revokeToken(revoke)
+            #expect(await rpcError { _ = try await client.consents.checkAccess(check) }?.code == .unauthenticated)
+            #expect(world.daemon.indexAnswers == before + 4, "every check was answered from the access index")
+        }
+    }
+
     @Test("BatchCheckAccess refuses more than 1000 checks, naming the field")
     func batchLimit() async throws {
         try await withConsentWorld { (world: ConsentWorld) async throws in

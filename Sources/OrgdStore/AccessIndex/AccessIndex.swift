@@ -39,6 +39,9 @@ public final class AccessIndex: Sendable {
         /// serving (so the write did not wait): serving starts only once
         /// the index has reached it.
         var skipped: Int64 = 0
+        /// The snapshot is loaded and the build is catching up: writes wait
+        /// (queued) instead of adding to `skipped`, so the build ends.
+        var queueing = false
         var stopped = false
     }
 
@@ -66,6 +69,9 @@ public final class AccessIndex: Sendable {
         guard isServing else { return nil }
         let answer = try state.withLockedValue { state -> T? in
             guard state.revision >= revision else { return nil }
+            // Over PostgreSQL: an index that has not heard from the
+            // database for too long answers nothing rather than old news.
+            if let bound = state.stalenessBound, ContinuousClock.now - state.followed > bound { return nil }
             return try body(AccessIndexView(state: state, nowMicros: now.storedMicros))
         }
         if answer != nil { answers.increment() }
@@ -82,18 +88,32 @@ public final class AccessIndex: Sendable {
     func build(_ store: Store) async throws {
         let started = ContinuousClock.now
         let built = try await store.read { tx in try tx.accessIndexState() }
-        state.withLockedValue { $0 = built }
-        // Writes acknowledged while building did not wait for the index:
-        // it serves only once it has reached every one of them.
-        while true {
-            try await applyPending(store)
-            let serving = follow.withLockedValue { follow -> Bool in
-                guard state.withLockedValue({ $0.revision }) >= follow.skipped else { return false }
-                follow.serving = true
-                return true
-            }
-            if serving { break }
+        state.withLockedValue { state in
+            let bound = state.stalenessBound
+            state = built
+            state.stalenessBound = bound
+            state.followed = .now
         }
+        // Writes acknowledged while the snapshot was read did not wait for
+        // the index (`skipped`); from here on they wait in the queue, so
+        // catching up with them ends.
+        follow.withLockedValue { $0.queueing = true }
+        do {
+            while try await applyPending(store) < follow.withLockedValue({ $0.skipped }) {}
+        } catch {
+            release(failed: true)
+            throw error
+        }
+        let start = follow.withLockedValue { follow -> Bool in
+            follow.queueing = false
+            guard !follow.stopped else { return false }
+            follow.serving = true
+            guard !follow.waiters.isEmpty, !follow.running else { return false }
+            follow.running = true
+            return true
+        }
+        if start { Task.detached { await self.catchUp(store) } }
+        if isStopped { release(failed: true) }
         let elapsed = ContinuousClock.now - started
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         buildSeconds.record(seconds)
@@ -105,6 +125,21 @@ public final class AccessIndex: Sendable {
             ])
     }
 
+    /// Lets every waiting write go; when the index failed, it stops serving
+    /// and notes their revisions for the next build.
+    private func release(failed: Bool) {
+        let waiting = follow.withLockedValue { follow -> [CheckedContinuation<Void, Never>] in
+            if failed {
+                follow.serving = false
+                follow.queueing = false
+                for waiter in follow.waiters { follow.skipped = max(follow.skipped, waiter.revision) }
+            }
+            defer { follow.waiters = [] }
+            return follow.waiters.map(\.resume)
+        }
+        for continuation in waiting { continuation.resume() }
+    }
+
     /// Returns once the index reflects `revision` (a write this daemon just
     /// committed; 0 to look for other daemons' writes), catching up from the
     /// change feed. When the index is not serving, returns at once and notes
@@ -114,7 +149,7 @@ public final class AccessIndex: Sendable {
     func caughtUp(to revision: Int64, _ store: Store) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let start: Bool = follow.withLockedValue { follow in
-                guard follow.serving, !follow.stopped else {
+                guard follow.serving || follow.queueing, !follow.stopped else {
                     follow.skipped = max(follow.skipped, revision)
                     continuation.resume()
                     return false
@@ -124,29 +159,35 @@ public final class AccessIndex: Sendable {
                     return false
                 }
                 follow.waiters.append((revision, continuation))
-                guard !follow.running else { return false }
+                // While building, the build catches up and starts the loop.
+                guard follow.serving, !follow.running else { return false }
                 follow.running = true
                 return true
             }
-            if start { Task { await self.catchUp(store) } }
+            // Detached: the caller's task-locals (its access check, its
+            // audit record) must not run in the index's reads.
+            if start { Task.detached { await self.catchUp(store) } }
         }
     }
 
     /// Reads the entities changed since the index's revision and applies them.
-    private func applyPending(_ store: Store) async throws {
+    @discardableResult
+    private func applyPending(_ store: Store) async throws -> Int64 {
         let from = state.withLockedValue { $0.revision }
         let (updates, revision, commitTimes) = try await store.read { tx in try tx.accessIndexUpdates(after: from) }
         let now = Date()
-        let count = state.withLockedValue { state -> Int in
+        let (count, reached) = state.withLockedValue { state -> (Int, Int64) in
             for update in updates { state.apply(update) }
             state.revision = max(state.revision, revision)
-            return state.consentCount
+            state.followed = .now
+            return (state.consentCount, state.revision)
         }
         revisionGauge.record(revision)
         consentsGauge.record(count)
         for time in commitTimes {
             lag.recordNanoseconds(Int64(max(0, now.timeIntervalSince(time)) * 1e9))
         }
+        return reached
     }
 
     /// Applies the change feed until no waiter wants a newer revision.
@@ -187,7 +228,7 @@ public final class AccessIndex: Sendable {
 
     /// Builds again after a failure, retrying every second until it works.
     private func rebuild(_ store: Store) {
-        Task {
+        Task.detached { [self] in
             while !isStopped {
                 do {
                     try await build(store)
@@ -201,8 +242,13 @@ public final class AccessIndex: Sendable {
 
     /// Follows other daemons' writes: looks at the change feed every
     /// `interval` (SQLite has no other writer, so it does not poll).
+    /// An index that has not caught up for 100 intervals (at least a
+    /// second) answers nothing: a stalled database read never turns into
+    /// answers from an ever older state.
     func poll(_ store: Store, every interval: Duration) {
-        Task {
+        let bound = max(interval * 100, .seconds(1))
+        state.withLockedValue { $0.stalenessBound = bound }
+        Task.detached { [self] in
             while !isStopped {
                 try? await Task.sleep(for: interval)
                 guard isServing else { continue }

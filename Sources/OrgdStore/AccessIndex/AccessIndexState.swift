@@ -17,9 +17,16 @@ struct AccessIndexState: Sendable {
         var scope: EntityID
     }
 
+    /// A scope's coding, compared byte for byte as the database compares
+    /// it (Swift's String equality would join canonically equivalent text).
     struct ScopeCode: Hashable, Sendable {
-        var system: String
-        var code: String
+        var system: [UInt8]
+        var code: [UInt8]
+
+        init(system: String, code: String) {
+            self.system = Array(system.utf8)
+            self.code = Array(code.utf8)
+        }
     }
 
     struct Token: Sendable {
@@ -31,6 +38,11 @@ struct AccessIndexState: Sendable {
 
     /// The revision every entry reflects.
     var revision: Int64 = 0
+    /// When the index last caught up with the database, and (over
+    /// PostgreSQL, where other daemons write) how long ago that may be
+    /// before it stops answering.
+    var followed = ContinuousClock.now
+    var stalenessBound: Duration?
     /// Users by id: whether each is disabled.
     var userDisabled: [EntityID: Bool] = [:]
     var patients: Set<EntityID> = []
@@ -99,7 +111,9 @@ struct AccessIndexState: Sendable {
             consentCount += held.count - before
             consents[key] = held.isEmpty ? nil : held
         case .scope(let id, let record):
-            if let old = scopes[id] { scopeByCode[ScopeCode(system: old.codingSystem, code: old.codingCode)] = nil }
+            if let old = scopes[id], scopeByCode[ScopeCode(system: old.codingSystem, code: old.codingCode)] == id {
+                scopeByCode[ScopeCode(system: old.codingSystem, code: old.codingCode)] = nil
+            }
             scopes[id] = record
             if let record { scopeByCode[ScopeCode(system: record.codingSystem, code: record.codingCode)] = id }
         case .token(let id, let hash, let token, let owner):
