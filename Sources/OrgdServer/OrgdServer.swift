@@ -210,7 +210,7 @@ public final class OrgdServer: Service, Sendable {
                 low: configuration.maximumQueuedResponseBytes / 2, high: configuration.maximumQueuedResponseBytes))
             .childChannelInitializer { [self] channel in
                 guard let id = admit(channel, transport: transport) else { return channel.close() }
-                let peer = channel.remoteAddress.map { "\($0)" } ?? "unknown"
+                let peer = Self.peerName(channel.remoteAddress)
                 let handler = ConnectionHandler(
                     dispatcher: dispatcher,
                     info: ConnectionInfo(transport: transport, peer: peer, connectionID: id),
@@ -236,6 +236,16 @@ public final class OrgdServer: Service, Sendable {
     /// What the per-address limit counts by: the IPv4 address, or the IPv6
     /// /64 (one host usually holds a whole /64, so counting single IPv6
     /// addresses would be no limit at all).
+    /// A TCP peer as logs name it: `127.0.0.1:52344`, `[::1]:52344`.
+    static func peerName(_ address: SocketAddress?) -> String {
+        switch address {
+        case .v4(let v4)?: "\(v4.host):\(address?.port ?? 0)"
+        case .v6(let v6)?: "[\(v6.host)]:\(address?.port ?? 0)"
+        case let other?: "\(other)"
+        case nil: "unknown"
+        }
+    }
+
     static func addressKey(_ address: SocketAddress) -> String {
         if case .v6(let v6) = address {
             let bytes = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0.prefix(8)) }

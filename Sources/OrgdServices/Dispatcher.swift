@@ -30,6 +30,7 @@ public struct Dispatcher: Sendable {
     private let serving: NIOLockedValueBox<Bool>
     private let store: Store
     private let metrics: CallMetrics
+    private let refusals = RateLimitedLog(interval: .seconds(1), level: .notice)
     /// What a health check of a service answers now (`""`: the server).
     public let healthStatus: @Sendable (String) -> Grpc_Health_V1_HealthCheckResponse.ServingStatus
 
@@ -105,7 +106,7 @@ public struct Dispatcher: Sendable {
             handler = try table.resolve(service: service, method: method)
         } catch {
             let outcome = failure(error, method: "\(service)/\(method)")
-            record(nil, outcome: outcome, since: started)
+            record(nil, "\(service)/\(method)", outcome: outcome, connection: connection, since: started)
             completion(outcome)
             return nil
         }
@@ -116,7 +117,7 @@ public struct Dispatcher: Sendable {
         guard let read = handler.read else {
             return Task {
                 let outcome = await run(handler, metadata: metadata, payload: payload, connection: connection)
-                record(handler, outcome: outcome, since: started)
+                record(handler, handler.fullName, outcome: outcome, connection: connection, since: started)
                 completion(outcome)
             }
         }
@@ -137,7 +138,7 @@ public struct Dispatcher: Sendable {
                 outcome = failure(error, method: handler.fullName)
             }
             outcome.authenticated = authenticated
-            record(handler, outcome: outcome, since: started)
+            record(handler, handler.fullName, outcome: outcome, connection: connection, since: started)
             completion(outcome)
         }
         return nil
@@ -191,7 +192,7 @@ public struct Dispatcher: Sendable {
             }
         }
         guard let outcome = answered else { return nil }
-        record(handler, outcome: outcome, since: started)
+        record(handler, handler.fullName, outcome: outcome, connection: connection, since: started)
         return outcome
     }
 
@@ -208,12 +209,34 @@ public struct Dispatcher: Sendable {
         handler.rule == .anyone && metadata["authorization"] == nil ? Principal(identity: .anonymous) : nil
     }
 
-    private func record(_ handler: MethodHandler?, outcome: CallOutcome, since started: ContinuousClock.Instant) {
+    /// Counts the call, and logs it when it failed: a refusal
+    /// (UNAUTHENTICATED, PERMISSION_DENIED) at notice, at most once a second
+    /// with the number not logged since, since anyone can provoke one at
+    /// will; every other failure at debug. Every transport and every path
+    /// (access index, reader thread, task) ends here.
+    private func record(
+        _ handler: MethodHandler?, _ method: @autoclosure () -> String, outcome: CallOutcome, connection: ConnectionInfo,
+        since started: ContinuousClock.Instant
+    ) {
         let (seconds, attoseconds) = (ContinuousClock.now - started).components
         metrics.record(
             method: handler?.fullName ?? "unknown", code: outcome.code,
             nanoseconds: seconds * 1_000_000_000 + attoseconds / 1_000_000_000
         )
+        let code = outcome.code
+        guard code != .ok else { return }
+        func details() -> Logger.Metadata {
+            [
+                "rpc.method": "\(method())", "rpc.code": "\(code)", "rpc.error": "\(outcome.status.message)",
+                "connection.transport": "\(connection.transport)", "connection.peer": "\(connection.peer)",
+                "connection.id": "\(connection.connectionID)",
+            ]
+        }
+        if code == .unauthenticated || code == .permissionDenied {
+            refusals.log(logger, "call refused", metadata: details())
+        } else if logger.logLevel <= .debug {
+            logger.debug("call failed", metadata: details())
+        }
     }
 
     private static let okStatus: Google_Rpc_Status = {
@@ -275,7 +298,6 @@ public struct Dispatcher: Sendable {
         } catch {
             var outcome = failure(error, method: method)
             outcome.authenticated = authenticated
-            logger.debug("call failed", metadata: ["rpc.code": "\(outcome.code)", "rpc.error": "\(outcome.status.message)"])
             return outcome
         }
     }

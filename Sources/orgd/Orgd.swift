@@ -73,6 +73,9 @@ struct Orgd: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical [ORGD_LOG_LEVEL] (default: info).")
     var logLevel: String?
 
+    @Option(help: "text: one line per entry for people; json: one JSON object per line (time, level, label, message, source, then the entry's metadata) for log shippers [ORGD_LOG_FORMAT] (default: text).")
+    var logFormat: String?
+
     @Option(help: "A file whose first line is the log level, read at start and again on SIGHUP; beats --log-level [ORGD_LOG_LEVEL_FILE].")
     var logLevelFile: String?
 
@@ -143,7 +146,8 @@ struct Orgd: AsyncParsableCommand {
         // never the default that ends the process.
         signal(SIGHUP, SIG_IGN)
         DaemonLogLevel.current.withLockedValue { $0 = settings.logLevel }
-        LoggingSystem.bootstrap { label in DaemonLogHandler(label: label) }
+        let logFormat = settings.logFormat
+        LoggingSystem.bootstrap { label in DaemonLogHandler(label: label, format: logFormat) }
         let logger = Logger(label: "orgd")
         for note in try settings.server.fitDescriptorLimit() {
             logger.warning("\(note)")
@@ -234,6 +238,7 @@ struct Settings {
     var accessIndexPoll: Duration = .milliseconds(10)
     var logLevel: Logger.Level
     var logLevelFile: String?
+    var logFormat = DaemonLogFormat.text
     var server: ServerConfiguration
     var invitations = InvitationPolicy()
 
@@ -282,6 +287,11 @@ struct Settings {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
         self.logLevel = logLevel
+        let format = value(flags.logFormat, "ORGD_LOG_FORMAT") ?? "text"
+        guard let logFormat = DaemonLogFormat(rawValue: format.lowercased()) else {
+            throw ValidationError("--log-format must be text or json, not \(format)")
+        }
+        self.logFormat = logFormat
         if let file = value(flags.logLevelFile, "ORGD_LOG_LEVEL_FILE") {
             do {
                 self.logLevel = try DaemonLogLevel.read(file)

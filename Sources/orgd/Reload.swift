@@ -24,41 +24,6 @@ enum DaemonLogLevel {
     }
 }
 
-/// Standard error, at the daemon's current level.
-struct DaemonLogHandler: LogHandler {
-    var inner: StreamLogHandler
-    private var own: Logger.Level?
-
-    init(label: String) {
-        inner = StreamLogHandler.standardError(label: label)
-        inner.logLevel = .trace  // the level is decided here, not there
-    }
-
-    var logLevel: Logger.Level {
-        get { own ?? DaemonLogLevel.current.withLockedValue { $0 } }
-        set { own = newValue }
-    }
-
-    var metadata: Logger.Metadata {
-        get { inner.metadata }
-        set { inner.metadata = newValue }
-    }
-
-    var metadataProvider: Logger.MetadataProvider? {
-        get { inner.metadataProvider }
-        set { inner.metadataProvider = newValue }
-    }
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { inner[metadataKey: key] }
-        set { inner[metadataKey: key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        inner.log(event: event)
-    }
-}
-
 struct ReloadError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }

@@ -157,4 +157,10 @@ final class DaemonProcess: @unchecked Sendable {
     func errorOutput() -> String {
         String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     }
+
+    /// Everything the daemon wrote to standard error, once it has exited:
+    /// what `waitForErrorOutput` read, then the rest.
+    func allErrorOutput() -> String {
+        errorSeen.withLockedValue { $0 } + errorOutput()
+    }
 }

@@ -145,7 +145,7 @@ struct OrgdListenerFactory: HTTP2ServerTransport.ListenerFactory {
                     if let tls {
                         let sync = channel.pipeline.syncOperations
                         try sync.addHandler(NIOSSLServerHandler(context: tls.current))
-                        let peer = channel.remoteAddress.map { "\($0)" } ?? "unknown"
+                        let peer = OrgdServer.peerName(channel.remoteAddress)
                         try sync.addHandler(TLSHandshakeGuard(logger: logger, peer: peer, deadline: deadline))
                     }
                 }.flatMap {
