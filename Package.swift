@@ -129,6 +129,7 @@ let package = Package(
             name: "orgctl",
             dependencies: [
                 "OrgdClient", "OrgdCore", "OrgdProto",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),

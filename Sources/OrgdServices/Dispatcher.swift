@@ -198,9 +198,37 @@ public struct Dispatcher: Sendable {
 
     /// Runs one call to completion. Never throws: failures become statuses.
     public func dispatch(_ request: Ttrpc_Request, connection: ConnectionInfo) async -> CallOutcome {
-        await withCheckedContinuation { continuation in
-            dispatch(request, connection: connection) { continuation.resume(returning: $0) }
+        await Self.awaitOutcome { dispatch(request, connection: connection, completion: $0) }
+    }
+
+    /// Runs one call to completion, by service and method name; see
+    /// `dispatch(service:method:…completion:)`.
+    public func dispatch(
+        service: String, method: String, metadata: Metadata, payload: [UInt8], connection: ConnectionInfo
+    ) async -> CallOutcome {
+        await Self.awaitOutcome {
+            dispatch(service: service, method: method, metadata: metadata, payload: payload, connection: connection, completion: $0)
         }
+    }
+
+    /// Awaits the outcome `start` hands to its completion, on whatever thread.
+    /// The outcome crosses through a lock rather than the continuation alone:
+    /// a continuation resumed before its task has suspended lets that task go
+    /// on through an atomic in the uninstrumented Swift runtime, so
+    /// ThreadSanitizer sees no ordering between the thread that built the
+    /// outcome (a status with a `google.protobuf.Any` detail, say) and the one
+    /// that reads it (swiftlang/swift#57803). The lock (a pthread mutex, which
+    /// TSan intercepts) is that ordering, made visible.
+    private static func awaitOutcome(_ start: (@escaping @Sendable (CallOutcome) -> Void) -> Void) async -> CallOutcome {
+        let handoff = NIOLockedValueBox<CallOutcome?>(nil)
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            start { outcome in
+                handoff.withLockedValue { $0 = outcome }
+                continuation.resume()
+            }
+        }
+        guard let outcome = handoff.withLockedValue({ $0 }) else { preconditionFailure("the completion ran before the resume") }
+        return outcome
     }
 
     /// The anonymous principal, for a method open to anyone called without a

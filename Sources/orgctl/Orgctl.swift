@@ -16,7 +16,7 @@ struct Orgctl: AsyncParsableCommand {
         version: "orgctl \(OrgdBuild.version)",
         subcommands: [
             Org.self, User.self, Patient.self, Staff.self, PatientMember.self, Whoami.self, My.self, Fhir.self, Consent.self, Invite.self, Outbox.self,
-            Token.self, ServiceAccount.self, Health.self, Metrics.self, Bench.self, Audit.self,
+            Token.self, ServiceAccount.self, Health.self, Metrics.self, Bench.self, Audit.self, Backup.self,
         ]
     )
 }

@@ -29,10 +29,6 @@ struct InProcessTransport: OrgdCallTransport {
         _ dispatcher: Dispatcher, service: String, method: String, metadata: [(key: String, value: String)], payload: [UInt8],
         connection: ConnectionInfo
     ) async -> CallOutcome {
-        await withCheckedContinuation { continuation in
-            dispatcher.dispatch(
-                service: service, method: method, metadata: Metadata(pairs: metadata), payload: payload, connection: connection
-            ) { continuation.resume(returning: $0) }
-        }
+        await dispatcher.dispatch(service: service, method: method, metadata: Metadata(pairs: metadata), payload: payload, connection: connection)
     }
 }
