@@ -12,8 +12,9 @@ import OrgdCore
 /// its method, and the caller knows whether a retry is safe (a create with
 /// an idempotency key is). The next call goes to the next address. Over gRPC,
 /// where the client cannot tell a call not sent from one lost in flight,
-/// every other UNAVAILABLE but grpc-swift's "Could not establish a
-/// connection" is the second kind.
+/// every other UNAVAILABLE but a connection that could not be made
+/// (grpc-swift's "Could not establish a connection", which the gRPC
+/// transport words as "cannot connect to orgd at …") is the second kind.
 final class FailoverTransport: OrgdCallTransport {
     private let rotation: EndpointRotation
 
@@ -68,6 +69,6 @@ final class FailoverTransport: OrgdCallTransport {
     /// call — grpc-swift could not connect at all.
     static func notRun(_ error: RPCError, grpc: Bool) -> Bool {
         error.message == OrgdConnection.closedBeforeSending || error.message.hasPrefix("the server is shutting down")
-            || grpc && error.message.hasPrefix("Could not establish a connection")
+            || grpc && error.message.hasPrefix(GRPCCallTransport.notConnected)
     }
 }

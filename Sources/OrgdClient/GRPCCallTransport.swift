@@ -94,6 +94,11 @@ final class GRPCCallTransport: OrgdCallTransport {
                 return IncomingAnswer(payload: try response.message, metadata: headers)
             }
         } catch let error as GRPCCore.RPCError {
+            if error.code == .unavailable, error.message.hasPrefix("Could not establish a connection") {
+                // grpc-swift's words name its resolver's target; say it as ttrpc does.
+                let reason = error.cause.map { ConnectionFailure.reason($0) + ConnectionFailure.hint($0, unix: false) } ?? "no connection could be made"
+                throw OrgdCore.RPCError(.unavailable, "\(Self.notConnected) \(endpoint): \(reason)")
+            }
             throw Self.orgdError(error)
         } catch {
             // The client stopped (closed) or was never able to run.
@@ -113,6 +118,9 @@ final class GRPCCallTransport: OrgdCallTransport {
     /// `google.rpc.Status` from `grpc-status-details-bin` when it sent one
     /// (orgd does for every failure), else the bare code and message (a
     /// proxy's, or the transport's own).
+    /// How a failed connection's message begins (FailoverTransport looks for it).
+    static let notConnected = "cannot connect to orgd at"
+
     static func orgdError(_ error: GRPCCore.RPCError) -> OrgdCore.RPCError {
         let code = Int32(error.code.rawValue)
         if let details = error.metadata[binaryValues: "grpc-status-details-bin"].first(where: { _ in true }),

@@ -125,14 +125,17 @@ public final class OrgdConnection: Sendable {
                 preconditionFailure("gRPC endpoints are connected above")
             }
         } catch {
-            throw RPCError(.unavailable, "cannot connect to orgd at \(endpoint): \(error)")
+            var unix = false
+            if case .unix = endpoint { unix = true }
+            throw RPCError(
+                .unavailable, "cannot connect to orgd at \(endpoint): \(ConnectionFailure.reason(error))\(ConnectionFailure.hint(error, unix: unix))")
         }
         if secure != nil {
             do {
                 try await TLSHandshakeWaiter.wait(on: channel)
             } catch {
                 try? await channel.close()
-                throw RPCError(.unavailable, "TLS handshake with orgd at \(endpoint) failed: \(error)")
+                throw RPCError(.unavailable, "TLS handshake with orgd at \(endpoint) failed: \(ConnectionFailure.reason(error))")
             }
         }
         return OrgdConnection(carrier: .ttrpc(channel), endpoint: endpoint, token: token, actAs: actAs)

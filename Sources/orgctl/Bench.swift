@@ -61,8 +61,7 @@ struct Bench: AsyncParsableCommand {
                 throw ValidationError("\(call) needs a data set: give --seed (and --data FILE to keep it) or --data FILE")
             }
         } catch let error as RPCError {
-            FileHandle.standardError.write(Data("orgctl: \(error.code): \(error.message)\n".utf8))
-            throw ExitCode(1)
+            throw Failure.report(error)
         }
         let plan = LoadPlan(
             mix: mix, connections: connections, inFlight: inFlight, duration: duration, count: count, warmup: warmup, rate: rate)
@@ -71,10 +70,9 @@ struct Bench: AsyncParsableCommand {
         let progress: (@Sendable (String) -> Void)? = quiet ? nil : log
         let runner = LoadRunner(plan: plan, data: benchData, endpoint: connection.endpoint.endpoint, tls: connection.endpoint.tlsSettings, token: token, log: progress)
         let result = try await runner.run()
-        if connection.json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+        if connection.output == .json || connection.output == .yaml {
+            let object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(result))
+            try Output.emit(object: object, connection.output)
         } else {
             result.printTable()
         }

@@ -10,7 +10,7 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "Bearer token [ORGD_TOKEN].")
     var token: String?
 
-    var json: Bool { endpoint.json }
+    var output: OutputFormat { endpoint.output }
     var callOptions: CallOptions { endpoint.callOptions }
 
     func run(_ body: (OrgdClient) async throws -> Void) async throws {
@@ -51,8 +51,13 @@ struct EndpointOptions: ParsableArguments {
     @Option(help: "Give up after this many seconds.")
     var timeout: Double = 30
 
-    @Flag(help: "Print JSON instead of a table.")
+    @Option(name: [.customShort("o"), .customLong("output")], help: "How to print the answer: table (for people), json (every field, defaults too), yaml, or id (the ids alone, one a line).")
+    var outputFormat: OutputFormat?
+
+    @Flag(help: "Print JSON instead of a table (-o json).")
     var json = false
+
+    var output: OutputFormat { outputFormat ?? (json ? .json : .table) }
 
     func validate() throws {
         if let address, Self.parse(addresses: address) == nil {
@@ -62,6 +67,7 @@ struct EndpointOptions: ParsableArguments {
             throw ValidationError("--grpc must be HOST:PORT (or several, comma-separated), not \(grpc)")
         }
         if address != nil && grpc != nil { throw ValidationError("give --address (ttrpc) or --grpc, not both") }
+        if json, let outputFormat, outputFormat != .json { throw ValidationError("--json is -o json: give one of --json and -o \(outputFormat)") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
         if tlsSettings != nil && !isTCP { throw ValidationError("TLS is for TCP: give --address or --grpc") }
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
@@ -115,8 +121,7 @@ struct EndpointOptions: ParsableArguments {
             defer { Task { await client.close() } }
             try await body(client)
         } catch let error as RPCError {
-            FileHandle.standardError.write(Data("orgctl: \(error.code): \(error.message)\n".utf8))
-            throw ExitCode(1)
+            throw Failure.report(error)
         }
     }
 
@@ -141,4 +146,19 @@ struct EndpointOptions: ParsableArguments {
 /// A flag's value, else its environment variable's when that is set and not empty.
 func setting(_ flag: String?, _ variable: String) -> String? {
     flag ?? ProcessInfo.processInfo.environment[variable].flatMap { $0.isEmpty ? nil : $0 }
+}
+
+/// How orgctl ends on a failed call: one line on standard error,
+/// `orgctl: CODE: message`, and an exit status that names the code
+/// (README, "Exit status"): 10 + the gRPC status code, so a script can tell
+/// NOT_FOUND (15) from PERMISSION_DENIED (17) or UNAVAILABLE (24) without
+/// reading the text. 1 is left for failures that are not a call's (a file
+/// that cannot be read), 3 for `consent check`'s "denied", 64 for usage.
+enum Failure {
+    static func exitStatus(_ code: StatusCode) -> Int32 { 10 + code.rawValue }
+
+    static func report(_ error: RPCError) -> ExitCode {
+        FileHandle.standardError.write(Data("orgctl: \(error.code): \(error.message)\n".utf8))
+        return ExitCode(exitStatus(error.code))
+    }
 }

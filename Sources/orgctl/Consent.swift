@@ -32,8 +32,8 @@ struct Consent: AsyncParsableCommand {
         return Google_Protobuf_Timestamp(date: date)
     }
 
-    static func show(_ request: Orgd_V1_ConsentRequest, json: Bool) throws {
-        if json { return try Output.json(request) }
+    static func show(_ request: Orgd_V1_ConsentRequest, format: OutputFormat) throws {
+        if format != .table { return try Output.emit(request, format) }
         Output.fields([
             ("id", request.id), ("organization", request.organizationID), ("kind", request.kind == .agency ? "agency" : "study"),
             ("name", request.name), ("scopes", request.scopes.map { "\($0.codingSystem)|\($0.codingCode)" }.joined(separator: ", ")),
@@ -44,9 +44,9 @@ struct Consent: AsyncParsableCommand {
     struct ScopeCreate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "scope-create", abstract: "Add a scope to the catalogue (admin).")
         @OptionGroup var connection: ConnectionOptions
-        @Option var system: String
-        @Option var code: String
-        @Option var text: String = ""
+        @Option(help: "Code system URI, e.g. https://w3id.org/openmhealth.") var system: String
+        @Option(help: "Code in that system, e.g. omh:blood-pressure:4.0.") var code: String
+        @Option(help: "Display text.") var text: String = ""
 
         func run() async throws {
             var request = Orgd_V1_CreateScopeRequest()
@@ -55,7 +55,7 @@ struct Consent: AsyncParsableCommand {
             request.text = text
             try await connection.run { client in
                 let scope = try await client.consents.createScope(request, options: connection.callOptions)
-                if connection.json { return try Output.json(scope) }
+                if connection.output != .table { return try Output.emit(scope, connection.output) }
                 Output.fields([("id", scope.id), ("scope", "\(scope.codingSystem)|\(scope.codingCode)"), ("text", scope.text)])
             }
         }
@@ -70,7 +70,7 @@ struct Consent: AsyncParsableCommand {
             request.pageSize = 1000
             try await connection.run { client in
                 let response = try await client.consents.listScopes(request, options: connection.callOptions)
-                if connection.json { return try Output.json(response) }
+                if connection.output != .table { return try Output.emit(response, connection.output) }
                 Output.table(["ID", "SYSTEM", "CODE", "TEXT"], response.scopes.map { [$0.id, $0.codingSystem, $0.codingCode, $0.text] })
             }
         }
@@ -79,9 +79,9 @@ struct Consent: AsyncParsableCommand {
     struct RequestCreate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "request-create", abstract: "Create a consent request (admin or the organisation's manager).")
         @OptionGroup var connection: ConnectionOptions
-        @Option(name: .customLong("org")) var organization: String
-        @Option(help: "study or agency.") var kind: String = "study"
-        @Option var name: String
+        @Option(name: .customLong("org"), help: "Organisation id.") var organization: String
+        @Option(help: "study or agency.", completion: .list(["agency", "study"])) var kind: String = "study"
+        @Option(help: "The request's name, e.g. the study's.") var name: String
         @Option(help: "A scope as SYSTEM|CODE or its id; repeat for more.") var scope: [String]
         @Option(help: "ISO 8601 start time.") var start: String?
         @Option(help: "ISO 8601 end time.") var end: String?
@@ -96,7 +96,7 @@ struct Consent: AsyncParsableCommand {
             if let start { request.startTime = try Consent.date(start, option: "--start") }
             if let end { request.endTime = try Consent.date(end, option: "--end") }
             try await connection.run { client in
-                try Consent.show(try await client.consents.createConsentRequest(request, options: connection.callOptions), json: connection.json)
+                try Consent.show(try await client.consents.createConsentRequest(request, options: connection.callOptions), format: connection.output)
             }
         }
     }
@@ -104,13 +104,13 @@ struct Consent: AsyncParsableCommand {
     struct RequestGet: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "request-get", abstract: "Show a consent request.")
         @OptionGroup var connection: ConnectionOptions
-        @Argument var id: String
+        @Argument(help: "Consent request id.") var id: String
 
         func run() async throws {
             var request = Orgd_V1_GetConsentRequestRequest()
             request.id = id
             try await connection.run { client in
-                try Consent.show(try await client.consents.getConsentRequest(request, options: connection.callOptions), json: connection.json)
+                try Consent.show(try await client.consents.getConsentRequest(request, options: connection.callOptions), format: connection.output)
             }
         }
     }
@@ -118,13 +118,13 @@ struct Consent: AsyncParsableCommand {
     struct RequestEnd: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "request-end", abstract: "End a consent request now: its consents stop granting access.")
         @OptionGroup var connection: ConnectionOptions
-        @Argument var id: String
+        @Argument(help: "Consent request id.") var id: String
 
         func run() async throws {
             var request = Orgd_V1_EndConsentRequestRequest()
             request.id = id
             try await connection.run { client in
-                try Consent.show(try await client.consents.endConsentRequest(request, options: connection.callOptions), json: connection.json)
+                try Consent.show(try await client.consents.endConsentRequest(request, options: connection.callOptions), format: connection.output)
             }
         }
     }
@@ -132,7 +132,7 @@ struct Consent: AsyncParsableCommand {
     struct RequestList: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "request-list", abstract: "List an organisation's consent requests.")
         @OptionGroup var connection: ConnectionOptions
-        @Option(name: .customLong("org")) var organization: String
+        @Option(name: .customLong("org"), help: "Organisation id.") var organization: String
 
         func run() async throws {
             var request = Orgd_V1_ListConsentRequestsRequest()
@@ -140,7 +140,7 @@ struct Consent: AsyncParsableCommand {
             request.pageSize = 1000
             try await connection.run { client in
                 let response = try await client.consents.listConsentRequests(request, options: connection.callOptions)
-                if connection.json { return try Output.json(response) }
+                if connection.output != .table { return try Output.emit(response, connection.output) }
                 Output.table(["ID", "KIND", "NAME", "SCOPES", "END"], response.consentRequests.map {
                     [$0.id, $0.kind == .agency ? "agency" : "study", $0.name, "\($0.scopes.count)", Output.time($0.endTime)]
                 })
@@ -151,7 +151,7 @@ struct Consent: AsyncParsableCommand {
     struct Ask: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Ask patients to consent: the request becomes pending for them.")
         @OptionGroup var connection: ConnectionOptions
-        @Option(name: .customLong("request")) var requestID: String
+        @Option(name: .customLong("request"), help: "Consent request id.") var requestID: String
         @Option(help: "A patient id; repeat for more.") var patient: [String]
 
         func run() async throws {
@@ -160,7 +160,7 @@ struct Consent: AsyncParsableCommand {
             request.patientIds = patient
             try await connection.run { client in
                 let response = try await client.consents.askPatients(request, options: connection.callOptions)
-                if connection.json { return try Output.json(response) }
+                if connection.output != .table { return try Output.emit(response, connection.output) }
                 print("asked \(response.asked) new patient(s)")
             }
         }
@@ -169,14 +169,14 @@ struct Consent: AsyncParsableCommand {
     struct View: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "A patient's consents (seed 002's view).")
         @OptionGroup var connection: ConnectionOptions
-        @Argument var patient: String
+        @Argument(help: "Patient record id.") var patient: String
 
         func run() async throws {
             var request = Orgd_V1_GetPatientConsentsRequest()
             request.patientID = patient
             try await connection.run { client in
                 let view = try await client.consents.getPatientConsents(request, options: connection.callOptions)
-                if connection.json { return try Output.json(view) }
+                if connection.output != .table { return try Output.emit(view, connection.output) }
                 Consent.printView(view)
             }
         }
@@ -194,8 +194,8 @@ struct Consent: AsyncParsableCommand {
     struct Answer: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Answer (or with --update, change) consents, as the patient.")
         @OptionGroup var connection: ConnectionOptions
-        @Option var patient: String
-        @Option(name: .customLong("request")) var requestID: String
+        @Option(help: "Patient record id.") var patient: String
+        @Option(name: .customLong("request"), help: "Consent request id.") var requestID: String
         @Option(help: "SYSTEM|CODE=true or SYSTEM|CODE=false; repeat for more.") var scope: [String]
         @Flag(help: "Change existing answers instead of answering pending ones.") var update = false
 
@@ -219,7 +219,7 @@ struct Consent: AsyncParsableCommand {
                 let view = update
                     ? try await client.consents.updateConsents(request, options: connection.callOptions)
                     : try await client.consents.answerConsents(request, options: connection.callOptions)
-                if connection.json { return try Output.json(view) }
+                if connection.output != .table { return try Output.emit(view, connection.output) }
                 Consent.printView(view)
             }
         }
@@ -228,8 +228,8 @@ struct Consent: AsyncParsableCommand {
     struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Revoke consents, as the patient: the scopes are pending again.")
         @OptionGroup var connection: ConnectionOptions
-        @Option var patient: String
-        @Option(name: .customLong("request")) var requestID: String
+        @Option(help: "Patient record id.") var patient: String
+        @Option(name: .customLong("request"), help: "Consent request id.") var requestID: String
         @Option(help: "SYSTEM|CODE; repeat for more.") var scope: [String]
 
         func run() async throws {
@@ -247,7 +247,7 @@ struct Consent: AsyncParsableCommand {
             request.studyScopeConsents = [study]
             try await connection.run { client in
                 let view = try await client.consents.revokeConsents(request, options: connection.callOptions)
-                if connection.json { return try Output.json(view) }
+                if connection.output != .table { return try Output.emit(view, connection.output) }
                 Consent.printView(view)
             }
         }
@@ -256,7 +256,7 @@ struct Consent: AsyncParsableCommand {
     struct History: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every consent change for a patient, oldest first.")
         @OptionGroup var connection: ConnectionOptions
-        @Argument var patient: String
+        @Argument(help: "Patient record id.") var patient: String
 
         func run() async throws {
             var request = Orgd_V1_ListConsentHistoryRequest()
@@ -264,7 +264,7 @@ struct Consent: AsyncParsableCommand {
             request.pageSize = 1000
             try await connection.run { client in
                 let response = try await client.consents.listConsentHistory(request, options: connection.callOptions)
-                if connection.json { return try Output.json(response) }
+                if connection.output != .table { return try Output.emit(response, connection.output) }
                 func text(_ value: Bool?) -> String { value.map { "\($0)" } ?? "-" }
                 Output.table(["TIME", "ACTION", "REQUEST", "SCOPE", "BEFORE", "AFTER", "BY"], response.entries.map {
                     [Output.time($0.time), $0.action, $0.consentRequestID, $0.hasScope ? $0.scope.codingCode : "-",
@@ -278,8 +278,8 @@ struct Consent: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "May this agent read this patient's data of this scope? Exits 0 when allowed, 3 when denied.")
         @OptionGroup var connection: ConnectionOptions
-        @Option var agent: String
-        @Option var patient: String
+        @Option(help: "The agent's user id.") var agent: String
+        @Option(help: "Patient record id.") var patient: String
         @Option(help: "SYSTEM|CODE or a scope id.") var scope: String
 
         func run() async throws {
@@ -289,7 +289,7 @@ struct Consent: AsyncParsableCommand {
             request.scope = Consent.scopeRef(scope)
             try await connection.run { client in
                 let response = try await client.consents.checkAccess(request, options: connection.callOptions)
-                if connection.json { try Output.json(response) } else { print((response.allowed ? "ALLOWED: " : "DENIED: ") + response.message) }
+                if connection.output != .table { try Output.emit(response, connection.output) } else { print((response.allowed ? "ALLOWED: " : "DENIED: ") + response.message) }
                 if !response.allowed { throw ExitCode(3) }
             }
         }
@@ -298,7 +298,7 @@ struct Consent: AsyncParsableCommand {
     struct Accessible: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The patients whose data of this scope the agent may read.")
         @OptionGroup var connection: ConnectionOptions
-        @Option var agent: String
+        @Option(help: "The agent's user id.") var agent: String
         @Option(help: "SYSTEM|CODE or a scope id.") var scope: String
 
         func run() async throws {
@@ -308,7 +308,7 @@ struct Consent: AsyncParsableCommand {
             request.pageSize = 1000
             try await connection.run { client in
                 let response = try await client.consents.listAccessiblePatients(request, options: connection.callOptions)
-                if connection.json { return try Output.json(response) }
+                if connection.output != .table { return try Output.emit(response, connection.output) }
                 for id in response.patientIds { print(id) }
             }
         }

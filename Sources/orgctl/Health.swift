@@ -13,7 +13,7 @@ struct Health: AsyncParsableCommand {
             var request = Grpc_Health_V1_HealthCheckRequest()
             request.service = service
             let response = try await client.health.check(request, options: connection.callOptions)
-            if connection.json { try Output.json(response) } else { print("\(response.status)".uppercased()) }
+            if connection.output != .table { try Output.emit(response, connection.output) } else { print("\(response.status)".uppercased()) }
             if response.status != .serving { throw ExitCode(1) }
         }
     }

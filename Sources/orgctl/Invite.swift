@@ -18,8 +18,8 @@ struct Invite: AsyncParsableCommand {
         Names.actor(invitation.invitedBy, invitation.invitedByKind, actingFor: invitation.invitedByActingFor)
     }
 
-    static func show(_ invitation: Orgd_V1_Invitation, json: Bool) throws {
-        if json { return try Output.json(invitation) }
+    static func show(_ invitation: Orgd_V1_Invitation, format: OutputFormat) throws {
+        if format != .table { return try Output.emit(invitation, format) }
         Output.fields([
             ("invitation", invitation.id), ("invitee", invitation.inviteeUserID), ("email", invitation.email),
             ("role", invitation.role == .agent ? "agent" : "membership_manager"),
@@ -31,11 +31,11 @@ struct Invite: AsyncParsableCommand {
     struct Send: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Invite (or re-invite) a person by e-mail.")
         @OptionGroup var connection: ConnectionOptions
-        @Option(name: .customLong("org")) var organization: String
-        @Option var email: String
-        @Option var title: String
-        @Option var givenName: String
-        @Option var familyName: String
+        @Option(name: .customLong("org"), help: "Organisation id.") var organization: String
+        @Option(help: "E-mail address.") var email: String
+        @Option(help: "Title, e.g. Mr or Dr.") var title: String
+        @Option(help: "Given name.") var givenName: String
+        @Option(help: "Family name.") var familyName: String
         @Option(help: "agent or membership_manager (PKB_TEAM_PRO, PKB_TEAM_COORD accepted).") var role: String
         @Option(help: "1 to 30 days (default: the server's).") var expiresInDays: Int32 = 0
 
@@ -50,9 +50,9 @@ struct Invite: AsyncParsableCommand {
             request.expiresInDays = expiresInDays
             try await connection.run { client in
                 let response = try await client.invitations.inviteMember(request, options: connection.callOptions)
-                if connection.json { return try Output.json(response) }
+                if connection.output != .table { return try Output.emit(response, connection.output) }
                 print("\(response.message)\(response.reinvited ? " (again)" : ""): invitee \(response.id)")
-                try Invite.show(response.invitation, json: false)
+                try Invite.show(response.invitation, format: .table)
             }
         }
     }
@@ -60,7 +60,7 @@ struct Invite: AsyncParsableCommand {
     struct Bulk: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Invite many people; each row is answered on its own.")
         @OptionGroup var connection: ConnectionOptions
-        @Option(name: .customLong("org")) var organization: String
+        @Option(name: .customLong("org"), help: "Organisation id.") var organization: String
         @Option(help: "EMAIL,TITLE,GIVEN,FAMILY,ROLE; repeat for more.") var row: [String]
 
         func run() async throws {
@@ -79,11 +79,19 @@ struct Invite: AsyncParsableCommand {
                 invitee.role = parts[4]
                 return invitee
             }
+            var failedRows: Int?
             try await connection.run { client in
                 let response = try await client.invitations.bulkInviteMembers(request, options: connection.callOptions)
-                if connection.json { return try Output.json(response) }
+                let failed = response.results.filter { $0.outcome == .invalid }.count
+                if failed > 0 { failedRows = failed }
+                if connection.output != .table { return try Output.emit(response, connection.output) }
                 let outcomes: [Orgd_V1_BulkInviteResult.Outcome: String] = [.sent: "sent", .resent: "re-sent", .alreadyMember: "already a member", .invalid: "invalid"]
                 Output.table(["EMAIL", "OUTCOME", "INVITEE", "ERROR"], response.results.map { [$0.email, outcomes[$0.outcome] ?? "?", $0.id, $0.error] })
+            }
+            // A script must not mistake a partial success for a whole one.
+            if let failed = failedRows {
+                FileHandle.standardError.write(Data("orgctl: \(failed) of \(row.count) rows were not sent (outcome invalid)\n".utf8))
+                throw ExitCode(2)
             }
         }
     }
@@ -91,10 +99,10 @@ struct Invite: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "An organisation's invitations: who invited whom, and when.")
         @OptionGroup var connection: ConnectionOptions
-        @Option(name: .customLong("org")) var organization: String
-        @Option(help: "pending, accepted, declined, withdrawn, expired or delivery_failed.") var status: String?
-        @Option var pageSize: Int32 = 0
-        @Option var pageToken: String = ""
+        @Option(name: .customLong("org"), help: "Organisation id.") var organization: String
+        @Option(help: "pending, accepted, declined, withdrawn, expired or delivery_failed.", completion: Names.completion(Invite.statuses)) var status: String?
+        @Option(help: "At most this many per page (0: the server's default).") var pageSize: Int32 = 0
+        @Option(help: "The page after the one that printed this token (next_page_token).") var pageToken: String = ""
 
         func run() async throws {
             var request = Orgd_V1_ListInvitationsRequest()
@@ -104,7 +112,7 @@ struct Invite: AsyncParsableCommand {
             request.pageToken = pageToken
             try await connection.run { client in
                 let response = try await client.invitations.listInvitations(request, options: connection.callOptions)
-                if connection.json { return try Output.json(response) }
+                if connection.output != .table { return try Output.emit(response, connection.output) }
                 Output.table(["INVITATION", "EMAIL", "ROLE", "STATUS", "INVITED BY", "LAST SENT", "EXPIRES"], response.invitations.map {
                     [$0.id, $0.email, $0.role == .agent ? "agent" : "membership_manager", Names.name($0.status, in: Invite.statuses),
                      Invite.inviter($0), Output.time($0.lastSentTime), Output.time($0.expireTime)]
@@ -117,13 +125,13 @@ struct Invite: AsyncParsableCommand {
     struct Get: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show an invitation.")
         @OptionGroup var connection: ConnectionOptions
-        @Argument var id: String
+        @Argument(help: "Invitation id.") var id: String
 
         func run() async throws {
             var request = Orgd_V1_GetInvitationRequest()
             request.id = id
             try await connection.run { client in
-                try Invite.show(try await client.invitations.getInvitation(request, options: connection.callOptions), json: connection.json)
+                try Invite.show(try await client.invitations.getInvitation(request, options: connection.callOptions), format: connection.output)
             }
         }
     }
@@ -131,15 +139,15 @@ struct Invite: AsyncParsableCommand {
     struct Resend: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Send again: a new link and expiry; the old link stops working.")
         @OptionGroup var connection: ConnectionOptions
-        @Argument var id: String
-        @Option var expiresInDays: Int32 = 0
+        @Argument(help: "Invitation id.") var id: String
+        @Option(help: "Days until the new link expires.") var expiresInDays: Int32 = 0
 
         func run() async throws {
             var request = Orgd_V1_ResendInvitationRequest()
             request.id = id
             request.expiresInDays = expiresInDays
             try await connection.run { client in
-                try Invite.show(try await client.invitations.resendInvitation(request, options: connection.callOptions), json: connection.json)
+                try Invite.show(try await client.invitations.resendInvitation(request, options: connection.callOptions), format: connection.output)
             }
         }
     }
@@ -147,13 +155,13 @@ struct Invite: AsyncParsableCommand {
     struct Withdraw: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Withdraw a pending invitation; its link stops working.")
         @OptionGroup var connection: ConnectionOptions
-        @Argument var id: String
+        @Argument(help: "Invitation id.") var id: String
 
         func run() async throws {
             var request = Orgd_V1_WithdrawInvitationRequest()
             request.id = id
             try await connection.run { client in
-                try Invite.show(try await client.invitations.withdrawInvitation(request, options: connection.callOptions), json: connection.json)
+                try Invite.show(try await client.invitations.withdrawInvitation(request, options: connection.callOptions), format: connection.output)
             }
         }
     }
@@ -169,7 +177,7 @@ struct Invite: AsyncParsableCommand {
             request.token = invitationToken
             try await connection.run(token: nil) { client in
                 let response = try await client.invitations.acceptInvitation(request, options: connection.callOptions)
-                if connection.json { return try Output.json(response) }
+                if connection.output != .table { return try Output.emit(response, connection.output) }
                 print("accepted: user \(response.membership.userID) joined organization \(response.membership.organizationID) as \(Names.roles(response.membership.roles))")
             }
         }
@@ -185,7 +193,7 @@ struct Invite: AsyncParsableCommand {
             var request = Orgd_V1_DeclineInvitationRequest()
             request.token = invitationToken
             try await connection.run(token: nil) { client in
-                try Invite.show(try await client.invitations.declineInvitation(request, options: connection.callOptions), json: connection.json)
+                try Invite.show(try await client.invitations.declineInvitation(request, options: connection.callOptions), format: connection.output)
             }
         }
     }
@@ -197,9 +205,9 @@ struct Outbox: AsyncParsableCommand {
     struct Claim: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Lease queued e-mail to deliver.")
         @OptionGroup var connection: ConnectionOptions
-        @Option var mailer: String
-        @Option var max: Int32 = 10
-        @Option var leaseSeconds: Int32 = 0
+        @Option(help: "This mailer's name: its claims are leased to it.") var mailer: String
+        @Option(help: "At most this many messages.") var max: Int32 = 10
+        @Option(help: "How long the claim holds before another mailer may take the messages.") var leaseSeconds: Int32 = 0
 
         func run() async throws {
             var request = Orgd_V1_ClaimOutboxRequest()
@@ -208,7 +216,7 @@ struct Outbox: AsyncParsableCommand {
             request.leaseSeconds = leaseSeconds
             try await connection.run { client in
                 let response = try await client.invitations.claimOutbox(request, options: connection.callOptions)
-                if connection.json { return try Output.json(response) }
+                if connection.output != .table { return try Output.emit(response, connection.output) }
                 Output.table(["MESSAGE", "TO", "INVITEE", "ORGANIZATION", "ROLE", "INVITED BY", "TEMPLATE", "TOKEN", "EXPIRES", "ATTEMPT"], response.messages.map {
                     [$0.id, $0.recipient, [$0.invitee.title, $0.invitee.givenName, $0.invitee.familyName].filter { !$0.isEmpty }.joined(separator: " "),
                      $0.organization.name, $0.roleName, $0.inviter.displayName, $0.template, $0.token, Output.time($0.expireTime), "\($0.attempts)"]
@@ -223,8 +231,8 @@ struct Outbox: AsyncParsableCommand {
             discussion: "A failure is retried after a backoff; at the server's most attempts the invitation becomes delivery_failed."
         )
         @OptionGroup var connection: ConnectionOptions
-        @Argument var id: String
-        @Option var mailer: String
+        @Argument(help: "Outbox message id.") var id: String
+        @Option(help: "This mailer's name: its claims are leased to it.") var mailer: String
         @Option(help: "Why delivery failed; without it the message counts as delivered.") var error: String?
 
         func run() async throws {
@@ -235,7 +243,7 @@ struct Outbox: AsyncParsableCommand {
             request.error = error ?? ""
             try await connection.run { client in
                 let response = try await client.invitations.ackOutbox(request, options: connection.callOptions)
-                if connection.json { return try Output.json(response) }
+                if connection.output != .table { return try Output.emit(response, connection.output) }
                 if error == nil {
                     print("delivered")
                 } else if response.retrying {

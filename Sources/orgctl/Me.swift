@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import OrgdClient
 import OrgdProto
 
@@ -9,7 +10,7 @@ struct Whoami: AsyncParsableCommand {
     func run() async throws {
         try await connection.run { client in
             let profile = try await client.memberships.getProfile(options: connection.callOptions)
-            if connection.json { return try Output.json(profile) }
+            if connection.output != .table { return try Output.emit(profile, connection.output) }
             var fields = [("id", profile.id), ("email", profile.email), ("name", "\(profile.firstName) \(profile.lastName)")]
             if profile.hasPatient { fields.append(("patient", profile.patient.id)) }
             Output.fields(fields)
@@ -27,7 +28,7 @@ struct My: AsyncParsableCommand {
         func run() async throws {
             try await connection.run { client in
                 let response = try await client.memberships.listMyOrganizations(options: connection.callOptions)
-                if connection.json { return try Output.json(response) }
+                if connection.output != .table { return try Output.emit(response, connection.output) }
                 let rows = response.asStaff.map { [$0.organizationID, $0.name, "staff", Names.roles($0.roles), "\($0.isPrimary)"] }
                     + response.asPatient.map { [$0.organizationID, $0.name, "patient", "-", "\($0.isPrimary)"] }
                 Output.table(["ORGANIZATION", "NAME", "AS", "ROLES", "PRIMARY"], rows)
@@ -49,7 +50,10 @@ struct Fhir: AsyncParsableCommand {
             var request = Orgd_V1_ExportOrganizationFhirRequest()
             request.id = id
             try await connection.run { client in
-                print(try await client.organizations.exportOrganizationFhir(request, options: connection.callOptions).bundleJson)
+                let bundle = try await client.organizations.exportOrganizationFhir(request, options: connection.callOptions).bundleJson
+                // The Bundle is the answer, in orgctl's one JSON style (or YAML).
+                let object = try JSONSerialization.jsonObject(with: Data(bundle.utf8))
+                try Output.emit(object: object, connection.output == .yaml ? .yaml : .json)
             }
         }
     }

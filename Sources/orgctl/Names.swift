@@ -1,5 +1,7 @@
 import ArgumentParser
+import OrgdClient
 import OrgdProto
+import SwiftProtobuf
 
 /// The spellings orgctl accepts and prints for the schema's enums.
 enum Names {
@@ -7,15 +9,39 @@ enum Names {
     static let userStatuses: [String: Orgd_V1_UserStatus] = ["invited": .invited, "active": .active, "disabled": .disabled]
     static let staffRoles: [String: Orgd_V1_StaffRole] = ["membership_manager": .membershipManager, "agent": .agent]
 
-    static func parse<T>(_ text: String, in table: [String: T], option: String) throws -> T {
-        guard let value = table[text] else {
-            throw ValidationError("\(option) must be one of \(table.keys.sorted().joined(separator: ", ")), not \(text)")
+    /// A value by its short name (`admin`, any case) or by the name JSON
+    /// prints for it (`SYSTEM_ROLE_ADMIN`): what `-o json` shows can be
+    /// given back.
+    static func parse<T: SwiftProtobuf.Enum>(_ text: String, in table: [String: T], option: String) throws -> T {
+        if let value = table[text] ?? table[text.lowercased()] ?? jsonNames(table)[text.uppercased()] { return value }
+        let example = jsonNames(table).keys.sorted().first.map { " (or the JSON names, e.g. \($0))" } ?? ""
+        throw ValidationError("\(option) must be one of \(table.keys.sorted().joined(separator: ", "))\(example), not \(text)")
+    }
+
+    /// The JSON names of `table`'s values: those of the schema's enum that
+    /// has every one of them, by number, each named `…_SHORT`.
+    static func jsonNames<T: SwiftProtobuf.Enum>(_ table: [String: T]) -> [String: T] {
+        for symbol in OrgdSchema.symbols.values {
+            guard case .enumeration(let enumeration) = symbol.kind else { continue }
+            var names: [String: T] = [:]
+            for (short, value) in table {
+                guard let match = enumeration.value.first(where: {
+                    $0.number == Int32(value.rawValue) && ($0.name == short.uppercased() || $0.name.hasSuffix("_" + short.uppercased()))
+                }) else { break }
+                names[match.name] = value
+            }
+            if names.count == table.count { return names }
         }
-        return value
+        return [:]
     }
 
     static func name<T: Equatable>(_ value: T, in table: [String: T]) -> String {
         table.first { $0.value == value }?.key ?? "unspecified"
+    }
+
+    /// Shell completion of an enum-valued option: its short names.
+    static func completion<T>(_ table: [String: T]) -> CompletionKind {
+        .list(table.keys.sorted())
     }
 
     /// "agent,membership_manager" to roles.

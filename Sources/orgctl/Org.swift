@@ -14,10 +14,7 @@ struct Org: AsyncParsableCommand {
     ]
 
     static func parseType(_ name: String) throws -> Orgd_V1_OrganizationType {
-        guard let type = typeNames[name] else {
-            throw ValidationError("type must be one of \(typeNames.keys.sorted().joined(separator: ", ")), not \(name)")
-        }
-        return type
+        try Names.parse(name, in: typeNames, option: "--type")
     }
 
     static func typeName(_ type: Orgd_V1_OrganizationType) -> String {
@@ -33,8 +30,8 @@ struct Org: AsyncParsableCommand {
         return identifier
     }
 
-    static func show(_ organization: Orgd_V1_Organization, json: Bool) throws {
-        if json { return try Output.json(organization) }
+    static func show(_ organization: Orgd_V1_Organization, format: OutputFormat) throws {
+        if format != .table { return try Output.emit(organization, format) }
         Output.fields([
             ("id", organization.id), ("name", organization.name), ("type", typeName(organization.type)),
             ("identifier", organization.hasIdentifier ? "\(organization.identifier.system)|\(organization.identifier.value)" : "-"),
@@ -47,7 +44,7 @@ struct Org: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create an organisation.")
         @OptionGroup var connection: ConnectionOptions
         @Option(help: "Name, 1 to 200 characters.") var name: String
-        @Option(help: "hospital_team, gp_practice, private_clinic, department or teaching_establishment.") var type: String
+        @Option(help: "hospital_team, gp_practice, private_clinic, department or teaching_establishment.", completion: Names.completion(Org.typeNames)) var type: String
         @Option(help: "External identifier as SYSTEM|VALUE.") var identifier: String?
         @Option(help: "Idempotency key: repeating the command with it creates once.") var idempotencyKey: String?
 
@@ -59,7 +56,7 @@ struct Org: AsyncParsableCommand {
             var options = connection.callOptions
             options.idempotencyKey = idempotencyKey
             try await connection.run { client in
-                try Org.show(try await client.organizations.createOrganization(request, options: options), json: connection.json)
+                try Org.show(try await client.organizations.createOrganization(request, options: options), format: connection.output)
             }
         }
     }
@@ -74,8 +71,8 @@ struct Org: AsyncParsableCommand {
             request.id = id
             try await connection.run { client in
                 let response = try await client.organizations.getOrganization(request, options: connection.callOptions)
-                if connection.json { return try Output.json(response) }
-                try Org.show(response.organization, json: false)
+                if connection.output != .table { return try Output.emit(response, connection.output) }
+                try Org.show(response.organization, format: .table)
                 Output.fields([("staff", "\(response.staffCount)"), ("patients", "\(response.patientCount)")])
             }
         }
@@ -84,7 +81,7 @@ struct Org: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List organisations in creation order.")
         @OptionGroup var connection: ConnectionOptions
-        @Option(help: "Only this type.") var type: String?
+        @Option(help: "Only this type (as for create).", completion: Names.completion(Org.typeNames)) var type: String?
         @Option(help: "Only active (true) or inactive (false) ones.") var active: Bool?
         @Option(help: "Only names starting with this (any case).") var namePrefix: String?
         @Option(help: "Page size (default 50, at most 1000).") var pageSize: Int32 = 0
@@ -106,9 +103,9 @@ struct Org: AsyncParsableCommand {
                     organizations += response.organizations
                     request.pageToken = response.nextPageToken
                 } while all && !response.nextPageToken.isEmpty
-                if connection.json {
+                if connection.output != .table {
                     response.organizations = organizations
-                    return try Output.json(response)
+                    return try Output.emit(response, connection.output)
                 }
                 Output.table(
                     ["ID", "NAME", "TYPE", "ACTIVE", "VERSION"],
@@ -124,8 +121,8 @@ struct Org: AsyncParsableCommand {
         @OptionGroup var connection: ConnectionOptions
         @Argument(help: "Organisation id.") var id: String
         @Option(help: "The version you read (refused if someone changed it since).") var version: Int64
-        @Option var name: String?
-        @Option var type: String?
+        @Option(help: "New name, 1 to 200 characters.") var name: String?
+        @Option(help: "A new type (as for create).", completion: Names.completion(Org.typeNames)) var type: String?
         @Option(help: "New identifier as SYSTEM|VALUE.") var identifier: String?
         @Flag(help: "Remove the identifier.") var removeIdentifier = false
 
@@ -138,7 +135,7 @@ struct Org: AsyncParsableCommand {
             if let identifier { request.identifier = try Org.identifier(identifier) }
             request.removeIdentifier = removeIdentifier
             try await connection.run { client in
-                try Org.show(try await client.organizations.updateOrganization(request, options: connection.callOptions), json: connection.json)
+                try Org.show(try await client.organizations.updateOrganization(request, options: connection.callOptions), format: connection.output)
             }
         }
     }
@@ -154,7 +151,7 @@ struct Org: AsyncParsableCommand {
             request.id = id
             request.version = version
             try await connection.run { client in
-                try Org.show(try await client.organizations.deactivateOrganization(request, options: connection.callOptions), json: connection.json)
+                try Org.show(try await client.organizations.deactivateOrganization(request, options: connection.callOptions), format: connection.output)
             }
         }
     }
@@ -170,7 +167,7 @@ struct Org: AsyncParsableCommand {
             request.id = id
             request.version = version
             try await connection.run { client in
-                try Org.show(try await client.organizations.reactivateOrganization(request, options: connection.callOptions), json: connection.json)
+                try Org.show(try await client.organizations.reactivateOrganization(request, options: connection.callOptions), format: connection.output)
             }
         }
     }

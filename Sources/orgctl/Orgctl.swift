@@ -1,7 +1,6 @@
 import ArgumentParser
 import OrgdCore
 
-@main
 struct Orgctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "orgctl",
@@ -10,13 +9,15 @@ struct Orgctl: AsyncParsableCommand {
             Connects to the Unix socket by default ($ORGD_SOCKET, else $XDG_RUNTIME_DIR/orgd.sock, else ./orgd.sock),
             to ttrpc over TCP with --address HOST:PORT ($ORGD_ADDRESS), or to gRPC with --grpc HOST:PORT
             ($ORGD_GRPC); both need --token ($ORGD_TOKEN).
-            Prints tables for people; --json prints one JSON document for scripts.
-            On failure prints one line to standard error and exits non-zero.
+            Connection and output options may also come before the subcommand (orgctl --address H:P org list).
+            Prints tables for people; -o json (or --json), -o yaml and -o id for scripts.
+            On failure prints one line to standard error and exits 10 + the status code
+            (NOT_FOUND 15, PERMISSION_DENIED 17, UNAVAILABLE 24, UNAUTHENTICATED 26; 64 for usage).
             """,
         version: "orgctl \(OrgdBuild.version)",
         subcommands: [
             Org.self, User.self, Patient.self, Staff.self, PatientMember.self, Whoami.self, My.self, Fhir.self, Consent.self, Invite.self, Outbox.self,
-            Token.self, ServiceAccount.self, Health.self, Metrics.self, Bench.self, Audit.self, Backup.self,
+            Token.self, ServiceAccount.self, Health.self, Metrics.self, Bench.self, Audit.self, Backup.self, Rpc.self, Call.self,
         ]
     )
 }

@@ -8,8 +8,8 @@ struct Patient: AsyncParsableCommand {
         subcommands: [Create.self, Get.self, Update.self, List.self]
     )
 
-    static func show(_ patient: Orgd_V1_Patient, json: Bool) throws {
-        if json { return try Output.json(patient) }
+    static func show(_ patient: Orgd_V1_Patient, format: OutputFormat) throws {
+        if format != .table { return try Output.emit(patient, format) }
         Output.fields([
             ("id", patient.id), ("name", "\(patient.title) \(patient.givenName) \(patient.familyName)".trimmingCharacters(in: .whitespaces)),
             ("user", patient.userID.isEmpty ? "-" : patient.userID), ("version", "\(patient.version)"),
@@ -19,9 +19,9 @@ struct Patient: AsyncParsableCommand {
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a patient record.")
         @OptionGroup var connection: ConnectionOptions
-        @Option var title: String = ""
-        @Option var givenName: String
-        @Option var familyName: String
+        @Option(help: "Title, e.g. Mr or Dr.") var title: String = ""
+        @Option(help: "Given name.") var givenName: String
+        @Option(help: "Family name.") var familyName: String
         @Option(help: "The user who logs in as this patient.") var user: String?
 
         func run() async throws {
@@ -31,7 +31,7 @@ struct Patient: AsyncParsableCommand {
             request.familyName = familyName
             request.userID = user ?? ""
             try await connection.run { client in
-                try Patient.show(try await client.memberships.createPatient(request, options: connection.callOptions), json: connection.json)
+                try Patient.show(try await client.memberships.createPatient(request, options: connection.callOptions), format: connection.output)
             }
         }
     }
@@ -39,13 +39,13 @@ struct Patient: AsyncParsableCommand {
     struct Get: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show a patient record.")
         @OptionGroup var connection: ConnectionOptions
-        @Argument var id: String
+        @Argument(help: "Patient record id.") var id: String
 
         func run() async throws {
             var request = Orgd_V1_GetPatientRequest()
             request.id = id
             try await connection.run { client in
-                try Patient.show(try await client.memberships.getPatient(request, options: connection.callOptions), json: connection.json)
+                try Patient.show(try await client.memberships.getPatient(request, options: connection.callOptions), format: connection.output)
             }
         }
     }
@@ -53,11 +53,11 @@ struct Patient: AsyncParsableCommand {
     struct Update: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Change named fields; needs the version you read.")
         @OptionGroup var connection: ConnectionOptions
-        @Argument var id: String
-        @Option var version: Int64
-        @Option var title: String?
-        @Option var givenName: String?
-        @Option var familyName: String?
+        @Argument(help: "Patient record id.") var id: String
+        @Option(help: "The version you read: refused with ABORTED if it has changed since.") var version: Int64
+        @Option(help: "Title, e.g. Mr or Dr.") var title: String?
+        @Option(help: "Given name.") var givenName: String?
+        @Option(help: "Family name.") var familyName: String?
         @Option(help: "Link to this user.") var user: String?
         @Flag(help: "Unlink the user.") var removeUser = false
 
@@ -71,7 +71,7 @@ struct Patient: AsyncParsableCommand {
             if let user { request.userID = user }
             request.removeUserID = removeUser
             try await connection.run { client in
-                try Patient.show(try await client.memberships.updatePatient(request, options: connection.callOptions), json: connection.json)
+                try Patient.show(try await client.memberships.updatePatient(request, options: connection.callOptions), format: connection.output)
             }
         }
     }
@@ -79,9 +79,9 @@ struct Patient: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List patient records in creation order.")
         @OptionGroup var connection: ConnectionOptions
-        @Option var familyNamePrefix: String = ""
-        @Option var pageSize: Int32 = 0
-        @Option var pageToken: String = ""
+        @Option(help: "Only patients whose family name begins so (any case).") var familyNamePrefix: String = ""
+        @Option(help: "At most this many per page (0: the server's default).") var pageSize: Int32 = 0
+        @Option(help: "The page after the one that printed this token (next_page_token).") var pageToken: String = ""
 
         func run() async throws {
             var request = Orgd_V1_ListPatientsRequest()
@@ -90,7 +90,7 @@ struct Patient: AsyncParsableCommand {
             request.pageToken = pageToken
             try await connection.run { client in
                 let response = try await client.memberships.listPatients(request, options: connection.callOptions)
-                if connection.json { return try Output.json(response) }
+                if connection.output != .table { return try Output.emit(response, connection.output) }
                 Output.table(["ID", "NAME", "USER"], response.patients.map {
                     [$0.id, "\($0.givenName) \($0.familyName)", $0.userID.isEmpty ? "-" : $0.userID]
                 })

@@ -19,23 +19,23 @@ struct ServiceAccount: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a service account.")
         @OptionGroup var connection: ConnectionOptions
         @Option(help: "A unique name, e.g. bff or mailer.") var name: String
-        @Option(help: "System role: none, admin or superadmin.") var role: String = "none"
+        @Option(help: "System role: none, admin or superadmin.", completion: Names.completion(Names.systemRoles)) var role: String = "none"
         @Flag(help: "Allow it to act for users with orgd-act-as.") var mayActAs = false
         @Flag(help: "Let it claim and acknowledge the invitation outbox (a mail service).") var mailer = false
 
         func validate() throws {
-            guard ServiceAccount.roles[role] != nil else { throw ValidationError("--role must be none, admin or superadmin") }
+            _ = try Names.parse(role, in: Names.systemRoles, option: "--role")
         }
 
         func run() async throws {
             var request = Orgd_V1_CreateServiceAccountRequest()
             request.name = name
-            request.systemRole = ServiceAccount.roles[role] ?? .none
+            request.systemRole = try Names.parse(role, in: Names.systemRoles, option: "--role")
             request.mayActAs = mayActAs
             request.mailer = mailer
             try await connection.run { client in
                 let account = try await client.tokens.createServiceAccount(request, options: connection.callOptions)
-                if connection.json { return try Output.json(account) }
+                if connection.output != .table { return try Output.emit(account, connection.output) }
                 Output.fields([
                     ("id", account.id), ("name", account.name), ("role", ServiceAccount.roleName(account.systemRole)),
                     ("may act as", "\(account.mayActAs)"), ("mailer", "\(account.mailer)"),
@@ -53,7 +53,7 @@ struct ServiceAccount: AsyncParsableCommand {
             request.pageSize = 1000
             try await connection.run { client in
                 let response = try await client.tokens.listServiceAccounts(request, options: connection.callOptions)
-                if connection.json { return try Output.json(response) }
+                if connection.output != .table { return try Output.emit(response, connection.output) }
                 Output.table(
                     ["ID", "NAME", "ROLE", "MAY ACT AS", "MAILER"],
                     response.serviceAccounts.map { [$0.id, $0.name, ServiceAccount.roleName($0.systemRole), "\($0.mayActAs)", "\($0.mailer)"] }

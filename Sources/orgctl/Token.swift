@@ -39,7 +39,7 @@ struct Token: AsyncParsableCommand {
             request.expiresInSeconds = expiresIn
             try await connection.run { client in
                 let response = try await client.tokens.createToken(request, options: connection.callOptions)
-                if connection.json { return try Output.json(response) }
+                if connection.output != .table { return try Output.emit(response, connection.output) }
                 Output.fields([
                     ("id", response.token.id), ("owner", Token.owner(response.token)),
                     ("expires", Output.time(response.token.expireTime)), ("secret", response.secret),
@@ -60,7 +60,7 @@ struct Token: AsyncParsableCommand {
             request.pageSize = 1000
             try await connection.run { client in
                 let response = try await client.tokens.listTokens(request, options: connection.callOptions)
-                if connection.json { return try Output.json(response) }
+                if connection.output != .table { return try Output.emit(response, connection.output) }
                 Output.table(
                     ["ID", "PREFIX", "OWNER", "DESCRIPTION", "EXPIRES", "REVOKED"],
                     response.tokens.map {
@@ -81,7 +81,7 @@ struct Token: AsyncParsableCommand {
             request.id = id
             try await connection.run { client in
                 let token = try await client.tokens.revokeToken(request, options: connection.callOptions)
-                if connection.json { return try Output.json(token) }
+                if connection.output != .table { return try Output.emit(token, connection.output) }
                 print("revoked \(token.id) at \(Output.time(token.revokeTime))")
             }
         }

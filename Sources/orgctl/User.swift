@@ -8,8 +8,8 @@ struct User: AsyncParsableCommand {
         subcommands: [Create.self, Get.self, Update.self, List.self]
     )
 
-    static func show(_ user: Orgd_V1_User, json: Bool) throws {
-        if json { return try Output.json(user) }
+    static func show(_ user: Orgd_V1_User, format: OutputFormat) throws {
+        if format != .table { return try Output.emit(user, format) }
         Output.fields([
             ("id", user.id), ("email", user.email), ("name", "\(user.title) \(user.givenName) \(user.familyName)".trimmingCharacters(in: .whitespaces)),
             ("role", Names.name(user.systemRole, in: Names.systemRoles)), ("status", Names.name(user.status, in: Names.userStatuses)),
@@ -20,12 +20,12 @@ struct User: AsyncParsableCommand {
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a user.")
         @OptionGroup var connection: ConnectionOptions
-        @Option var email: String
-        @Option var title: String = ""
-        @Option var givenName: String
-        @Option var familyName: String
-        @Option(help: "none, admin or superadmin.") var role: String = "none"
-        @Option(help: "invited, active or disabled.") var status: String = "active"
+        @Option(help: "E-mail address.") var email: String
+        @Option(help: "Title, e.g. Mr or Dr.") var title: String = ""
+        @Option(help: "Given name.") var givenName: String
+        @Option(help: "Family name.") var familyName: String
+        @Option(help: "none, admin or superadmin.", completion: Names.completion(Names.systemRoles)) var role: String = "none"
+        @Option(help: "invited, active or disabled.", completion: Names.completion(Names.userStatuses)) var status: String = "active"
 
         func run() async throws {
             var request = Orgd_V1_CreateUserRequest()
@@ -36,7 +36,7 @@ struct User: AsyncParsableCommand {
             request.systemRole = try Names.parse(role, in: Names.systemRoles, option: "--role")
             request.status = try Names.parse(status, in: Names.userStatuses, option: "--status")
             try await connection.run { client in
-                try User.show(try await client.memberships.createUser(request, options: connection.callOptions), json: connection.json)
+                try User.show(try await client.memberships.createUser(request, options: connection.callOptions), format: connection.output)
             }
         }
     }
@@ -44,13 +44,13 @@ struct User: AsyncParsableCommand {
     struct Get: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show a user.")
         @OptionGroup var connection: ConnectionOptions
-        @Argument var id: String
+        @Argument(help: "User id.") var id: String
 
         func run() async throws {
             var request = Orgd_V1_GetUserRequest()
             request.id = id
             try await connection.run { client in
-                try User.show(try await client.memberships.getUser(request, options: connection.callOptions), json: connection.json)
+                try User.show(try await client.memberships.getUser(request, options: connection.callOptions), format: connection.output)
             }
         }
     }
@@ -58,14 +58,14 @@ struct User: AsyncParsableCommand {
     struct Update: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Change named fields; needs the version you read.")
         @OptionGroup var connection: ConnectionOptions
-        @Argument var id: String
-        @Option var version: Int64
-        @Option var email: String?
-        @Option var title: String?
-        @Option var givenName: String?
-        @Option var familyName: String?
-        @Option(help: "none, admin or superadmin.") var role: String?
-        @Option(help: "invited, active or disabled (disabling stops the user's tokens at once).") var status: String?
+        @Argument(help: "User id.") var id: String
+        @Option(help: "The version you read: refused with ABORTED if it has changed since.") var version: Int64
+        @Option(help: "E-mail address.") var email: String?
+        @Option(help: "Title, e.g. Mr or Dr.") var title: String?
+        @Option(help: "Given name.") var givenName: String?
+        @Option(help: "Family name.") var familyName: String?
+        @Option(help: "none, admin or superadmin.", completion: Names.completion(Names.systemRoles)) var role: String?
+        @Option(help: "invited, active or disabled (disabling stops the user's tokens at once).", completion: Names.completion(Names.userStatuses)) var status: String?
 
         func run() async throws {
             var request = Orgd_V1_UpdateUserRequest()
@@ -78,7 +78,7 @@ struct User: AsyncParsableCommand {
             if let role { request.systemRole = try Names.parse(role, in: Names.systemRoles, option: "--role") }
             if let status { request.status = try Names.parse(status, in: Names.userStatuses, option: "--status") }
             try await connection.run { client in
-                try User.show(try await client.memberships.updateUser(request, options: connection.callOptions), json: connection.json)
+                try User.show(try await client.memberships.updateUser(request, options: connection.callOptions), format: connection.output)
             }
         }
     }
@@ -87,9 +87,9 @@ struct User: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List users in creation order.")
         @OptionGroup var connection: ConnectionOptions
         @Option(help: "Only e-mails starting with this.") var emailPrefix: String = ""
-        @Option(help: "Only this status.") var status: String?
-        @Option var pageSize: Int32 = 0
-        @Option var pageToken: String = ""
+        @Option(help: "Only this status.", completion: Names.completion(Names.userStatuses)) var status: String?
+        @Option(help: "At most this many per page (0: the server's default).") var pageSize: Int32 = 0
+        @Option(help: "The page after the one that printed this token (next_page_token).") var pageToken: String = ""
 
         func run() async throws {
             var request = Orgd_V1_ListUsersRequest()
@@ -99,7 +99,7 @@ struct User: AsyncParsableCommand {
             request.pageToken = pageToken
             try await connection.run { client in
                 let response = try await client.memberships.listUsers(request, options: connection.callOptions)
-                if connection.json { return try Output.json(response) }
+                if connection.output != .table { return try Output.emit(response, connection.output) }
                 Output.table(["ID", "EMAIL", "NAME", "ROLE", "STATUS"], response.users.map {
                     [$0.id, $0.email, "\($0.givenName) \($0.familyName)", Names.name($0.systemRole, in: Names.systemRoles), Names.name($0.status, in: Names.userStatuses)]
                 })

@@ -29,17 +29,17 @@ struct ExecutableTests {
         }
     }
 
-    @Test("orgctl: a failure is one line on stderr and a non-zero exit")
+    @Test("orgctl: a failure is one line on stderr and an exit status of 10 + its code (NOT_FOUND 15, UNAUTHENTICATED 26, UNAVAILABLE 24)")
     func orgctlFailure() async throws {
         try await withDaemon { daemon in
             let missing = try await Subprocess.run("orgctl", ["org", "get", UUID().uuidString, "--socket", daemon.bound.unixSocketPath!])
-            #expect(missing.status == 1)
+            #expect(missing.status == 15)
             #expect(missing.stderr.hasPrefix("orgctl: NOT_FOUND: organization "))
             #expect(missing.stderr.split(separator: "\n").count == 1)
             let tcp = try await Subprocess.run("orgctl", ["org", "list", "--address", "127.0.0.1:\(daemon.bound.tcpPort!)"])
-            #expect(tcp.status == 1 && tcp.stderr.hasPrefix("orgctl: UNAUTHENTICATED"))
+            #expect(tcp.status == 26 && tcp.stderr.hasPrefix("orgctl: UNAUTHENTICATED"))
             let nowhere = try await Subprocess.run("orgctl", ["health", "--socket", daemon.directory + "/absent.sock"])
-            #expect(nowhere.status == 1 && nowhere.stderr.hasPrefix("orgctl: UNAVAILABLE"))
+            #expect(nowhere.status == 24 && nowhere.stderr.hasPrefix("orgctl: UNAVAILABLE"))
         }
     }
 
@@ -54,7 +54,7 @@ struct ExecutableTests {
             let tcp = ["--address", "127.0.0.1:\(daemon.bound.tcpPort!)"]
             #expect(try await Subprocess.run("orgctl", ["org", "list"] + tcp, environment: ["ORGD_TOKEN": issued.secret]).status == 0)
             #expect(try await Subprocess.run("orgctl", ["token", "revoke", issued.token.id] + socket).status == 0)
-            #expect(try await Subprocess.run("orgctl", ["org", "list", "--token", issued.secret] + tcp).status == 1)
+            #expect(try await Subprocess.run("orgctl", ["org", "list", "--token", issued.secret] + tcp).status == 26)
         }
     }
 

@@ -77,6 +77,9 @@ struct GRPCDispatchService: RegistrableRPCService {
             // The server's task is cancelled only past the drain timeout.
             pending.finish(.peerGone)
         }
+        // The other half of the hand-off edge in `finish` (see Dispatcher's
+        // `awaitOutcome`: TSan cannot see a continuation's own ordering).
+        pending.synchronize()
         switch answer {
         case .outcome(let outcome):
             return Self.response(outcome.status, payload: outcome.payload, consistencyToken: outcome.consistencyToken)
@@ -168,6 +171,12 @@ final class PendingCall: Sendable {
             return state.answer != nil
         }
         if cancel { task?.cancel() }
+    }
+
+    /// Takes the lock `finish` took: the ordering between the thread that
+    /// built the answer and the one that reads it, made visible to TSan.
+    func synchronize() {
+        state.withLockedValue { _ in }
     }
 
     func finish(_ answer: Answer) {
