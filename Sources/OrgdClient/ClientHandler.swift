@@ -85,7 +85,7 @@ final class ClientHandler: ChannelDuplexHandler {
         pending.removeAll()
         for (_, call) in calls {
             call.timer?.cancel()
-            call.promise.fail(RPCError(.unavailable, "the connection closed before the answer arrived" + (closingError.map { ": \($0)" } ?? "")))
+            call.promise.fail(RPCError(.unavailable, "the connection closed before the answer arrived" + (closingError.map { ": \(ConnectionFailure.reason($0))" } ?? "")))
         }
         context.fireChannelInactive()
     }

@@ -22,9 +22,9 @@ enum ConnectionFailure {
             if case .connectTimeout(let amount) = error { return "no answer within \(amount.nanoseconds / 1_000_000_000) s" }
             return "\(error)"
         case let error as NIOSSLError:
-            return scrubbed("\(error)")
+            return tls("\(error)")
         case let error as BoringSSLError:
-            return scrubbed("\(error)")
+            return tls("\(error)")
         case let error as SocketAddressError:
             if case .unknown(let host, _) = error { return "cannot resolve \(host)" }
             return "\(error)"
@@ -54,6 +54,21 @@ enum ConnectionFailure {
 
     private static func strerror(_ code: CInt) -> String {
         String(cString: Foundation.strerror(code)).lowercased()
+    }
+
+    /// BoringSSL's reasons (`…:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED at
+    /// /…/handshake.cc:393`) by their names, with what to do for the usual ones.
+    static func tls(_ text: String) -> String {
+        let names = text.matches(of: /OPENSSL_internal:([A-Z0-9_]+)/).map { String($0.output.1) }
+        guard !names.isEmpty else { return scrubbed(text) }
+        let advice: [String: String] = [
+            "TLSV1_ALERT_CERTIFICATE_REQUIRED": "orgd requires a client certificate: give --tls-cert and --tls-key",
+            "CERTIFICATE_VERIFY_FAILED": "orgd's certificate is not signed by a CA this client trusts: give --tls-ca",
+            "WRONG_VERSION_NUMBER": "the other end does not speak TLS (is this orgd's TLS port?)",
+            "TLSV1_ALERT_UNKNOWN_CA": "orgd does not trust the CA of this client certificate",
+        ]
+        let unique = names.reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        return "TLS: " + unique.map { name in advice[name].map { "\($0) (\(name))" } ?? name }.joined(separator: "; ")
     }
 
     /// BoringSSL's messages name the source file and line that raised them

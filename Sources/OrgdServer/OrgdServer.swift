@@ -96,7 +96,9 @@ public final class OrgdServer: Service, Sendable {
             if let host = configuration.tcpHost {
                 let tls = try configuration.tls.map { try ReloadableTLSContext($0) }
                 if let tls { state.withLockedValue { $0.tls.append(tls) } }
-                let channel = try await bootstrap(transport: .tcp, tls: tls).bind(host: host, port: configuration.tcpPort).get()
+                let channel = try await ListenFailure.naming("tcp:\(host):\(configuration.tcpPort)") {
+                    try await bootstrap(transport: .tcp, tls: tls).bind(host: host, port: configuration.tcpPort).get()
+                }
                 state.withLockedValue { $0.listeners.append(channel) }
                 bound.tcpHost = host
                 bound.tcpPort = channel.localAddress?.port
@@ -114,7 +116,7 @@ public final class OrgdServer: Service, Sendable {
                     host: host, port: configuration.grpcPort, tls: tls, configuration: configuration, dispatcher: dispatcher,
                     logger: logger, group: group, admit: { [self] in admit($0, transport: .tcp) })
                 state.withLockedValue { $0.grpc = listener }
-                bound.grpcPort = try await listener.start()
+                bound.grpcPort = try await ListenFailure.naming("grpc:\(host):\(configuration.grpcPort)") { try await listener.start() }
                 bound.grpcHost = host
                 bound.grpcTLS = tls != nil
                 logger.info("listening", metadata: [
@@ -123,11 +125,13 @@ public final class OrgdServer: Service, Sendable {
                 ])
             }
             if let host = configuration.metricsHost {
-                let channel = try await MetricsEndpoint.bind(
-                    host: host, port: configuration.metricsPort, metrics: metrics,
-                    ready: { [state] in state.withLockedValue { $0.bound != nil && !$0.stopping } }, group: group,
-                    maximumConnections: configuration.maximumMetricsConnections, timeout: configuration.frameTimeout,
-                    logger: logger, metrics: serverMetrics)
+                let channel = try await ListenFailure.naming("metrics:\(host):\(configuration.metricsPort)") {
+                    try await MetricsEndpoint.bind(
+                        host: host, port: configuration.metricsPort, metrics: metrics,
+                        ready: { [state] in state.withLockedValue { $0.bound != nil && !$0.stopping } }, group: group,
+                        maximumConnections: configuration.maximumMetricsConnections, timeout: configuration.frameTimeout,
+                        logger: logger, metrics: serverMetrics)
+                }
                 state.withLockedValue { $0.listeners.append(channel) }
                 bound.metricsPort = channel.localAddress?.port
                 logger.info("listening", metadata: ["listen.metrics": "\(host):\(bound.metricsPort ?? 0)"])
@@ -313,5 +317,31 @@ public final class OrgdServer: Service, Sendable {
             serverMetrics.connectionClosed()
         }
         return registered
+    }
+}
+
+/// A listener that could not be bound, in words that name it: "cannot
+/// listen on tcp:127.0.0.1:7420: address already in use", not NIO's
+/// `bind(descriptor:ptr:bytes:): Address already in use) (errno: 98)`.
+public struct ListenFailure: Error, CustomStringConvertible {
+    public let description: String
+
+    static func naming<T>(_ address: String, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            throw ListenFailure(description: "cannot listen on \(address): \(reason(error))")
+        }
+    }
+
+    private static func reason(_ error: Error) -> String {
+        if let error = error as? IOError { return String(cString: strerror(error.errnoCode)).lowercased() }
+        // grpc-swift wraps the socket's error; find it.
+        let mirror = Mirror(reflecting: error)
+        for child in mirror.children {
+            if let cause = child.value as? Error { return reason(cause) }
+            if let cause = child.value as? (any Error)? , let cause { return reason(cause) }
+        }
+        return "\(error)"
     }
 }

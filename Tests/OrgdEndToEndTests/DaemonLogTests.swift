@@ -68,4 +68,21 @@ struct DaemonLogTests {
         #expect(bad.stderr.contains("--log-format must be text or json, not xml"), "\(bad.stderr)")
         #expect(!FileManager.default.fileExists(atPath: directory + "/x.sqlite"), Comment(rawValue: "refused before opening the database"))
     }
+
+    @Test("A port already taken is refused at start naming the listener and the reason in plain words, for TCP, gRPC and metrics alike")
+    func portTaken() async throws {
+        let directory = try TestDaemon.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let first = try DaemonProcess(directory: directory, arguments: ["--database", directory + "/a.sqlite", "--socket", directory + "/a", "--listen", "127.0.0.1:0"])
+        _ = try await first.waitUntilListening(count: 2)
+        let port = try #require(first.tcpPort)
+        for (flag, kind) in [("--listen", "tcp"), ("--grpc-listen", "grpc"), ("--metrics-listen", "metrics")] {
+            let second = try await Subprocess.run("orgd", ["--database", directory + "/b.sqlite", "--socket", directory + "/b", flag, "127.0.0.1:\(port)"])
+            #expect(second.status != 0)
+            #expect(second.stderr.contains("cannot listen on \(kind):127.0.0.1:\(port): address already in use"), "\(second.stderr)")
+            let final = second.stderr.split(separator: "\n").last { $0.hasPrefix("Error:") } ?? ""
+            #expect(final == "Error: cannot listen on \(kind):127.0.0.1:\(port): address already in use", "\(second.stderr)")
+        }
+        #expect(try await first.stop() == 0)
+    }
 }
