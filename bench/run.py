@@ -255,7 +255,7 @@ class Orgd:
     `database` (a PostgreSQL URL) with `extra` arguments; `name` tells apart
     several over one database (socket orgd-NAME.sock, log orgd-NAME.log)."""
 
-    def __init__(self, bin_dir, directory, synchronous="full", database=None, name=None, extra=()):
+    def __init__(self, bin_dir, directory, synchronous="full", database=None, name=None, extra=(), environment=None):
         self.bin_dir = bin_dir
         self.directory = directory
         self.socket = os.path.join(directory, f"orgd-{name}.sock" if name else "orgd.sock")
@@ -266,7 +266,8 @@ class Orgd:
         self.process = subprocess.Popen(
             [os.path.join(bin_dir, "orgd"), *where, "--socket", self.socket,
              "--listen", "127.0.0.1:0", "--log-level", "warning"],
-            stdout=subprocess.PIPE, stderr=open(self.log, "w") if self.log else subprocess.DEVNULL, text=True)
+            stdout=subprocess.PIPE, stderr=open(self.log, "w") if self.log else subprocess.DEVNULL, text=True,
+            env={**os.environ, **(environment or {})})
         self.port = None
         while self.port is None:
             line = self.process.stdout.readline()
@@ -328,7 +329,8 @@ class Redis:
             # LRANGE_100's row is "LRANGE_100 (first 100 elements)", after its LPUSH fill.
             row = next(r for r in rows if r["test"].upper().split(" ")[0] == test.upper())
             return {"calls_per_second": float(row["rps"]), "p50_us": float(row["p50_latency_ms"]) * 1000,
-                    "p99_us": float(row["p99_latency_ms"]) * 1000, "clients": clients, "pipeline": pipeline}
+                    "p95_us": float(row["p95_latency_ms"]) * 1000,
+                    "p99_us": float(row["p99_latency_ms"]) * 1000, "max_us": float(row["max_latency_ms"]) * 1000, "clients": clients, "pipeline": pipeline}
         result = with_cpu(self.process.pid, run)
         if test == "lrange_100":  # the LPUSH fill ran inside the same process: its CPU is not LRANGE's alone
             result["cpuIncludesFill"] = True
@@ -365,7 +367,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bin", required=True, help="folder with orgd and orgctl")
     parser.add_argument("--quick", action="store_true", help="a few seconds, to prove the script works")
-    parser.add_argument("--json-out")
+    parser.add_argument("--json-out", help="also write every figure (and the targets with their verdicts) as JSON")
     parser.add_argument("--postgres", action="store_true", help="orgd over PostgreSQL beside pgbench instead (bench/postgres.py)")
     parser.add_argument("--pool-size", type=int, default=16, help="--postgres: each orgd's --database-pool-size")
     arguments = parser.parse_args()
@@ -379,7 +381,7 @@ def main():
     redis_requests = 20000 if quick else 500000
 
     work = tempfile.mkdtemp(prefix="orgd-bench-")
-    results = {"quick": quick, "seed": seed, "duration_seconds": float(seconds)}
+    results = {"quick": quick, "seed": seed, "duration_seconds": float(seconds), "cores": os.cpu_count()}
     try:
         baseline = os.path.join(work, "sqlite_baseline")
         sh("gcc", "-O2", "-o", baseline, os.path.join(os.path.dirname(__file__), "sqlite_baseline.c"), "-lsqlite3")
@@ -451,10 +453,12 @@ def main():
         restarted = Orgd(arguments.bin, work)
         results["startup_seconds"] = restarted.startup_seconds
         restarted.stop()
+        results["allocations_per_call"] = allocations_per_call(arguments.bin, work, loadgen, requests, seconds, warmup)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     report(results)
+    results["targets"] = targets(results)
     if arguments.json_out:
         with open(arguments.json_out, "w") as out:
             json.dump(results, out, indent=2, sort_keys=True)
@@ -474,6 +478,41 @@ def main_postgres(arguments):
     for problem in problems:
         print(f"not sane: {problem}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def allocations_per_call(bin_dir, work, loadgen, requests, seconds, warmup):
+    """Heap allocations orgd makes per call answered, by shape: orgd runs
+    again on the seeded database with bench/malloc_count.c preloaded, which
+    counts every malloc-family call; the counts read before and after each
+    loadgen run are divided by the answers loadgen got (warm-up included,
+    as the counts are). Connection set-up is counted too, spread over the
+    run's calls. The figures are what orgd's own code and its libraries
+    allocate for a call, not a measure of speed."""
+    counter = os.path.join(work, "malloc_count.so")
+    sh("gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-pthread", "-o", counter,
+       os.path.join(os.path.dirname(os.path.abspath(__file__)), "malloc_count.c"))
+    counts_file = os.path.join(work, "malloc.counts")
+    orgd = Orgd(bin_dir, work, environment={"LD_PRELOAD": counter, "MALLOC_COUNT_FILE": counts_file})
+
+    def counts():
+        time.sleep(0.06)  # the counter's thread writes every 20 ms
+        with open(counts_file) as numbers:
+            allocations, frees = (int(n) for n in numbers.read().split())
+        return allocations, frees
+    figures = {}
+    try:
+        for name, shape, connections in [("health_c50", "health", 50), ("check_access_c1", "check-access", 1),
+                                          ("check_access_c50", "check-access", 50), ("check_access_tcp_c50", "check-access-tcp", 50),
+                                          ("get_org_c50", "get-org", 50)]:
+            before = counts()
+            run = loadgen.run(orgd, requests[shape], connections, seconds, warmup, tcp=shape.endswith("-tcp"))
+            after = counts()
+            answers = sum(run["statusAllAnswers"].values())
+            figures[name] = {"calls": answers, "allocations": after[0] - before[0],
+                             "perCall": round((after[0] - before[0]) / answers, 2) if answers else 0.0}
+    finally:
+        orgd.stop()
+    return figures
 
 
 def sanity(r):
@@ -501,6 +540,9 @@ def sanity(r):
             problems.append(f"loadgen's {name} requests: {probe_result} (orgctl bench's mix is all allowed)")
         if name == "get-org" and not (probe_result.get("staff_on_page") and probe_result.get("patients_on_page")):
             problems.append(f"loadgen's get-org requests: empty pages {probe_result}")
+    for name, figure in r["allocations_per_call"].items():
+        if figure["calls"] <= 0 or figure["allocations"] <= 0:
+            problems.append(f"allocations per call, {name}: nothing counted {figure}")
     if r["rss_kib_1_connection"] <= 0:
         problems.append("resident memory not read")
     return problems
@@ -529,6 +571,43 @@ def verdict(ratio, higher_is_better, must, goal):
     return "goal met" if meets(goal) else "must met" if meets(must) else "not met"
 
 
+def targets(r):
+    """The issue's targets, each measured against a peer from this run: what,
+    orgd's figure, the peer and its figure, the ratio, which way is better,
+    the must and goal bounds and the verdict. Printed by report(), written
+    into --json-out and drawn by bench/charts.py."""
+    def calls(name):
+        return r[name]["callsPerSecond"]
+
+    def lat(name, key):
+        return r[name]["latencyMicroseconds"][key]
+
+    page = r["loadgen_probes"]["get-org"]
+    get_org = f"GetOrganization ({page.get('staff_on_page', 0)} staff + {page.get('patients_on_page', 0)} patients)"
+    rows = [
+        ("check_access_c50", "CheckAccess, Unix, 50 connections: calls/s", calls("loadgen_check_access_c50"),
+         "Redis GET c=50", r["redis_get_c50"]["calls_per_second"], True, 0.5, 1.0),
+        ("check_access_c50_p99", "  its p99 µs", lat("loadgen_check_access_c50", "p99"), "Redis GET c=50 p99",
+         r["redis_get_c50"]["p99_us"], False, 3.0, 2.0),
+        ("check_access_c1_p50", "CheckAccess, 1 connection: p50 µs", lat("loadgen_check_access_c1", "p50"), "Redis GET c=1 p50",
+         r["redis_get_c1"]["p50_us"], False, 2.0, 1.5),
+        ("check_access_c50_p16", "CheckAccess, 50 connections x 16 pipelined: calls/s", calls("loadgen_check_access_c50_p16"),
+         "Redis GET -P 16 c=50", r["redis_get_c50_p16"]["calls_per_second"], True, 0.25, 0.5),
+        ("check_access_tcp_c50", "CheckAccess, TCP, 50 connections: calls/s", calls("loadgen_check_access_tcp_c50"),
+         "orgd over Unix (loadgen)", calls("loadgen_check_access_c50"), True, 0.8, 0.9),
+        ("get_org_c50", f"{get_org}, 50 connections: calls/s", calls("loadgen_get_org_c50"),
+         "Redis LRANGE_100 c=50", r["redis_lrange_100_c50"]["calls_per_second"], True, 0.05, 0.1),
+        ("create_org_c64", "durable creates (FULL), 64 writers: calls/s", calls("loadgen_create_org_c64"),
+         "Redis SET c=64, fsync always", r["redis_set_aof_always_c64"]["calls_per_second"], True, 0.25, 0.5),
+    ]
+    out = []
+    for key, what, value, peer, peer_value, higher, must, goal in rows:
+        ratio = value / peer_value if peer_value else float("nan")
+        out.append({"key": key, "what": what, "orgd": value, "peer": peer, "peerValue": peer_value, "ratio": ratio,
+                    "higherIsBetter": higher, "must": must, "goal": goal, "verdict": verdict(ratio, higher, must, goal)})
+    return out
+
+
 def report(r):
     def calls(name):
         return r[name]["callsPerSecond"]
@@ -539,29 +618,12 @@ def report(r):
     def number(value):
         return f"{value:.3f}" if abs(value) < 10 else f"{value:,.0f}"
 
-    page = r["loadgen_probes"]["get-org"]
-    get_org = f"GetOrganization ({page.get('staff_on_page', 0)} staff + {page.get('patients_on_page', 0)} patients)"
     print("Targets: orgd driven by bench/loadgen.c; ratio = orgd / peer, both from this run")
-    targets = [
-        ("CheckAccess, Unix, 50 connections: calls/s", calls("loadgen_check_access_c50"),
-         "Redis GET c=50", r["redis_get_c50"]["calls_per_second"], True, 0.5, 1.0),
-        ("  its p99 µs", lat("loadgen_check_access_c50", "p99"), "Redis GET c=50 p99", r["redis_get_c50"]["p99_us"], False, 3.0, 2.0),
-        ("CheckAccess, 1 connection: p50 µs", lat("loadgen_check_access_c1", "p50"), "Redis GET c=1 p50", r["redis_get_c1"]["p50_us"], False, 2.0, 1.5),
-        ("CheckAccess, 50 connections x 16 pipelined: calls/s", calls("loadgen_check_access_c50_p16"),
-         "Redis GET -P 16 c=50", r["redis_get_c50_p16"]["calls_per_second"], True, 0.25, 0.5),
-        ("CheckAccess, TCP, 50 connections: calls/s", calls("loadgen_check_access_tcp_c50"),
-         "orgd over Unix (loadgen)", calls("loadgen_check_access_c50"), True, 0.8, 0.9),
-        (f"{get_org}, 50 connections: calls/s", calls("loadgen_get_org_c50"),
-         "Redis LRANGE_100 c=50", r["redis_lrange_100_c50"]["calls_per_second"], True, 0.05, 0.1),
-        ("durable creates (FULL), 64 writers: calls/s", calls("loadgen_create_org_c64"),
-         "Redis SET c=64, fsync always", r["redis_set_aof_always_c64"]["calls_per_second"], True, 0.25, 0.5),
-    ]
     print(f"{'what':62} {'orgd':>10}  {'peer':30} {'peer value':>11} {'ratio':>7} {'must':>7} {'goal':>7}  met")
-    for what, value, peer, peer_value, higher, must, goal in targets:
-        ratio = value / peer_value if peer_value else float("nan")
-        sign = "≥" if higher else "≤"
-        print(f"{what:62} {number(value):>10}  {peer:30} {number(peer_value):>11} {ratio:7.2f} {sign} {must:5.2f} {sign} {goal:5.2f}  "
-              f"{verdict(ratio, higher, must, goal)}")
+    for t in targets(r):
+        sign = "≥" if t["higherIsBetter"] else "≤"
+        print(f"{t['what']:62} {number(t['orgd']):>10}  {t['peer']:30} {number(t['peerValue']):>11} {t['ratio']:7.2f} "
+              f"{sign} {t['must']:5.2f} {sign} {t['goal']:5.2f}  {t['verdict']}")
 
     print()
     print("Other figures (orgd by loadgen unless marked orgctl bench)")
@@ -584,6 +646,11 @@ def report(r):
         ratio = f"{value / peer_value:7.2f}" if peer_value else " " * 7
         peer_text = number(peer_value) if peer_value is not None else ""
         print(f"{what:62} {number(value):>10}  {peer:30} {peer_text:>11} {ratio}  {goal}")
+
+    print()
+    print("Heap allocations per call (orgd with bench/malloc_count.c preloaded, driven by loadgen)")
+    for name, figure in r["allocations_per_call"].items():
+        print(f"  {name:24} {figure['perCall']:8.2f} per call ({figure['allocations']:,} over {figure['calls']:,} calls)")
 
     print()
     print("The two clients, CheckAccess over Unix at 50 connections (same daemon, back to back)")
