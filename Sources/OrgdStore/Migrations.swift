@@ -60,6 +60,9 @@ enum Migrations {
         migrator.registerMigration("v12: secrets kept in the database (the page-token key)") { db in
             try db.execute(sql: v12)
         }
+        migrator.registerMigration("v13: an organisation's staff and patients by (organisation, seq)") { db in
+            try db.execute(sql: v13)
+        }
         return migrator
     }
 
@@ -478,5 +481,16 @@ enum Migrations {
           name TEXT PRIMARY KEY,
           value BLOB NOT NULL CHECK (length(value) >= 32)
         ) STRICT;
+        """
+
+    // A page of an organisation's staff or patients (GetOrganization, the
+    // membership lists) is `organization_id = ? AND seq > ? ORDER BY seq
+    // LIMIT n`. With only the (organization_id, member) unique index, SQLite
+    // joined and sorted every member of the organisation to return the
+    // first n: a page of one cost as much as a page of all. By (organisation,
+    // seq) the search walks the page alone, in order, and stops.
+    static let v13 = """
+        CREATE INDEX staff_by_organization ON organization_staff_member(organization_id, seq);
+        CREATE INDEX patient_member_by_organization ON organization_patient_member(organization_id, seq);
         """
 }

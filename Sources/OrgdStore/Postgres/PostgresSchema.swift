@@ -27,6 +27,10 @@ public enum PostgresSchema {
         Migration(version: 12, name: "v12: secrets kept in the database (the page-token key)", statements: [
             "CREATE TABLE orgd_secret (name TEXT PRIMARY KEY, value BYTEA NOT NULL CHECK (octet_length(value) >= 32))",
         ]),
+        Migration(version: 13, name: "v13: an organisation's staff and patients by (organisation, seq)", statements: [
+            "CREATE INDEX staff_by_organization ON organization_staff_member(organization_id, seq)",
+            "CREATE INDEX patient_member_by_organization ON organization_patient_member(organization_id, seq)",
+        ]),
     ]
 
     /// The newest version this binary knows.
