@@ -62,7 +62,7 @@ public struct Dispatcher: Sendable {
         self.logger = logger
         self.serving = serving
         self.store = store
-        self.metrics = CallMetrics(factory: metrics)
+        self.metrics = CallMetrics(factory: metrics, methods: table.services.values.flatMap(\.values).map(\.fullName))
     }
 
     /// Every method the server serves and its access rule, sorted: the
