@@ -84,9 +84,25 @@ public struct Authenticator: Sendable {
     }
 
     static func bearerSecret(_ header: String) -> String? {
-        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        let secret = parts[1].trimmingCharacters(in: .whitespaces)
-        return secret.isEmpty ? nil : String(secret)
+        // "Bearer" in any case, one or more spaces, the secret; surrounding
+        // spaces and tabs ignored. Read on the UTF-8 bytes: no Foundation,
+        // no array of parts, one new string (the secret).
+        let bytes = header.utf8
+        func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        var start = bytes.startIndex
+        while start != bytes.endIndex, bytes[start] == UInt8(ascii: " ") { start = bytes.index(after: start) }
+        let scheme = "bearer".utf8
+        var cursor = start
+        for expected in scheme {
+            guard cursor != bytes.endIndex, bytes[cursor] | 0x20 == expected else { return nil }
+            cursor = bytes.index(after: cursor)
+        }
+        guard cursor != bytes.endIndex, bytes[cursor] == UInt8(ascii: " ") else { return nil }
+        while cursor != bytes.endIndex, bytes[cursor] == UInt8(ascii: " ") { cursor = bytes.index(after: cursor) }
+        while cursor != bytes.endIndex, isBlank(bytes[cursor]) { cursor = bytes.index(after: cursor) }
+        var end = bytes.endIndex
+        while end != cursor, isBlank(bytes[bytes.index(before: end)]) { end = bytes.index(before: end) }
+        guard cursor != end else { return nil }
+        return String(header[cursor..<end])
     }
 }

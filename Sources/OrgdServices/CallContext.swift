@@ -29,12 +29,19 @@ public struct Metadata: Sendable {
     private var entries: [(key: String, value: String)]
 
     public init(_ keyValues: [Ttrpc_KeyValue]) {
-        entries = keyValues.map { (key: $0.key.lowercased(), value: $0.value) }
+        entries = keyValues.map { (key: Self.lowercased($0.key), value: $0.value) }
     }
 
     /// Metadata from any transport's key-value pairs (gRPC's headers).
     public init(pairs: [(key: String, value: String)]) {
-        entries = pairs.map { (key: $0.key.lowercased(), value: $0.value) }
+        entries = pairs.map { (key: Self.lowercased($0.key), value: $0.value) }
+    }
+
+    /// The key itself when it is lower-case already (as clients send it):
+    /// no new string per call.
+    private static func lowercased(_ key: String) -> String {
+        key.utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) || !key.utf8.allSatisfy({ $0 < 0x80 })
+            ? key.lowercased() : key
     }
 
     /// The first value for `key`.

@@ -31,9 +31,20 @@ enum PageToken {
         guard let position else { return "" }
         let positionData = withUnsafeBytes(of: position.bigEndian) { Array($0) }
         let raw = positionData + Array(mac(position: positionData, scope: scope, key: key))
-        return Data(raw).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+        // Base64url without padding, in one pass over base64's bytes (three
+        // Foundation replacements were a tenth of a GetOrganization's CPU).
+        let base64 = Data(raw).base64EncodedData()
+        var url = [UInt8]()
+        url.reserveCapacity(base64.count)
+        for byte in base64 {
+            switch byte {
+            case UInt8(ascii: "+"): url.append(UInt8(ascii: "-"))
+            case UInt8(ascii: "/"): url.append(UInt8(ascii: "_"))
+            case UInt8(ascii: "="): continue
+            default: url.append(byte)
+            }
+        }
+        return String(decoding: url, as: UTF8.self)
     }
 
     /// The position in `token`, nil for an empty token (the first page). A
@@ -49,8 +60,8 @@ enum PageToken {
               token.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || (0x30...0x39).contains($0)
                   || (0x41...0x5a).contains($0) || (0x61...0x7a).contains($0) })
         else { throw refused }
-        var base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while base64.utf8.count % 4 != 0 { base64 += "=" }
+        var base64 = Data(token.utf8.map { $0 == UInt8(ascii: "-") ? UInt8(ascii: "+") : $0 == UInt8(ascii: "_") ? UInt8(ascii: "/") : $0 })
+        while base64.count % 4 != 0 { base64.append(UInt8(ascii: "=")) }
         guard let data = Data(base64Encoded: base64), data.count == tokenBytes else { throw refused }
         let bytes = [UInt8](data)
         let positionData = Array(bytes[..<positionBytes])

@@ -285,6 +285,6 @@ public struct AccessIndexView {
 
     /// `StoreTransaction.principal(forSecret:)`'s answer, from memory.
     public func principal(forSecret secret: String) -> TokenPrincipal? {
-        state.principal(forSecretHash: StoreTransaction.hash(secret: secret), nowMicros: nowMicros)
+        state.principal(forSecretHash: SecretHash(secret: secret), nowMicros: nowMicros)
     }
 }

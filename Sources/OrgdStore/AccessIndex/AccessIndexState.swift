@@ -178,8 +178,8 @@ struct AccessIndexState: Sendable {
     }
 
     /// Who a bearer token speaks for, as `StoreTransaction.principal(forSecret:)` decides.
-    func principal(forSecretHash hash: [UInt8], nowMicros: Int64) -> TokenPrincipal? {
-        guard let key = SecretHash(hash), let token = tokens[key] else { return nil }
+    func principal(forSecretHash key: SecretHash, nowMicros: Int64) -> TokenPrincipal? {
+        guard let token = tokens[key] else { return nil }
         if let expire = token.expireMicros, expire <= nowMicros { return nil }
         if let user = token.user {
             guard let record = tokenUsers[user], record.status != .disabled else { return nil }

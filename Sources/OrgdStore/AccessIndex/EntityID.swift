@@ -1,3 +1,5 @@
+import Crypto
+
 /// An entity's id as the access index holds it: the 128 bits of the UUID
 /// orgd gave it, in two words, instead of its 36-character text. Ordered as
 /// the lowercase text is (so "the smallest id" means the same in both).
@@ -67,9 +69,24 @@ struct SecretHash: Hashable, Sendable {
 
     init?(_ bytes: some Collection<UInt8>) {
         guard bytes.count == 32 else { return nil }
-        var words: [UInt64] = [0, 0, 0, 0]
-        for (index, byte) in bytes.enumerated() { words[index / 8] = words[index / 8] << 8 | UInt64(byte) }
-        self.words = (words[0], words[1], words[2], words[3])
+        var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        for (index, byte) in bytes.enumerated() {
+            switch index / 8 {
+            case 0: words.0 = words.0 << 8 | UInt64(byte)
+            case 1: words.1 = words.1 << 8 | UInt64(byte)
+            case 2: words.2 = words.2 << 8 | UInt64(byte)
+            default: words.3 = words.3 << 8 | UInt64(byte)
+            }
+        }
+        self.words = words
+    }
+
+    /// The SHA-256 of a presented secret's UTF-8, hashed in place (no copy
+    /// of the secret, no array for the digest).
+    init(secret: String) {
+        var secret = secret
+        let digest = secret.withUTF8 { SHA256.hash(data: UnsafeRawBufferPointer($0)) }
+        self = digest.withUnsafeBytes { SecretHash($0)! }
     }
 
     static func == (a: SecretHash, b: SecretHash) -> Bool {
