@@ -168,9 +168,12 @@ def loadgen_requests(call, data, token=None, tag="run"):
             body = (pb_field(1, draw.choice(data["agents"][patient["organization"]])) + pb_field(2, patient["id"])
                     + pb_field(3, pb_field(2, system) + pb_field(3, code)))
             messages.append(ttrpc_request("orgd.v1.ConsentService", "CheckAccess", body, metadata))
-    elif call == "get-org":
+    elif call.startswith("get-org"):
+        # get-org: pages of 10 staff and 50 patients; get-org-1: of one each;
+        # get-org-200: 10 staff and 200 patients (the per-entry cost's two ends).
+        staff, patients = {"get-org": (10, 50), "get-org-1": (1, 1), "get-org-200": (10, 200)}[call]
         for _ in range(4096):
-            body = pb_field(1, draw.choice(data["organizations"])) + pb_field(2, 10) + pb_field(4, 50)
+            body = pb_field(1, draw.choice(data["organizations"])) + pb_field(2, staff) + pb_field(4, patients)
             messages.append(ttrpc_request("orgd.v1.OrganizationService", "GetOrganization", body, metadata))
     elif call == "create-org":
         for index in range(65536):
@@ -417,7 +420,8 @@ def main():
             requests, probes = {}, {}
             for name, call, token in [("health", "health", None), ("check-access", "check-access", None),
                                       ("check-access-tcp", "check-access", seeded["serviceToken"]),
-                                      ("get-org", "get-org", None), ("create-org", "create-org", None)]:
+                                      ("get-org", "get-org", None), ("get-org-1", "get-org-1", None),
+                                      ("get-org-200", "get-org-200", None), ("create-org", "create-org", None)]:
                 messages = loadgen_requests(call, seeded, token=token, tag=os.path.basename(work))
                 requests[name] = write_requests(os.path.join(work, f"{name}.requests"), messages)
                 address = ("127.0.0.1", orgd.port) if token else orgd.socket
@@ -438,6 +442,10 @@ def main():
             results["loadgen_check_access_c50_p16"] = lg("check-access", 50, pipeline=16)
             results["loadgen_check_access_tcp_c50"] = lg("check-access-tcp", 50)
             results["loadgen_get_org_c50"] = lg("get-org", 50)
+            # The cost of one listed entry: the same call with pages of one
+            # staff member and one patient, and of 10 and 200 (per_entry_cost).
+            results["loadgen_get_org_1_c50"] = lg("get-org-1", 50)
+            results["loadgen_get_org_200_c50"] = lg("get-org-200", 50)
             results["orgd_create_org_c64"] = orgd.bench("--call", "create-org", "--connections", "64", *common)
             results["orgd_answer_consent_c64"] = orgd.bench("--call", "answer-consent", "--connections", "64", *common)
             results["loadgen_create_org_c64"] = lg("create-org", 64)
@@ -454,6 +462,7 @@ def main():
         results["startup_seconds"] = restarted.startup_seconds
         restarted.stop()
         results["allocations_per_call"] = allocations_per_call(arguments.bin, work, loadgen, requests, seconds, warmup)
+        results["get_org_per_entry"] = per_entry_cost(results)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -480,6 +489,33 @@ def main_postgres(arguments):
     return 1 if problems else 0
 
 
+def per_entry_cost(r):
+    """What one more listed entry costs GetOrganization: the difference
+    between pages of 10 staff + 200 patients and of 1 + 1 (entries as the
+    probes counted them), in orgd's CPU per call (/proc, whole run), in
+    latency at 50 connections (p50), and in heap allocations; divided by the
+    difference in entries."""
+    small, large = r["loadgen_probes"]["get-org-1"], r["loadgen_probes"]["get-org-200"]
+    entries = (large["staff_on_page"] + large["patients_on_page"]) - (small["staff_on_page"] + small["patients_on_page"])
+
+    def cpu_per_call(name):
+        run = r[name]
+        return 1e6 * run["serverCpuSeconds"] / sum(run["statusAllAnswers"].values())
+    a, b = "loadgen_get_org_1_c50", "loadgen_get_org_200_c50"
+    allocations = r.get("allocations_per_call", {})
+    return {
+        "entries": entries,
+        "serverCpuMicrosecondsPerCall": {"small": round(cpu_per_call(a), 2), "large": round(cpu_per_call(b), 2)},
+        "serverCpuMicrosecondsPerEntry": round((cpu_per_call(b) - cpu_per_call(a)) / entries, 3) if entries else 0.0,
+        "p50MicrosecondsPerEntry": round((r[b]["latencyMicroseconds"]["p50"] - r[a]["latencyMicroseconds"]["p50"]) / entries, 3)
+        if entries else 0.0,
+        "allocationsPerEntry": round((allocations["get_org_200_c50"]["perCall"] - allocations["get_org_1_c50"]["perCall"]) / entries, 2)
+        if entries and "get_org_200_c50" in allocations else None,
+        "serverCpuMicrosecondsFixed": round(cpu_per_call(a) - (small["staff_on_page"] + small["patients_on_page"])
+                                            * (cpu_per_call(b) - cpu_per_call(a)) / entries, 2) if entries else 0.0,
+    }
+
+
 def allocations_per_call(bin_dir, work, loadgen, requests, seconds, warmup):
     """Heap allocations orgd makes per call answered, by shape: orgd runs
     again on the seeded database with bench/malloc_count.c preloaded, which
@@ -503,7 +539,8 @@ def allocations_per_call(bin_dir, work, loadgen, requests, seconds, warmup):
     try:
         for name, shape, connections in [("health_c50", "health", 50), ("check_access_c1", "check-access", 1),
                                           ("check_access_c50", "check-access", 50), ("check_access_tcp_c50", "check-access-tcp", 50),
-                                          ("get_org_c50", "get-org", 50)]:
+                                          ("get_org_c50", "get-org", 50), ("get_org_1_c50", "get-org-1", 50),
+                                          ("get_org_200_c50", "get-org-200", 50)]:
             before = counts()
             run = loadgen.run(orgd, requests[shape], connections, seconds, warmup, tcp=shape.endswith("-tcp"))
             after = counts()
@@ -538,7 +575,7 @@ def sanity(r):
             problems.append(f"loadgen's {name} requests: answered {probe_result['status']} (codes) when probed")
         if name.startswith("check-access") and (probe_result.get("denied") or not probe_result.get("allowed")):
             problems.append(f"loadgen's {name} requests: {probe_result} (orgctl bench's mix is all allowed)")
-        if name == "get-org" and not (probe_result.get("staff_on_page") and probe_result.get("patients_on_page")):
+        if name.startswith("get-org") and not (probe_result.get("staff_on_page") and probe_result.get("patients_on_page")):
             problems.append(f"loadgen's get-org requests: empty pages {probe_result}")
     for name, figure in r["allocations_per_call"].items():
         if figure["calls"] <= 0 or figure["allocations"] <= 0:
@@ -651,6 +688,11 @@ def report(r):
     print("Heap allocations per call (orgd with bench/malloc_count.c preloaded, driven by loadgen)")
     for name, figure in r["allocations_per_call"].items():
         print(f"  {name:24} {figure['perCall']:8.2f} per call ({figure['allocations']:,} over {figure['calls']:,} calls)")
+
+    cost = r["get_org_per_entry"]
+    print(f"GetOrganization, cost of one more listed entry (pages of 1+1 against 10+200, {cost['entries']} entries apart, "
+          f"50 connections): {cost['serverCpuMicrosecondsPerEntry']:.2f} µs of orgd CPU, {cost['p50MicrosecondsPerEntry']:.2f} µs "
+          f"of p50, {cost['allocationsPerEntry']} allocations; fixed part {cost['serverCpuMicrosecondsFixed']:.1f} µs of CPU per call")
 
     print()
     print("The two clients, CheckAccess over Unix at 50 connections (same daemon, back to back)")
