@@ -28,7 +28,7 @@ ORGD, PEER = "#1565c0", "#9e9e9e"
 
 def subtitle(r):
     size = "quick run" if r.get("quick") else "full run"
-    started = next((v["startedAtUtc"] for v in r.values() if isinstance(v, dict) and "startedAtUtc" in v), "")
+    started = min((v["startedAtUtc"] for v in r.values() if isinstance(v, dict) and "startedAtUtc" in v), default="")
     return (f"scripts/bench, {size}, started {started} UTC; client and server on the same {r.get('cores', '?')} cores\n"
             f"seed {r.get('seed', '?')}")
 

@@ -17,6 +17,9 @@ struct SQLiteBackend: Sendable {
     /// How long a connection waits for another's lock before SQLITE_BUSY.
     static let busyTimeoutMilliseconds: Int32 = 10_000
 
+    /// Page cache per connection, KiB.
+    static let pageCacheKiB = 16384
+
     init(
         path: String, durability: Durability, clock: @escaping @Sendable () -> Date, logger: Logger,
         metrics: any MetricsFactory, sqlTrace: (@Sendable (String) -> Void)?
@@ -37,6 +40,12 @@ struct SQLiteBackend: Sendable {
             // Deleted and overwritten content is zeroed in the pages (and
             // freed pages), so an erased secret leaves no copy in the file.
             try db.execute(sql: "PRAGMA secure_delete = ON")
+            // 16 MiB of page cache per connection (SQLite's default is 2 MiB):
+            // with less, a GetOrganization of 200 patients spent a quarter
+            // of its CPU in pread, the membership, patient and user pages
+            // it walks evicting each other. Each connection keeps its own
+            // cache; nine (eight readers and the writer) at most.
+            try db.execute(sql: "PRAGMA cache_size = -\(Self.pageCacheKiB)")
             if let statementTrace { db.trace { statementTrace($0.description) } }
         }
         let pool: DatabasePool
